@@ -1,0 +1,146 @@
+"""A real Prometheus server on loopback, scraping targets a test or the demo gives it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from deploy.local.errors import ServiceError
+from deploy.local.process import (
+    REPO_ROOT,
+    ManagedProcess,
+    free_port,
+    make_run_dir,
+    require_free_port,
+    wait_until,
+)
+
+RULES_DIR = REPO_ROOT / "deploy" / "prometheus" / "rules"
+_FAILURE_HINTS = {"address already in use": "its port is already in use by another process"}
+
+
+def prometheus_binary() -> str:
+    """Path of the prometheus executable."""
+    path = shutil.which("prometheus")
+    if path is None:
+        raise ServiceError("Prometheus is not installed: run `make deps` (apt-get install prometheus)")
+    return path
+
+
+def render_config(
+    targets: Sequence[str], scrape_interval: str = "1s", rule_files: Iterable[Path] = ()
+) -> str:
+    """A prometheus.yml scraping ``targets`` (host:port) as job ``mhst-worker``."""
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": [
+            {"job_name": "mhst-worker", "static_configs": [{"targets": list(targets)}]}
+        ],
+    }
+    return json.dumps(config, indent=2)  # JSON is valid YAML
+
+
+class PrometheusServer:
+    """One Prometheus on 127.0.0.1; ``set_targets`` rewrites the scrape list and reloads."""
+
+    def __init__(self, port: int | None = None, scrape_interval: str = "1s") -> None:
+        self.port = port or free_port()
+        self.scrape_interval = scrape_interval
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.run_dir: Path | None = None
+        self.process: ManagedProcess | None = None
+        self._rule_files: list[Path] = []
+
+    @classmethod
+    def attach(cls, url: str, config_path: Path) -> PrometheusServer:
+        """A handle on a Prometheus started elsewhere (``python -m deploy.local up``)."""
+        server = cls(port=int(url.rsplit(":", 1)[1]))
+        server.run_dir = config_path.parent
+        return server
+
+    @property
+    def config_path(self) -> Path:
+        """The generated configuration file."""
+        if self.run_dir is None:
+            raise ServiceError("Prometheus was not started")
+        return self.run_dir / "prometheus.yml"
+
+    def start(self, targets: Sequence[str] = (), rule_files: Iterable[Path] = ()) -> None:
+        """Write the config and start the server (returns before it is ready)."""
+        require_free_port("Prometheus", self.port)
+        self.run_dir = make_run_dir("prometheus")
+        self._rule_files = list(rule_files)
+        self.config_path.write_text(render_config(targets, self.scrape_interval, self._rule_files))
+        self.process = ManagedProcess(
+            "Prometheus",
+            [
+                prometheus_binary(),
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.run_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+            self.run_dir / "prometheus.log",
+            stop_signal=signal.SIGTERM,
+        )
+        self.process.start()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until ``/-/ready`` answers 200."""
+        if self.process is None:
+            raise ServiceError("Prometheus was not started")
+        wait_until("/-/ready", self._ready, self.process, timeout, _FAILURE_HINTS)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:  # noqa: S310
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def set_targets(self, targets: Sequence[str]) -> None:
+        """Scrape exactly these host:port targets from now on."""
+        self.config_path.write_text(render_config(targets, self.scrape_interval, self._rule_files))
+        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+            if resp.status != 200:
+                raise ServiceError(f"Prometheus refused the new configuration: {resp.status}")
+
+    def query(self, promql: str, time: float | None = None) -> list[dict[str, Any]]:
+        """Run an instant query; returns the result vector, raising on a query error."""
+        params = {"query": promql}
+        if time is not None:
+            params["time"] = str(time)
+        return self._api("query", params)["result"]  # type: ignore[no-any-return]
+
+    def targets_up(self) -> dict[str, str]:
+        """Each active target's scrape URL and health (``up``, ``down``, ``unknown``)."""
+        data = self._api("targets", {"state": "active"})
+        return {t["scrapeUrl"]: t["health"] for t in data["activeTargets"]}
+
+    def _api(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
+        url = f"{self.url}/api/v1/{endpoint}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310
+                body = json.load(resp)
+        except urllib.error.HTTPError as err:
+            body = json.load(err)
+        if body.get("status") != "success":
+            raise ServiceError(f"Prometheus {endpoint} failed: {body.get('error')}")
+        return body["data"]  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """Stop the server and delete its data."""
+        if self.process is not None:
+            self.process.stop()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""The Faust stream workers: topics, tables, agents and timers around the clock engine."""

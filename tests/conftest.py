@@ -1,0 +1,96 @@
+"""Session fixtures for the real services: a Kafka broker, a PostgreSQL server, a Prometheus.
+
+Each service starts on free loopback ports the first time a test asks for it and stops at
+the end of the session. With ``MHST_USE_RUNNING_STACK=1`` the tests use the stack that
+``python -m deploy.local up`` started instead (see README). A service that cannot start
+makes every test that needs it fail with the cause: nothing is skipped for a missing service.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from deploy.local import KafkaBroker, PostgresServer, PrometheusServer
+from deploy.local.stack import DATABASE_VAR, KAFKA_VAR, PROMETHEUS_VAR, read_env_file
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let SIGTERM stop the run like Ctrl-C, so session fixtures stop their services.
+
+    The run also receives SIGTERM if whatever started it dies; services started by the run
+    are killed by the kernel if the run itself is killed (see deploy.local.process).
+    """
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _running_stack() -> dict[str, str]:
+    if os.environ.get("MHST_USE_RUNNING_STACK") != "1":
+        return {}
+    env = read_env_file()
+    if not env:
+        raise RuntimeError("MHST_USE_RUNNING_STACK=1 but no stack is up: run `make stack`")
+    return env
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap address of a real Kafka broker."""
+    running = _running_stack()
+    if running:
+        yield running[KAFKA_VAR]
+        return
+    broker = KafkaBroker()
+    try:
+        broker.start()
+        broker.wait_ready()
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL (asyncpg driver) of a real PostgreSQL database."""
+    running = _running_stack()
+    if running:
+        yield running[DATABASE_VAR]
+        return
+    server = PostgresServer()
+    try:
+        server.start()
+        server.wait_ready()
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[PrometheusServer]:
+    """A real Prometheus server; ``set_targets`` points it at the workers under test."""
+    running = _running_stack()
+    if running:
+        yield PrometheusServer.attach(
+            running[PROMETHEUS_VAR], Path(running["MHST_PROMETHEUS_CONFIG"])
+        )
+        return
+    server = PrometheusServer()
+    try:
+        server.start()
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
