@@ -94,3 +94,21 @@ def prometheus() -> Iterator[PrometheusServer]:
         yield server
     finally:
         server.stop()
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember skipped tests, so CI can refuse a run that skipped any."""
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a failure: every test must run against the real services."""
+    if os.environ.get("CI") == "true" and _skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nCI: {len(_skipped)} test(s) were skipped, which CI does not allow:")
+        for nodeid in _skipped:
+            print(f"  {nodeid}")

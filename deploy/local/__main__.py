@@ -24,7 +24,9 @@ def _up() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with running_stack(
-        env_port("MHST_KAFKA_PORT"), env_port("MHST_POSTGRES_PORT"), env_port("MHST_PROMETHEUS_PORT")
+        env_port("MHST_KAFKA_PORT"),
+        env_port("MHST_POSTGRES_PORT"),
+        env_port("MHST_PROMETHEUS_PORT"),
     ) as addresses:
         write_env_file(addresses)
         print("local stack is up:")

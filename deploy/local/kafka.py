@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from deploy.local.errors import ServiceError
@@ -43,12 +44,23 @@ def kafka_lib_dir(version: str = KAFKA_VERSION) -> Path:
         return lib
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise ServiceError("Kafka needs Java and Maven: run `make deps` (apt-get install maven)")
-    print(f"fetching Apache Kafka {version} from Maven Central into {lib} (once)", flush=True)
+    print(
+        f"fetching Apache Kafka {version} from Maven Central into {lib} (once)",
+        file=sys.stderr,
+        flush=True,
+    )
     lib.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [
-            "mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}",
-            "dependency:copy-dependencies", f"-DoutputDirectory={lib}", "-DincludeScope=runtime",
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            f"-Dkafka.version={version}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={lib}",
+            "-DincludeScope=runtime",
         ],
         capture_output=True,
         text=True,
@@ -92,14 +104,32 @@ class KafkaBroker:
             **os.environ,
             "KAFKA_LOG4J_OPTS": "",
         }
-        cluster_id = subprocess.run(  # noqa: S603
-            [*java, "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True, text=True, check=True, env=env,
-        ).stdout.strip().splitlines()[-1]
-        subprocess.run(  # noqa: S603
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
-             "--ignore-formatted"],
-            capture_output=True, text=True, check=True, env=env,
+        cluster_id = (
+            subprocess.run(
+                [*java, "kafka.tools.StorageTool", "random-uuid"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        subprocess.run(
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
         )
         log4j = self.run_dir / "log4j.properties"
         log4j.write_text(
@@ -114,8 +144,16 @@ class KafkaBroker:
         self.process = ManagedProcess(
             "Kafka",
             [
-                "java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
-                f"-Dlog4j.configuration=file:{log4j}", "-cp", classpath, "kafka.Kafka", str(props),
+                "java",
+                f"-Xmx{heap}",
+                f"-Xms{heap}",
+                "-XX:+UseG1GC",
+                "-XX:TieredStopAtLevel=1",
+                f"-Dlog4j.configuration=file:{log4j}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
             ],
             self.run_dir / "kafka.log",
             stop_signal=signal.SIGTERM,
@@ -156,7 +194,7 @@ async def _list_topics(bootstrap: str) -> list[str] | None:
     try:
         await admin.start()
         return list(await admin.list_topics())
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:
         return None
     finally:
         await admin.close()

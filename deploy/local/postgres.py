@@ -67,21 +67,48 @@ class PostgresServer:
         bindir = postgres_bindir()
         self.run_dir = make_run_dir("postgres", owner=self.user)
         data = self.run_dir / "data"
-        initdb = subprocess.run(  # noqa: S603
-            [str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
-             "-E", "UTF8", "--locale=C", "--no-sync"],
-            capture_output=True, text=True, check=False, user=self.user, cwd=self.run_dir,
+        initdb = subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            user=self.user,
+            cwd=self.run_dir,
         )
         if initdb.returncode != 0:
             raise ServiceError(f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}")
         self.process = ManagedProcess(
             "PostgreSQL",
             [
-                str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-                "-k", str(self.run_dir), "-c", "listen_addresses=127.0.0.1",
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.run_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
                 # A throwaway cluster: durability is not needed, speed is.
-                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                "-c", "max_connections=200",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
             ],
             self.run_dir / "postgres.log",
             stop_signal=signal.SIGINT,  # "fast" shutdown
@@ -131,7 +158,7 @@ async def _ensure_database(port: int) -> bool:
         conn = await asyncpg.connect(
             host="127.0.0.1", port=port, user=SUPERUSER, database="postgres", timeout=2
         )
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):

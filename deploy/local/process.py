@@ -127,7 +127,7 @@ class ManagedProcess:
     def start(self) -> None:
         """Start the process with its output appended to the log file."""
         with self.log_path.open("ab") as log:
-            self._popen = subprocess.Popen(  # noqa: S603 - argv is built by this package
+            self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -139,7 +139,7 @@ class ManagedProcess:
                 # Own session: a Ctrl-C at the terminal reaches the run, which stops the
                 # services in order, instead of killing them under running tests.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+                preexec_fn=_die_with_parent,
             )
 
     def exit_code(self) -> int | None:

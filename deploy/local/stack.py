@@ -56,8 +56,8 @@ def read_env_file(path: Path = STACK_ENV) -> dict[str, str]:
     """The addresses recorded by ``write_env_file`` (empty when no stack is up)."""
     if not path.exists():
         return {}
-    pairs = (line.removeprefix("export ").split("=", 1) for line in path.read_text().splitlines())
-    return {key: value for key, value in pairs}
+    lines = path.read_text().splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines if "=" in line)
 
 
 @contextlib.contextmanager
