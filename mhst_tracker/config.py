@@ -1,0 +1,92 @@
+"""Settings from the environment, one place for every component (workers, sink, CLI).
+
+Every variable is named ``MHST_*``; the README lists them. Values are validated here, so a
+typo fails at start-up with the variable's name rather than deep inside a worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mhst_tracker.timesource import TimeSource, parse_time_source
+
+EVENTS_TOPIC = "mhst.referral-events"
+ALERTS_TOPIC = "mhst.breach-alerts"
+DLQ_TOPIC = "mhst.referral-events.dlq"
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the tracker cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The tracker's settings; ``Settings.from_env()`` reads them from ``MHST_*`` variables."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "sqlite+aiosqlite:///mhst-tracker.db"
+    profile_path: Path | None = None
+    clock: str = "wall"
+    partitions: int = 12
+    metrics_port: int = 9464
+    metrics_school_labels: bool = True
+    worker_data_dir: Path = Path(".cache/worker")
+    topic_prefix: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``)."""
+        env = os.environ if env is None else env
+        defaults = cls()
+        profile = env.get("MHST_PROFILE")
+        settings = cls(
+            kafka_bootstrap=env.get("MHST_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+            database_url=env.get("MHST_DATABASE_URL", defaults.database_url),
+            profile_path=Path(profile) if profile else None,
+            clock=env.get("MHST_CLOCK", defaults.clock),
+            partitions=_int(env, "MHST_PARTITIONS", defaults.partitions, minimum=1),
+            metrics_port=_int(env, "MHST_METRICS_PORT", defaults.metrics_port, minimum=0),
+            metrics_school_labels=_bool(env, "MHST_METRICS_SCHOOL_LABELS", True),
+            worker_data_dir=Path(env.get("MHST_WORKER_DATA_DIR", str(defaults.worker_data_dir))),
+            topic_prefix=env.get("MHST_TOPIC_PREFIX", ""),
+        )
+        settings.time_source()  # validate MHST_CLOCK now
+        return settings
+
+    def time_source(self) -> TimeSource:
+        """The clock the workers read "now" from (``MHST_CLOCK``)."""
+        try:
+            return parse_time_source(self.clock)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+
+    def topic(self, name: str) -> str:
+        """A topic's full name (``MHST_TOPIC_PREFIX`` lets tests isolate their topics)."""
+        return f"{self.topic_prefix}{name}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from err
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
