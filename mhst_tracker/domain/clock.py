@@ -1,0 +1,372 @@
+"""The four-week clock of one referral: an incremental, order-independent fold of its events.
+
+:class:`ReferralClock` keeps only what the rules need, so applying an event is O(1):
+the event ids seen (the idempotency keys), the earliest ``referral_received`` with its team
+and school, the earliest event of every other kind that matters once (each stage event type,
+``referral_closed``), and every ``appointment_dna``. "Earliest" compares ``occurred_at`` as
+an instant and breaks ties by the smaller ``event_id``, so arrival order never matters.
+:meth:`ReferralClock.state` turns that into a :class:`ReferralState` as of any moment T,
+considering only events with ``occurred_at <= T``.
+
+The rules are those of the domain page. Decisions where it is silent:
+
+* **Dates.** Every date is the local date in the profile's time zone. The "as of" date is
+  the local date of T; a stage is breached from 00:00 local on the day after its due date.
+* **De-duplication** is per referral: the stream is partitioned by referral, so no worker
+  ever sees another referral's event ids. The first event seen with an id wins.
+* **Team and school** come from the earliest receipt (the one that starts the clock). A
+  ``no_receipt`` referral has neither, whatever its other events say.
+* **Completion facts win over closure.** A stage completed by an event dated after the
+  closure is judged by its completion date (met or late): the child was seen, so the
+  closure was premature. Closure only decides stages that were never completed, and a
+  closed referral whose final stage was completed has a ``seen_*`` status.
+* **Closure dated before the receipt** closes the referral on the receipt date (days
+  waited 0) and adds the flag ``closed_before_receipt``.
+* **stage_before_receipt** is set when a stage's completion *date* is before the receipt
+  date; an event a few hours before the receipt on the same local date is not flagged.
+* **DNAs** are counted whatever their date (also after closure or before receipt); they
+  never change a stage.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from mhst_tracker.domain.errors import ClockError
+from mhst_tracker.domain.events import Event, EventType
+from mhst_tracker.domain.profile import Profile
+
+CLOCK_FORMAT_VERSION: Final = 1
+
+
+class StageStatus(StrEnum):
+    """Where one stage stands as of a moment."""
+
+    MET = "met"
+    BREACHED = "breached"
+    PENDING = "pending"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class ReferralStatus(StrEnum):
+    """Where a referral stands against the standard as of a moment."""
+
+    SEEN_WITHIN_STANDARD = "seen_within_standard"
+    SEEN_LATE = "seen_late"
+    CLOSED_BEFORE_INTERVENTION = "closed_before_intervention"
+    WAITING_BREACHED = "waiting_breached"
+    WAITING_WITHIN_STANDARD = "waiting_within_standard"
+    NO_RECEIPT = "no_receipt"
+
+
+WAITING_STATUSES: Final = frozenset(
+    {ReferralStatus.WAITING_BREACHED, ReferralStatus.WAITING_WITHIN_STANDARD}
+)
+SEEN_STATUSES: Final = frozenset({ReferralStatus.SEEN_WITHIN_STANDARD, ReferralStatus.SEEN_LATE})
+
+
+class Flag(StrEnum):
+    """Data-quality remarks on a referral's events."""
+
+    STAGE_BEFORE_RECEIPT = "stage_before_receipt"
+    CLOSED_BEFORE_RECEIPT = "closed_before_receipt"
+
+
+@dataclass(frozen=True, slots=True)
+class StageState:
+    """One stage as of a moment: its due date, completion date (if any) and state."""
+
+    due_on: date
+    done_on: date | None
+    state: StageStatus
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The JSON shape of the domain page: ``due_on``, ``done_on``, ``state``."""
+        return {
+            "due_on": self.due_on.isoformat(),
+            "done_on": None if self.done_on is None else self.done_on.isoformat(),
+            "state": self.state.value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralState:
+    """A referral against the standard as of ``as_of``.
+
+    ``stages`` maps every stage of the profile, in pathway order, to its state, or to
+    ``None`` for a ``no_receipt`` referral. ``at_risk_stages`` names the pending stages of a
+    waiting referral whose warning day (``Stage.at_risk_day``, in days waited) has been
+    reached. ``as_of`` and ``at_risk_stages`` are not part of :meth:`to_dict`.
+    """
+
+    referral_id: str
+    team_id: str | None
+    school_id: str | None
+    status: ReferralStatus
+    received_on: date | None
+    days_waited: int | None
+    dna_count: int
+    flags: tuple[Flag, ...]
+    stages: Mapping[str, StageState | None]
+    as_of: datetime
+    at_risk_stages: tuple[str, ...] = ()
+
+    @property
+    def is_waiting(self) -> bool:
+        """Open, received, and the final stage not started."""
+        return self.status in WAITING_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The referral object of the replay output, exactly as on the domain page."""
+        return {
+            "referral_id": self.referral_id,
+            "team_id": self.team_id,
+            "school_id": self.school_id,
+            "status": self.status.value,
+            "received_on": None if self.received_on is None else self.received_on.isoformat(),
+            "days_waited": self.days_waited,
+            "dna_count": self.dna_count,
+            "flags": [flag.value for flag in self.flags],
+            "stages": {
+                name: None if stage is None else stage.to_dict()
+                for name, stage in self.stages.items()
+            },
+        }
+
+
+_Mark = tuple[datetime, str]
+"""An event's instant (in UTC) and id: the key that decides which event is earliest."""
+
+
+class ReferralClock:
+    """The accumulated facts of one referral; apply events in any order, ask for a state."""
+
+    __slots__ = (
+        "_dnas",
+        "_event_ids",
+        "_firsts",
+        "_receipt",
+        "_school_id",
+        "_team_id",
+        "referral_id",
+    )
+
+    def __init__(self, referral_id: str) -> None:
+        self.referral_id = referral_id
+        self._event_ids: set[str] = set()
+        self._receipt: _Mark | None = None
+        self._team_id: str | None = None
+        self._school_id: str | None = None
+        self._firsts: dict[EventType, _Mark] = {}
+        self._dnas: list[_Mark] = []
+
+    @property
+    def event_count(self) -> int:
+        """How many distinct events (by ``event_id``) have been applied."""
+        return len(self._event_ids)
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event in; ``False`` (and no change) if its ``event_id`` was seen before."""
+        if event.referral_id != self.referral_id:
+            raise ClockError("event belongs to another referral")
+        event_id = event.event_id
+        event_ids = self._event_ids
+        if event_id in event_ids:
+            return False
+        event_ids.add(event_id)
+        occurred_at = event.occurred_at
+        if occurred_at.tzinfo is not UTC:
+            occurred_at = occurred_at.astimezone(UTC)
+        mark = (occurred_at, event_id)
+        event_type = event.type
+        if event_type is EventType.APPOINTMENT_DNA:
+            self._dnas.append(mark)
+        elif event_type is EventType.REFERRAL_RECEIVED:
+            if self._receipt is None or mark < self._receipt:
+                self._receipt = mark
+                self._team_id = event.team_id
+                self._school_id = event.school_id
+        else:
+            first = self._firsts.get(event_type)
+            if first is None or mark < first:
+                self._firsts[event_type] = mark
+        return True
+
+    def state(self, as_of: datetime, profile: Profile) -> ReferralState:
+        """The referral as of ``as_of`` (an aware datetime) under ``profile``."""
+        if as_of.utcoffset() is None:
+            raise ClockError("as_of must be timezone-aware")
+        moment = as_of.astimezone(UTC)
+        dna_count = sum(1 for mark in self._dnas if mark[0] <= moment)
+        receipt = self._receipt
+        if receipt is None or receipt[0] > moment:
+            return ReferralState(
+                referral_id=self.referral_id,
+                team_id=None,
+                school_id=None,
+                status=ReferralStatus.NO_RECEIPT,
+                received_on=None,
+                days_waited=None,
+                dna_count=dna_count,
+                flags=(),
+                stages=dict.fromkeys((stage.name for stage in profile.stages), None),
+                as_of=as_of,
+            )
+        zone = profile.timezone
+        received_on = receipt[0].astimezone(zone).date()
+        today = moment.astimezone(zone).date()
+        flags: list[Flag] = []
+
+        done_dates = self._completion_dates(moment, profile)
+        if any(done_on is not None and done_on < received_on for done_on in done_dates):
+            flags.append(Flag.STAGE_BEFORE_RECEIPT)
+
+        close_on: date | None = None
+        closure = self._firsts.get(EventType.REFERRAL_CLOSED)
+        if closure is not None and closure[0] <= moment:
+            close_on = closure[0].astimezone(zone).date()
+            if close_on < received_on:
+                flags.append(Flag.CLOSED_BEFORE_RECEIPT)
+                close_on = received_on
+
+        stage_states = [
+            _stage_state(received_on + timedelta(days=stage.target_days), done_on, close_on, today)
+            for stage, done_on in zip(profile.stages, done_dates, strict=True)
+        ]
+        final = stage_states[-1]
+        if final.done_on is not None:
+            met = final.state is StageStatus.MET
+            status = ReferralStatus.SEEN_WITHIN_STANDARD if met else ReferralStatus.SEEN_LATE
+            days_waited = max(0, (final.done_on - received_on).days)
+        elif close_on is not None:
+            status = ReferralStatus.CLOSED_BEFORE_INTERVENTION
+            days_waited = (close_on - received_on).days
+        else:
+            late = today > final.due_on
+            status = (
+                ReferralStatus.WAITING_BREACHED if late else ReferralStatus.WAITING_WITHIN_STANDARD
+            )
+            days_waited = (today - received_on).days
+
+        at_risk: tuple[str, ...] = ()
+        if status in WAITING_STATUSES:
+            at_risk = tuple(
+                stage.name
+                for stage, stage_state in zip(profile.stages, stage_states, strict=True)
+                if stage_state.state is StageStatus.PENDING
+                and stage.at_risk_day is not None
+                and days_waited >= stage.at_risk_day
+            )
+        return ReferralState(
+            referral_id=self.referral_id,
+            team_id=self._team_id,
+            school_id=self._school_id,
+            status=status,
+            received_on=received_on,
+            days_waited=days_waited,
+            dna_count=dna_count,
+            flags=tuple(flags),
+            stages={
+                stage.name: stage_state
+                for stage, stage_state in zip(profile.stages, stage_states, strict=True)
+            },
+            as_of=as_of,
+            at_risk_stages=at_risk,
+        )
+
+    def _completion_dates(self, moment: datetime, profile: Profile) -> list[date | None]:
+        """Local completion date of each stage: its own earliest event or a later stage's."""
+        zone = profile.timezone
+        dates: list[date | None] = [None] * len(profile.stages)
+        completed_at: datetime | None = None
+        completed_on: date | None = None
+        for index in range(len(profile.stages) - 1, -1, -1):
+            mark = self._firsts.get(profile.stages[index].completed_by)
+            if (
+                mark is not None
+                and mark[0] <= moment
+                and (completed_at is None or mark[0] < completed_at)
+            ):
+                completed_at = mark[0]
+                completed_on = completed_at.astimezone(zone).date()
+            dates[index] = completed_on
+        return dates
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible snapshot, canonical (equal clocks give equal dicts).
+
+        Shape: ``version``, ``referral_id``, ``event_ids`` (sorted), ``receipt``
+        (``[occurred_at, event_id, team_id, school_id]`` or ``null``), ``firsts`` (event type
+        to ``[occurred_at, event_id]``) and ``dnas`` (sorted ``[occurred_at, event_id]``),
+        instants in UTC ISO 8601.
+        """
+        receipt = self._receipt
+        return {
+            "version": CLOCK_FORMAT_VERSION,
+            "referral_id": self.referral_id,
+            "event_ids": sorted(self._event_ids),
+            "receipt": None
+            if receipt is None
+            else [receipt[0].isoformat(), receipt[1], self._team_id, self._school_id],
+            "firsts": {
+                event_type.value: _mark_to_list(mark)
+                for event_type, mark in sorted(self._firsts.items())
+            },
+            "dnas": [_mark_to_list(mark) for mark in sorted(self._dnas)],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ReferralClock":
+        """Rebuild a clock from :meth:`to_dict`; ``ClockError`` if the snapshot is malformed."""
+        try:
+            if data["version"] != CLOCK_FORMAT_VERSION:
+                raise ClockError(f"unsupported clock format version {data['version']!r}")
+            clock = cls(_as_str(data["referral_id"]))
+            clock._event_ids = {_as_str(event_id) for event_id in data["event_ids"]}
+            receipt = data["receipt"]
+            if receipt is not None:
+                occurred_at, event_id, team_id, school_id = receipt
+                clock._receipt = _mark_from_list([occurred_at, event_id])
+                clock._team_id = None if team_id is None else _as_str(team_id)
+                clock._school_id = None if school_id is None else _as_str(school_id)
+            clock._firsts = {
+                EventType(name): _mark_from_list(mark) for name, mark in data["firsts"].items()
+            }
+            clock._dnas = [_mark_from_list(mark) for mark in data["dnas"]]
+        except ClockError:
+            raise
+        except (KeyError, TypeError, ValueError) as error:
+            raise ClockError(f"malformed clock snapshot: {error!r}") from None
+        return clock
+
+
+def _stage_state(
+    due_on: date, done_on: date | None, close_on: date | None, today: date
+) -> StageState:
+    if done_on is not None:
+        state = StageStatus.MET if done_on <= due_on else StageStatus.BREACHED
+    elif close_on is not None:
+        state = StageStatus.NOT_APPLICABLE if close_on <= due_on else StageStatus.BREACHED
+    else:
+        state = StageStatus.BREACHED if today > due_on else StageStatus.PENDING
+    return StageState(due_on, done_on, state)
+
+
+def _mark_to_list(mark: _Mark) -> list[str]:
+    return [mark[0].isoformat(), mark[1]]
+
+
+def _mark_from_list(raw: Any) -> _Mark:
+    occurred_at, event_id = raw
+    moment = datetime.fromisoformat(_as_str(occurred_at))
+    if moment.utcoffset() is None:
+        raise ClockError("malformed clock snapshot: instant without offset")
+    return moment.astimezone(UTC), _as_str(event_id)
+
+
+def _as_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ClockError(f"malformed clock snapshot: expected a string, got {type(value).__name__}")
+    return value
