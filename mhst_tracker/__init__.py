@@ -1,1 +1,1 @@
-"""mhst-tracker: live tracking of the four-week waiting-time standard for school Mental Health Support Teams."""
+"""mhst-tracker: live tracking of the four-week waiting-time standard for school MHSTs."""
