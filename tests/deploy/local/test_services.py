@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,6 +163,7 @@ def test_killed_run_leaves_no_service_running(how: str) -> None:
         "for s in services: s.start()\n"
         "for s in services: s.wait_ready()\n"
         "print(' '.join(str(s.process.pid) for s in services), flush=True)\n"
+        "print(' '.join(str(s.run_dir) for s in services), flush=True)\n"
         "import time; time.sleep(600)\n"
     )
     proc = subprocess.Popen(
@@ -169,6 +171,7 @@ def test_killed_run_leaves_no_service_running(how: str) -> None:
     )
     assert proc.stdout is not None
     pids = [int(p) for p in proc.stdout.readline().split()]
+    run_dirs = proc.stdout.readline().split()
     assert len(pids) == 3, "the services did not start"
     proc.send_signal(getattr(signal, how))
     proc.wait(30)
@@ -177,6 +180,8 @@ def test_killed_run_leaves_no_service_running(how: str) -> None:
     while alive and time.monotonic() < deadline:
         alive = [pid for pid in pids if _is_live(pid)]
         time.sleep(0.2)
+    for run_dir in run_dirs:  # a killed run cannot clean up; the next run would sweep these
+        shutil.rmtree(run_dir, ignore_errors=True)
     assert not alive, f"service processes {alive} outlived the run"
 
 
