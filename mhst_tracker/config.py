@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mhst_tracker.domain.errors import ProfileError
+from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile, load_profile
 from mhst_tracker.timesource import TimeSource, parse_time_source
 
 EVENTS_TOPIC = "mhst.referral-events"
@@ -35,6 +37,7 @@ class Settings:
     metrics_school_labels: bool = True
     worker_data_dir: Path = Path(".cache/worker")
     topic_prefix: str = ""
+    max_event_bytes: int = 65536
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +55,7 @@ class Settings:
             metrics_school_labels=_bool(env, "MHST_METRICS_SCHOOL_LABELS", True),
             worker_data_dir=Path(env.get("MHST_WORKER_DATA_DIR", str(defaults.worker_data_dir))),
             topic_prefix=env.get("MHST_TOPIC_PREFIX", ""),
+            max_event_bytes=_int(env, "MHST_MAX_EVENT_BYTES", defaults.max_event_bytes, minimum=1),
         )
         settings.time_source()  # validate MHST_CLOCK now
         return settings
@@ -62,6 +66,15 @@ class Settings:
             return parse_time_source(self.clock)
         except ValueError as err:
             raise ConfigError(str(err)) from err
+
+    def profile(self) -> Profile:
+        """The standard the workers apply (``MHST_PROFILE``, default ``trailblazer-4ww``)."""
+        if self.profile_path is None:
+            return TRAILBLAZER_4WW
+        try:
+            return load_profile(self.profile_path)
+        except ProfileError as err:
+            raise ConfigError(f"MHST_PROFILE: {err}") from err
 
     def topic(self, name: str) -> str:
         """A topic's full name (``MHST_TOPIC_PREFIX`` lets tests isolate their topics)."""
