@@ -23,3 +23,7 @@ class ProfileError(DomainError):
 
 class ClockError(DomainError, ValueError):
     """A clock was misused: another referral's event, a naive moment, a malformed snapshot."""
+
+
+class AlertError(DomainError, ValueError):
+    """Alert decisions were asked with inconsistent inputs (a state not computed as of now)."""

@@ -1,0 +1,1 @@
+"""Subcommands of the ``mhst-tracker`` command line, one module each."""

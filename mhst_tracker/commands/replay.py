@@ -1,0 +1,207 @@
+"""``mhst-tracker replay``: the engine over a JSONL file, printed as JSON or as tables.
+
+Bad lines are reported in the output and never change the exit status. A progress bar goes
+to standard error only when it is a terminal and the input is a file of at least
+:data:`PROGRESS_MIN_BYTES`.
+"""
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import orjson
+
+from mhst_tracker.domain.errors import ProfileError
+from mhst_tracker.domain.events import parse_timestamp
+from mhst_tracker.domain.measures import WAIT_BANDS, GroupMeasures
+from mhst_tracker.domain.profile import TRAILBLAZER_4WW, load_profile
+from mhst_tracker.replay import ReplayResult, replay
+
+PROGRESS_MIN_BYTES = 16 * 1024 * 1024
+_PROGRESS_EVERY_LINES = 20_000
+
+
+class Timestamp(click.ParamType):
+    """An RFC 3339 date-time with ``Z`` or a ``±hh:mm`` offset."""
+
+    name = "timestamp"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_timestamp(str(value), repr(value), ValueError)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+@click.command("replay")
+@click.argument(
+    "events_file",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=str),
+)
+@click.option(
+    "--as-of",
+    type=Timestamp(),
+    default=None,
+    help="Evaluate as of this moment (RFC 3339 with offset). Default: now.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "table"]),
+    default="json",
+    show_default=True,
+)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Profile TOML file. Default: the built-in trailblazer-4ww.",
+)
+def replay_command(
+    events_file: str, as_of: datetime | None, output_format: str, profile_path: Path | None
+) -> None:
+    """Replay the events of FILE (JSONL; - for standard input) and print every referral's
+    state as of a moment, the rejected lines, the duplicates and the measures."""
+    try:
+        profile = TRAILBLAZER_4WW if profile_path is None else load_profile(profile_path)
+    except ProfileError as error:
+        raise click.ClickException(str(error)) from None
+    moment = datetime.now(UTC) if as_of is None else as_of
+    if events_file == "-":
+        result = replay(click.get_binary_stream("stdin"), moment, profile)
+    else:
+        with open(events_file, "rb") as file:
+            result = replay(_with_progress(file, events_file), moment, profile)
+    stdout = click.get_binary_stream("stdout")
+    if output_format == "json":
+        stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2))
+        stdout.write(b"\n")
+    else:
+        stdout.write(render_tables(result).encode())
+    stdout.flush()
+
+
+def _with_progress(lines: IO[bytes], path: str) -> Iterable[bytes]:
+    size = os.path.getsize(path)
+    if size < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        return lines
+    return _progress(lines, size)
+
+
+def _progress(lines: IO[bytes], size: int) -> Iterator[bytes]:
+    with click.progressbar(length=size, label="replaying", file=sys.stderr) as bar:
+        pending = 0
+        for count, line in enumerate(lines, start=1):
+            pending += len(line)
+            if count % _PROGRESS_EVERY_LINES == 0:
+                bar.update(pending)
+                pending = 0
+            yield line
+        bar.update(pending)
+
+
+def render_tables(result: ReplayResult) -> str:
+    """The replay result for a person: referrals, rejected lines, then the measures."""
+    stage_names = [stage.name for stage in result.profile.stages]
+    referral_rows = [
+        ["referral", "team", "school", "status", "received", "days", "dna", "flags", *stage_names]
+    ]
+    for state in result.referrals:
+        stage_cells = []
+        for name in stage_names:
+            stage = state.stages[name]
+            if stage is None:
+                stage_cells.append("-")
+            elif stage.done_on is not None:
+                stage_cells.append(f"{stage.state} {stage.done_on}")
+            else:
+                stage_cells.append(f"{stage.state} (due {stage.due_on})")
+        referral_rows.append(
+            [
+                state.referral_id,
+                state.team_id or "-",
+                state.school_id or "-",
+                state.status,
+                "-" if state.received_on is None else str(state.received_on),
+                "-" if state.days_waited is None else str(state.days_waited),
+                str(state.dna_count),
+                ",".join(state.flags) or "-",
+                *stage_cells,
+            ]
+        )
+    summary = result.summary
+    groups = [("overall", summary.overall)]
+    groups += [(f"team {team}", summary.by_team[team]) for team in sorted(summary.by_team)]
+    groups += [
+        (f"school {school}", summary.by_school[school]) for school in sorted(summary.by_school)
+    ]
+    measure_rows = [
+        [
+            "group",
+            "referrals",
+            "waiting",
+            *(f"w {band}" for band, _ in WAIT_BANDS),
+            "past std",
+            "at risk",
+            "completed",
+            "within std",
+            "share",
+            "median",
+            "p90",
+            "closed",
+            *(f"{name} breaches" for name in stage_names),
+        ]
+    ]
+    measure_rows += [_measure_row(label, group, stage_names) for label, group in groups]
+    parts = [
+        f"as of {result.as_of.isoformat()}   profile {result.profile.name}",
+        "",
+        _table(referral_rows),
+        "",
+        f"rejected lines: {len(result.rejected)}",
+        *(f"  line {item.line}: {item.reason}" for item in result.rejected),
+        f"duplicates: {result.duplicates}",
+        f"no receipt: {summary.no_receipt}",
+        "",
+        _table(measure_rows),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _measure_row(label: str, group: GroupMeasures, stage_names: list[str]) -> list[str]:
+    share = group.seen_within_standard_share
+    return [
+        label,
+        str(group.referrals),
+        str(group.waiting),
+        *(str(group.waiting_by_band[band]) for band, _ in WAIT_BANDS),
+        str(group.waiting_past_standard),
+        str(group.at_risk),
+        str(group.completed),
+        str(group.seen_within_standard),
+        "-" if share is None else f"{share:.1%}",
+        _optional(group.median_days_waited),
+        _optional(group.p90_days_waited),
+        str(group.closed_before_intervention),
+        *(str(group.breaches[name]) for name in stage_names),
+    ]
+
+
+def _optional(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
