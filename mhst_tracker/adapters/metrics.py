@@ -1,0 +1,442 @@
+"""The tracker's Prometheus metrics: the clinical measures and the worker's own health.
+
+Every metric the project defines lives here, registered on an injectable
+``CollectorRegistry``, named ``mhst_*`` in base units. Labels are only ``team``,
+``school``, ``stage``, ``band``, ``kind``, ``reason`` and ``type``: never a referral id.
+
+**Clinical gauges are computed at scrape time** by a custom collector from per-partition
+aggregates. A stream worker reports each referral's state as it changes
+(:meth:`ClinicalMetrics.observe_state`), loads a whole partition when it is assigned or
+when the local date rolls over (:meth:`ClinicalMetrics.replace_partition`) and drops the
+partitions it loses (:meth:`ClinicalMetrics.partitions_revoked`). A worker therefore only
+reports the referrals of the partitions it owns, and summing a gauge over all workers gives
+the true figure, before and after a rebalance, with no stale series left behind.
+
+What a referral contributes (waiting and in which band, past the standard, at risk,
+completed and seen within the standard, breached stages) is the engine's own summary of
+that single referral (:func:`mhst_tracker.domain.measures.summarise`), so the metrics and
+``replay`` cannot disagree about a classification.
+
+Counters (alerts, events processed and rejected) and histograms (processing lag, timer
+lateness) are ordinary per-worker series; query them with ``rate``/``increase`` summed
+over workers.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from mhst_tracker.domain.alerts import Alert
+from mhst_tracker.domain.clock import ReferralState
+from mhst_tracker.domain.measures import WAIT_BANDS, summarise
+from mhst_tracker.domain.profile import Profile
+
+SECONDS_PER_DAY: Final = 86_400
+WAIT_BUCKET_DAYS: Final = (0, 7, 14, 21, 28, 42, 56, 84, 126, 182, 365)
+"""Upper bounds, in days waited, of the completed-pathway histogram (the profile's stage
+targets and warning days are added): the standard's boundaries, so ``le`` of 28 days counts
+pathways seen within four weeks and 84 days the end of the ``28-84`` band."""
+
+LAG_BUCKETS_SECONDS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+NO_SCHOOL: Final = ""
+"""The ``school`` label of a referral without a school (Prometheus treats it as absent)."""
+
+_REASON_QUOTED: Final = re.compile(r"""'[^']*'|"[^"]*\"""")
+_REASON_DIGITS: Final = re.compile(r"\d+")
+_REASON_MAX_LENGTH: Final = 80
+
+
+def reason_label(reason: str) -> str:
+    """A bounded ``reason`` label for a rejection reason.
+
+    Reasons may carry details from the input (``unknown type 'foo'``, a JSON parser's
+    position after a colon, a version number). Those are dropped, so the label set stays
+    small and no input value reaches a label: ``unknown type``, ``invalid JSON``,
+    ``unsupported schema_version N``.
+    """
+    head = reason.split(":", 1)[0]
+    head = _REASON_QUOTED.sub("", head)
+    head = _REASON_DIGITS.sub("N", head)
+    return " ".join(head.split())[:_REASON_MAX_LENGTH] or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where each count sits in a group's vector of counts."""
+
+    bands: tuple[str, ...]
+    stages: tuple[str, ...]
+    bucket_days: tuple[int, ...]
+
+    # Fixed slots first, then one per band, one per stage, one per histogram bucket,
+    # then the histogram's sum of seconds.
+    WAITING_PAST_STANDARD = 0
+    AT_RISK = 1
+    COMPLETED = 2
+    SEEN_WITHIN_STANDARD = 3
+    CLOSED_BEFORE_INTERVENTION = 4
+    FIXED = 5
+
+    @property
+    def band_offset(self) -> int:
+        return self.FIXED
+
+    @property
+    def stage_offset(self) -> int:
+        return self.FIXED + len(self.bands)
+
+    @property
+    def bucket_offset(self) -> int:
+        return self.stage_offset + len(self.stages)
+
+    @property
+    def sum_index(self) -> int:
+        return self.bucket_offset + len(self.bucket_days)
+
+    @property
+    def size(self) -> int:
+        return self.sum_index + 1
+
+
+_GroupKey = tuple[str, str]
+"""``(team, school)`` of a group of referrals; school is ``NO_SCHOOL`` when not labelled."""
+
+
+class _Partition:
+    """One partition's contribution: counts per group, and how many referrals it tracks."""
+
+    __slots__ = ("groups", "tracked")
+
+    def __init__(self) -> None:
+        self.groups: dict[_GroupKey, list[int]] = {}
+        self.tracked = 0
+
+
+class ClinicalMetrics:
+    """The clinical measures and the worker's health metrics, on one registry.
+
+    ``school_labels=False`` (``Settings.metrics_school_labels``) drops the ``school`` label
+    from every series, for deployments with many schools per team.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        registry: CollectorRegistry | None = None,
+        *,
+        school_labels: bool = True,
+    ) -> None:
+        self.profile = profile
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.school_labels = school_labels
+        extra_days = {stage.target_days for stage in profile.stages} | {
+            stage.at_risk_day for stage in profile.stages if stage.at_risk_day is not None
+        }
+        self._layout = _Layout(
+            bands=tuple(name for name, _ in WAIT_BANDS),
+            stages=tuple(stage.name for stage in profile.stages),
+            bucket_days=tuple(sorted(set(WAIT_BUCKET_DAYS) | extra_days)),
+        )
+        self._partitions: dict[int, _Partition] = {}
+        self._lock = threading.Lock()
+        self._contributions: dict[tuple[object, ...], tuple[int, ...]] = {}
+
+        group_labels = ("team", "school") if school_labels else ("team",)
+        self.alerts = Counter(
+            "mhst_alerts",
+            "Alerts raised by this worker (breach, at_risk, breach_withdrawn), by stage.",
+            (*group_labels, "stage", "kind"),
+            registry=self.registry,
+        )
+        self.events_processed = Counter(
+            "mhst_events_processed",
+            "Valid events applied to a referral's clock, by event type.",
+            ("type",),
+            registry=self.registry,
+        )
+        self.events_duplicate = Counter(
+            "mhst_events_duplicate",
+            "Valid events ignored because their event_id was seen before, by event type.",
+            ("type",),
+            registry=self.registry,
+        )
+        self.events_rejected = Counter(
+            "mhst_events_rejected",
+            "Invalid events sent to the dead-letter topic, by reason and declared type.",
+            ("reason", "type"),
+            registry=self.registry,
+        )
+        self.processing_lag = Histogram(
+            "mhst_event_processing_lag_seconds",
+            "Wall time from an event's Kafka timestamp to the end of its processing.",
+            buckets=LAG_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+        self.timer_lateness = Histogram(
+            "mhst_timer_lateness_seconds",
+            "Wall time between a deadline (breach or warning moment) and its timer's alert.",
+            buckets=LAG_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+        self.registry.register(_ClinicalCollector(self))
+
+    # --- the seam the stream workers call ------------------------------------------------
+
+    def observe_state(
+        self, partition: int, previous: ReferralState | None, new: ReferralState | None
+    ) -> None:
+        """A referral of ``partition`` changed from ``previous`` to ``new``.
+
+        ``previous`` is ``None`` for a referral the worker had not tracked; ``new`` is
+        ``None`` when the worker stops tracking it. Both must be states as of the worker's
+        current moment (or the moment they were last reported).
+        """
+        with self._lock:
+            part = self._partitions.get(partition)
+            if part is None:
+                part = self._partitions[partition] = _Partition()
+            if previous is not None:
+                self._add(part, previous, -1)
+            if new is not None:
+                self._add(part, new, 1)
+
+    def replace_partition(self, partition: int, states: Iterable[ReferralState]) -> None:
+        """``partition`` is owned and holds exactly ``states`` (on assignment, and whenever
+        the local date changes, since days waited and bands move with the date)."""
+        part = _Partition()
+        for state in states:
+            self._add(part, state, 1)
+        with self._lock:
+            self._partitions[partition] = part
+
+    def partitions_revoked(self, partitions: Iterable[int]) -> None:
+        """The worker no longer owns ``partitions``: their contribution disappears."""
+        with self._lock:
+            for partition in partitions:
+                self._partitions.pop(partition, None)
+
+    @property
+    def owned_partitions(self) -> frozenset[int]:
+        """The partitions whose referrals this worker currently reports."""
+        with self._lock:
+            return frozenset(self._partitions)
+
+    def observe_alert(self, alert: Alert) -> None:
+        """An alert was sent to the alerts topic."""
+        self.alerts.labels(
+            *self._group_labels(alert.team_id or "", alert.school_id),
+            alert.stage,
+            alert.kind.value,
+        ).inc()
+
+    def observe_event(self, event_type: str, *, duplicate: bool = False) -> None:
+        """A valid event of ``event_type`` was applied (or ignored as a duplicate)."""
+        counter = self.events_duplicate if duplicate else self.events_processed
+        counter.labels(event_type).inc()
+
+    def observe_rejected(self, reason: str, event_type: str | None = None) -> None:
+        """An invalid event went to the dead-letter topic.
+
+        ``event_type`` is the declared ``type`` when it is a known event type, else ``None``
+        (reported as ``unknown``); ``reason`` is reduced by :func:`reason_label`.
+        """
+        self.events_rejected.labels(reason_label(reason), event_type or "unknown").inc()
+
+    def observe_processing_lag(self, seconds: float) -> None:
+        """An event finished processing ``seconds`` after its Kafka timestamp."""
+        self.processing_lag.observe(max(0.0, seconds))
+
+    def observe_timer_lateness(self, seconds: float) -> None:
+        """A timer raised an alert ``seconds`` (wall time) after its deadline."""
+        self.timer_lateness.observe(max(0.0, seconds))
+
+    # --- aggregation ---------------------------------------------------------------------
+
+    def _group_labels(self, team: str, school: str | None) -> tuple[str, ...]:
+        return (team, school or NO_SCHOOL) if self.school_labels else (team,)
+
+    def _add(self, part: _Partition, state: ReferralState, sign: int) -> None:
+        part.tracked += sign
+        team = state.team_id
+        if team is None:  # no receipt: tracked, but in no measure
+            return
+        key = (team, (state.school_id or NO_SCHOOL) if self.school_labels else NO_SCHOOL)
+        counts = part.groups.get(key)
+        if counts is None:
+            counts = part.groups[key] = [0] * self._layout.size
+        for index, value in enumerate(self._contribution(state)):
+            if value:
+                counts[index] += sign * value
+        if sign < 0 and not any(counts):
+            del part.groups[key]
+
+    def _contribution(self, state: ReferralState) -> tuple[int, ...]:
+        """One referral's counts: the engine's summary of that referral alone (memoised)."""
+        key = (
+            state.status,
+            state.days_waited,
+            bool(state.at_risk_stages),
+            tuple(None if stage is None else stage.state for stage in state.stages.values()),
+        )
+        cached = self._contributions.get(key)
+        if cached is not None:
+            return cached
+        layout = self._layout
+        measures = summarise([state], self.profile).overall
+        counts = [0] * layout.size
+        counts[layout.WAITING_PAST_STANDARD] = measures.waiting_past_standard
+        counts[layout.AT_RISK] = measures.at_risk
+        counts[layout.COMPLETED] = measures.completed
+        counts[layout.SEEN_WITHIN_STANDARD] = measures.seen_within_standard
+        counts[layout.CLOSED_BEFORE_INTERVENTION] = measures.closed_before_intervention
+        for offset, band in enumerate(layout.bands):
+            counts[layout.band_offset + offset] = measures.waiting_by_band[band]
+        for offset, stage in enumerate(layout.stages):
+            counts[layout.stage_offset + offset] = measures.breaches[stage]
+        days = measures.median_days_waited  # of one completed pathway: its days waited
+        if measures.completed and days is not None:
+            for offset, bound in enumerate(layout.bucket_days):
+                counts[layout.bucket_offset + offset] = int(days <= bound)
+            counts[layout.sum_index] = days * SECONDS_PER_DAY
+        contribution = tuple(counts)
+        if len(self._contributions) > 100_000:
+            self._contributions.clear()
+        self._contributions[key] = contribution
+        return contribution
+
+    def _totals(self) -> tuple[dict[_GroupKey, list[int]], int, int]:
+        """Counts per group summed over the owned partitions, referrals tracked, partitions."""
+        totals: dict[_GroupKey, list[int]] = {}
+        with self._lock:
+            tracked = 0
+            for part in self._partitions.values():
+                tracked += part.tracked
+                for key, counts in part.groups.items():
+                    total = totals.get(key)
+                    if total is None:
+                        totals[key] = list(counts)
+                    else:
+                        for index, value in enumerate(counts):
+                            total[index] += value
+            return totals, tracked, len(self._partitions)
+
+    def collect_clinical(self) -> Iterator[Metric]:
+        """The clinical gauges as of now (what the custom collector yields per scrape)."""
+        layout = self._layout
+        totals, tracked, partitions = self._totals()
+        group = ["team", "school"] if self.school_labels else ["team"]
+
+        def family(name: str, documentation: str, extra: Sequence[str] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, documentation, labels=[*group, *extra])
+
+        waiting = family(
+            "mhst_referrals_waiting",
+            "Open referrals whose intervention has not started, by wait band (days waited).",
+            ["band"],
+        )
+        past = family(
+            "mhst_referrals_waiting_past_standard",
+            "Waiting referrals whose intervention due date has passed.",
+        )
+        at_risk = family(
+            "mhst_referrals_at_risk",
+            "Waiting referrals with a pending stage whose warning day has been reached.",
+        )
+        completed = family(
+            "mhst_pathways_completed", "Referrals whose intervention has started."
+        )
+        within = family(
+            "mhst_pathways_seen_within_standard",
+            "Completed pathways whose intervention started within its target.",
+        )
+        closed = family(
+            "mhst_referrals_closed_before_intervention",
+            "Referrals closed before their intervention started.",
+        )
+        breached = family(
+            "mhst_stage_breaches",
+            "Referrals whose stage is breached (waiting, seen or closed).",
+            ["stage"],
+        )
+        histogram = GaugeHistogramMetricFamily(
+            "mhst_pathway_wait_seconds",
+            "Days waited by completed pathways, times 86400 (buckets at the standard's days).",
+            labels=group,
+        )
+        for key, counts in sorted(totals.items()):
+            labels = list(key) if self.school_labels else [key[0]]
+            for offset, band in enumerate(layout.bands):
+                waiting.add_metric([*labels, band], counts[layout.band_offset + offset])
+            past.add_metric(labels, counts[layout.WAITING_PAST_STANDARD])
+            at_risk.add_metric(labels, counts[layout.AT_RISK])
+            completed.add_metric(labels, counts[layout.COMPLETED])
+            within.add_metric(labels, counts[layout.SEEN_WITHIN_STANDARD])
+            closed.add_metric(labels, counts[layout.CLOSED_BEFORE_INTERVENTION])
+            for offset, stage in enumerate(layout.stages):
+                breached.add_metric([*labels, stage], counts[layout.stage_offset + offset])
+            buckets = [
+                (str(float(days * SECONDS_PER_DAY)), float(counts[layout.bucket_offset + offset]))
+                for offset, days in enumerate(layout.bucket_days)
+            ]
+            buckets.append(("+Inf", float(counts[layout.COMPLETED])))
+            histogram.add_metric(labels, buckets, float(counts[layout.sum_index]))
+        yield from (waiting, past, at_risk, completed, within, closed, breached, histogram)
+        yield GaugeMetricFamily(
+            "mhst_referrals_tracked",
+            "Referrals in this worker's state table (the partitions it owns).",
+            value=tracked,
+        )
+        yield GaugeMetricFamily(
+            "mhst_worker_partitions_owned",
+            "Partitions of the events topic this worker owns.",
+            value=partitions,
+        )
+
+
+class _ClinicalCollector(Collector):
+    """Yields :class:`ClinicalMetrics`' gauges, computed when Prometheus scrapes."""
+
+    def __init__(self, metrics: ClinicalMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._metrics.collect_clinical())
+
+
+class SinkMetrics:
+    """The database sink's health: how far behind the topics it is, and what it wrote."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.lag = Gauge(
+            "mhst_sink_lag_seconds",
+            "Age of the oldest record consumed but not yet committed to the database.",
+            registry=self.registry,
+        )
+        self.records_written = Counter(
+            "mhst_sink_records_written",
+            "Records committed to the database (events, alerts, rejected events).",
+            registry=self.registry,
+        )
+
+
+def start_metrics_server(
+    registry: CollectorRegistry, port: int, address: str = "0.0.0.0"
+) -> WSGIServer:
+    """Serve ``registry`` at ``http://address:port/metrics`` from a daemon thread.
+
+    Returns the server; ``server.server_port`` is the port bound (useful with port 0),
+    ``server.shutdown()`` stops it.
+    """
+    server, _thread = start_http_server(port, address, registry=registry)
+    return server
