@@ -352,9 +352,7 @@ class ClinicalMetrics:
             "mhst_referrals_at_risk",
             "Waiting referrals with a pending stage whose warning day has been reached.",
         )
-        completed = family(
-            "mhst_pathways_completed", "Referrals whose intervention has started."
-        )
+        completed = family("mhst_pathways_completed", "Referrals whose intervention has started.")
         within = family(
             "mhst_pathways_seen_within_standard",
             "Completed pathways whose intervention started within its target.",
