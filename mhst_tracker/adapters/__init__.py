@@ -1,0 +1,1 @@
+"""Adapters between the clock engine and the outside world: the store, metrics, notifiers."""

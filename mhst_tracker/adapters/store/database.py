@@ -1,0 +1,101 @@
+"""Connecting to the store and migrating it: async engines, Alembic upgrades, role grants.
+
+The migrations live in this package (``migrations/``), so ``mhst-tracker db upgrade`` works
+from an installed wheel with no ``alembic.ini``. Migrations run as the database owner; the
+sink and the readers connect as a role that can read and write rows but run no DDL
+(:func:`writer_grants`, shown in docs/store.md).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = "mhst_tracker.adapters.store:migrations"
+TABLES = ("events", "referrals", "alerts", "rejected_events")
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def create_engine(url: str, **options: Any) -> AsyncEngine:
+    """An async engine for a store URL (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
+
+    SQLite gets a busy timeout and WAL journal, so readers do not block the sink.
+    """
+    if url.startswith("sqlite"):
+        options.setdefault("connect_args", {"timeout": 30})
+        engine = create_async_engine(url, **options)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **options)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Migrate the store to ``revision`` (run it as the owner role)."""
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), revision))
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the store is at, or ``None`` if it was never migrated."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this version of the tracker."""
+    head = ScriptDirectory.from_config(_config_without_connection()).get_current_head()
+    if head is None:
+        raise RuntimeError("the tracker ships no migrations")
+    return head
+
+
+def _config_without_connection() -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return config
+
+
+def writer_grants(role: str, database: str) -> list[str]:
+    """SQL that lets ``role`` (which must exist) read and write the store's rows, no DDL.
+
+    Run it as the owner after ``db upgrade``. The role may use the sequences (surrogate
+    keys) and lock ``referrals`` for its read-modify-write of the projection.
+    """
+    for name in (role, database):
+        if _ROLE_NAME.fullmatch(name) is None:
+            raise ValueError(f"{name!r} is not a plain lower-case SQL identifier")
+    tables = ", ".join(TABLES)
+    return [
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC",
+        f"GRANT CONNECT ON DATABASE {database} TO {role}",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT ON {tables} TO {role}",
+        f"GRANT UPDATE ON referrals, alerts TO {role}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    ]

@@ -1,0 +1,426 @@
+"""The store: writes events, alerts and rejections idempotently and keeps the projection.
+
+Every clinical fact comes from the engine. ``referrals`` keeps, per referral, the
+:class:`~mhst_tracker.domain.clock.ReferralClock` snapshot folded from its stored events and
+the state the engine computed from it at the last write (columns for fast filters). Queries
+"as of" a moment (the waiting list, the monthly report) use the projection's columns only to
+narrow the candidates, then ask the engine for each candidate's state as of that moment from
+its clock snapshot, so a stale projection never gives a stale answer.
+
+Writers are serialised on PostgreSQL by a ``SHARE ROW EXCLUSIVE`` lock on ``referrals`` (the
+read-modify-write of the clock snapshots); readers are not blocked. SQLite has one writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
+from mhst_tracker.adapters.store.records import (
+    Batch,
+    IncomingAlert,
+    IncomingEvent,
+    Rejection,
+    breached_stages,
+    left_list_on,
+    next_stage,
+)
+from mhst_tracker.domain.alerts import next_deadline
+from mhst_tracker.domain.clock import ReferralClock, ReferralState
+from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.profile import Profile
+from mhst_tracker.timesource import TimeSource
+
+_CHUNK = 2000
+_T = TypeVar("_T")
+
+
+class DeliveryStatus:
+    """Values of ``alerts.delivery_status``."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one write added: new rows, and inputs already stored (duplicates)."""
+
+    events_new: int
+    events_duplicate: int
+    alerts_new: int
+    alerts_duplicate: int
+    rejections_new: int
+    referrals_refreshed: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingEntry:
+    """One line of a team's waiting list (pseudonymous referral id only)."""
+
+    referral_id: str
+    school_id: str | None
+    status: str
+    received_on: date
+    days_waited: int
+    next_stage: str | None
+    next_due_on: date | None
+    breached_stages: tuple[str, ...]
+    at_risk_stages: tuple[str, ...]
+
+    @property
+    def priority(self) -> int:
+        """0 breached, 1 at risk, 2 within the standard: the order a manager works in."""
+        if self.breached_stages:
+            return 0
+        return 1 if self.at_risk_stages else 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible, dates in ISO 8601."""
+        return {
+            "referral_id": self.referral_id,
+            "school_id": self.school_id,
+            "status": self.status,
+            "received_on": self.received_on.isoformat(),
+            "days_waited": self.days_waited,
+            "next_stage": self.next_stage,
+            "next_due_on": None if self.next_due_on is None else self.next_due_on.isoformat(),
+            "breached_stages": list(self.breached_stages),
+            "at_risk_stages": list(self.at_risk_stages),
+        }
+
+
+class Store:
+    """The tracker's history and projection in PostgreSQL or SQLite."""
+
+    def __init__(self, engine: AsyncEngine, profile: Profile, time_source: TimeSource) -> None:
+        self.engine = engine
+        self.profile = profile
+        self.time_source = time_source
+        self._dialect = engine.dialect.name
+
+    async def close(self) -> None:
+        """Release the engine's connections."""
+        await self.engine.dispose()
+
+    async def write(self, batch: Batch) -> WriteResult:
+        """Store a batch in one transaction; inputs already stored are left as they are.
+
+        The referrals that received new events are refreshed from their clocks as of the
+        time source's now.
+        """
+        recorded_at = datetime.now(UTC)
+        events = _first_per_key(batch.events, lambda item: item.event.event_id)
+        alerts = _first_per_key(batch.alerts, lambda item: item.alert.alert_id)
+        rejections = _first_per_key(batch.rejections, lambda item: item.key)
+        async with self.engine.begin() as connection:
+            if self._dialect == "postgresql" and events:
+                await connection.execute(text("LOCK TABLE referrals IN SHARE ROW EXCLUSIVE MODE"))
+            new_event_ids = await self._insert_new(
+                connection,
+                EventRow,
+                "event_id",
+                [_event_values(item, recorded_at) for item in events],
+            )
+            new_alert_ids = await self._insert_new(
+                connection,
+                AlertRow,
+                "alert_id",
+                [_alert_values(item, recorded_at) for item in alerts],
+            )
+            new_rejections = await self._insert_new(
+                connection,
+                RejectedEventRow,
+                "reject_key",
+                [_rejection_values(item, recorded_at) for item in rejections],
+            )
+            new_events = [item for item in events if item.event.event_id in new_event_ids]
+            refreshed = await self._refresh(connection, new_events, recorded_at)
+        return WriteResult(
+            events_new=len(new_event_ids),
+            events_duplicate=len(batch.events) - len(new_event_ids),
+            alerts_new=len(new_alert_ids),
+            alerts_duplicate=len(batch.alerts) - len(new_alert_ids),
+            rejections_new=len(new_rejections),
+            referrals_refreshed=refreshed,
+        )
+
+    async def _insert_new(
+        self,
+        connection: AsyncConnection,
+        model: type[EventRow | AlertRow | RejectedEventRow],
+        key: str,
+        rows: list[dict[str, Any]],
+    ) -> set[str]:
+        """INSERT ... ON CONFLICT DO NOTHING; the keys of the rows actually inserted."""
+        inserted: set[str] = set()
+        if not rows:
+            return inserted
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        column = model.__table__.c[key]
+        statement = insert(model).on_conflict_do_nothing(index_elements=[key]).returning(column)
+        for chunk in _chunks(rows, _CHUNK):
+            result = await connection.execute(statement, chunk)
+            inserted.update(result.scalars().all())
+        return inserted
+
+    async def _refresh(
+        self, connection: AsyncConnection, events: Sequence[IncomingEvent], now: datetime
+    ) -> int:
+        """Fold new events into their referrals' clocks and store the engine's states."""
+        by_referral: dict[str, list[IncomingEvent]] = {}
+        for item in events:
+            by_referral.setdefault(item.event.referral_id, []).append(item)
+        if not by_referral:
+            return 0
+        clocks = await self._load_clocks(connection, list(by_referral))
+        for referral_id, items in by_referral.items():
+            clock = clocks.get(referral_id)
+            if clock is None:
+                clock = clocks[referral_id] = ReferralClock(referral_id)
+            for item in items:
+                clock.apply(item.event)
+        await self._upsert_projection(connection, clocks.values(), now)
+        return len(clocks)
+
+    async def _load_clocks(
+        self, connection: AsyncConnection, referral_ids: list[str]
+    ) -> dict[str, ReferralClock]:
+        clocks: dict[str, ReferralClock] = {}
+        for chunk in _chunks(referral_ids, _CHUNK):
+            result = await connection.execute(
+                select(ReferralRow.clock).where(ReferralRow.referral_id.in_(chunk))
+            )
+            for snapshot in result.scalars():
+                clock = ReferralClock.from_dict(snapshot)
+                clocks[clock.referral_id] = clock
+        return clocks
+
+    async def _upsert_projection(
+        self, connection: AsyncConnection, clocks: Iterable[ReferralClock], now: datetime
+    ) -> None:
+        as_of = self.time_source.now()
+        rows = [self._projection_values(clock, as_of, now) for clock in clocks]
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        statement = insert(ReferralRow)
+        statement = statement.on_conflict_do_update(
+            index_elements=["referral_id"],
+            set_={name: statement.excluded[name] for name in rows[0] if name != "referral_id"},
+        )
+        for chunk in _chunks(rows, _CHUNK):
+            await connection.execute(statement, chunk)
+
+    def _projection_values(
+        self, clock: ReferralClock, as_of: datetime, now: datetime
+    ) -> dict[str, Any]:
+        state = clock.state(as_of, self.profile)
+        upcoming = next_stage(state)
+        return {
+            "referral_id": state.referral_id,
+            "team_id": state.team_id,
+            "school_id": state.school_id,
+            "status": state.status.value,
+            "received_on": state.received_on,
+            "days_waited": state.days_waited,
+            "dna_count": state.dna_count,
+            "flags": [flag.value for flag in state.flags],
+            "stages": state.to_dict()["stages"],
+            "at_risk_stages": list(state.at_risk_stages),
+            "next_stage": None if upcoming is None else upcoming.name,
+            "next_due_on": None if upcoming is None else upcoming.due_on,
+            "next_deadline": next_deadline(state, self.profile),
+            "off_list_on": left_list_on(state),
+            "profile": self.profile.name,
+            "clock": clock.to_dict(),
+            "as_of": as_of,
+            "updated_at": now,
+        }
+
+    async def rebuild_referrals(self) -> int:
+        """Recompute every referral from its stored events (after a profile change, say)."""
+        now = datetime.now(UTC)
+        async with self.engine.begin() as connection:
+            if self._dialect == "postgresql":
+                await connection.execute(text("LOCK TABLE referrals IN SHARE ROW EXCLUSIVE MODE"))
+            clocks: dict[str, ReferralClock] = {}
+            result = await connection.stream(select(EventRow.payload).order_by(EventRow.id))
+            async for payload in result.scalars():
+                event = parse_event(payload)
+                clock = clocks.get(event.referral_id)
+                if clock is None:
+                    clock = clocks[event.referral_id] = ReferralClock(event.referral_id)
+                clock.apply(event)
+            if clocks:
+                await self._upsert_projection(connection, clocks.values(), now)
+        return len(clocks)
+
+    async def states_as_of(
+        self, as_of: datetime, query: Select[tuple[dict[str, Any]]] | None = None
+    ) -> list[ReferralState]:
+        """The engine's state as of ``as_of`` of each referral ``query`` selects (default all).
+
+        ``query`` selects ``ReferralRow.clock``; results are sorted by referral id.
+        """
+        if query is None:
+            query = select(ReferralRow.clock)
+        async with self.engine.connect() as connection:
+            result = await connection.execute(query.order_by(ReferralRow.referral_id))
+            snapshots = list(result.scalars())
+        return [
+            ReferralClock.from_dict(snapshot).state(as_of, self.profile) for snapshot in snapshots
+        ]
+
+    async def waiting_list(self, team_id: str, as_of: datetime) -> list[WaitingEntry]:
+        """The team's open referrals as of ``as_of``: breached, then at risk, then the rest,
+        each by the due date of the next stage to do."""
+        today = as_of.astimezone(self.profile.timezone).date()
+        candidates = select(ReferralRow.clock).where(
+            ReferralRow.team_id == team_id,
+            ReferralRow.received_on <= today,
+            or_(ReferralRow.off_list_on.is_(None), ReferralRow.off_list_on >= today),
+        )
+        entries = [
+            _waiting_entry(state)
+            for state in await self.states_as_of(as_of, candidates)
+            if state.is_waiting and state.team_id == team_id
+        ]
+        entries.sort(
+            key=lambda entry: (
+                entry.priority,
+                entry.next_due_on or date.max,
+                entry.referral_id,
+            )
+        )
+        return entries
+
+    async def states_in_period(
+        self, first_day: date, last_day: date, as_of: datetime
+    ) -> list[ReferralState]:
+        """States as of ``as_of`` of every referral received by ``last_day`` and still on the
+        list on ``first_day`` or later (the candidates for a report on those days)."""
+        candidates = select(ReferralRow.clock).where(
+            ReferralRow.received_on <= last_day,
+            or_(ReferralRow.off_list_on.is_(None), ReferralRow.off_list_on >= first_day),
+        )
+        return await self.states_as_of(as_of, candidates)
+
+    async def projection(self) -> list[dict[str, Any]]:
+        """Every referral row except the clock snapshot and bookkeeping, by referral id."""
+        hidden = {"clock", "updated_at"}
+        columns = [column for column in ReferralRow.__table__.c if column.name not in hidden]
+        async with self.engine.connect() as connection:
+            result = await connection.execute(select(*columns).order_by(ReferralRow.referral_id))
+            return [dict(row) for row in result.mappings()]
+
+    async def count(self, model: type[EventRow | AlertRow | RejectedEventRow | ReferralRow]) -> int:
+        """How many rows a table holds."""
+        async with self.engine.connect() as connection:
+            value = await connection.scalar(select(func.count()).select_from(model))
+        return int(value or 0)
+
+    async def set_delivery(self, alert_id: str, status: str, at: datetime) -> bool:
+        """Record what became of an alert; ``False`` if the store has no such alert."""
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(AlertRow)
+                .where(AlertRow.alert_id == alert_id)
+                .values(delivery_status=status, delivered_at=at)
+            )
+        return bool(result.rowcount)
+
+
+def _waiting_entry(state: ReferralState) -> WaitingEntry:
+    assert state.received_on is not None
+    assert state.days_waited is not None
+    upcoming = next_stage(state)
+    return WaitingEntry(
+        referral_id=state.referral_id,
+        school_id=state.school_id,
+        status=state.status.value,
+        received_on=state.received_on,
+        days_waited=state.days_waited,
+        next_stage=None if upcoming is None else upcoming.name,
+        next_due_on=None if upcoming is None else upcoming.due_on,
+        breached_stages=breached_stages(state),
+        at_risk_stages=state.at_risk_stages,
+    )
+
+
+def _event_values(item: IncomingEvent, recorded_at: datetime) -> dict[str, Any]:
+    event = item.event
+    return {
+        "event_id": event.event_id,
+        "referral_id": event.referral_id,
+        "type": event.type.value,
+        "occurred_at": event.occurred_at,
+        "team_id": event.team_id,
+        "school_id": event.school_id,
+        "payload": dict(item.payload),
+        "received_at": item.received_at,
+        "recorded_at": recorded_at,
+        "source": item.origin.source,
+        "source_partition": item.origin.partition,
+        "source_offset": item.origin.offset,
+        "source_line": item.origin.line,
+    }
+
+
+def _alert_values(item: IncomingAlert, recorded_at: datetime) -> dict[str, Any]:
+    alert = item.alert
+    return {
+        "alert_id": alert.alert_id,
+        "kind": alert.kind.value,
+        "stage": alert.stage,
+        "referral_id": alert.referral_id,
+        "team_id": alert.team_id,
+        "school_id": alert.school_id,
+        "due_on": alert.due_on,
+        "days_waited": alert.days_waited,
+        "detected_at": alert.detected_at,
+        "received_at": item.received_at,
+        "recorded_at": recorded_at,
+        "delivery_status": DeliveryStatus.PENDING,
+        "delivered_at": None,
+        "source": item.origin.source,
+        "source_partition": item.origin.partition,
+        "source_offset": item.origin.offset,
+    }
+
+
+def _rejection_values(item: Rejection, recorded_at: datetime) -> dict[str, Any]:
+    return {
+        "reject_key": item.key,
+        "reason": item.reason,
+        "raw": item.raw,
+        "source": item.origin.source,
+        "source_partition": item.origin.partition,
+        "source_offset": item.origin.offset,
+        "source_line": item.origin.line,
+        "rejected_at": item.rejected_at,
+        "recorded_at": recorded_at,
+    }
+
+
+def _first_per_key(items: Iterable[_T], key: Any) -> list[_T]:
+    """Items with a key seen before in the same batch dropped: the first one wins."""
+    seen: set[str] = set()
+    kept: list[_T] = []
+    for item in items:
+        value = key(item)
+        if value not in seen:
+            seen.add(value)
+            kept.append(item)
+    return kept
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,319 @@
+"""The sink: the events, alerts and dead-letter topics into the store, at least once, idempotently.
+
+It reads batches with one Kafka consumer (group ``mhst-store-sink``), writes each batch in
+one database transaction (``INSERT ... ON CONFLICT DO NOTHING`` on ``event_id``,
+``alert_id`` and the rejection key) and commits the batch's Kafka offsets only after the
+database commit. A crash between the two re-reads the batch, which then adds nothing.
+
+Messages are read as the workers read them (:func:`streams.tracking.accept`): an invalid
+event is stored as a rejection keyed by where it was read, so the workers' dead letter for
+the same message (whose headers name that place) is the same rejection, stored once.
+
+When the database is unreachable the sink keeps the batch, retries with exponential backoff
+(capped), and keeps publishing its lag (end offsets minus committed offsets, per topic) so a
+dashboard shows it falling behind. It never skips a batch. Log lines carry counts, topic
+names and error types only, never an id or a payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
+
+from mhst_tracker.adapters.store.records import (
+    Batch,
+    IncomingAlert,
+    IncomingEvent,
+    InvalidAlert,
+    Origin,
+    Rejection,
+    alert_from_dict,
+)
+from mhst_tracker.adapters.store.repository import Store, WriteResult
+from mhst_tracker.config import ALERTS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, Settings
+from mhst_tracker.domain.errors import InvalidEvent
+from streams.dead_letters import DeadLetter
+from streams.tracking import accept
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "mhst-store-sink"
+
+
+class SinkMetrics:
+    """The sink's own operational metrics (labels: topic, table, outcome; no patient data)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.lag = Gauge(
+            "mhst_store_sink_lag_messages",
+            "Messages on the topic not yet committed by the store sink",
+            ["topic"],
+            registry=registry,
+        )
+        self.retrying = Gauge(
+            "mhst_store_sink_retrying",
+            "1 while the sink is retrying a batch the database refused, else 0",
+            registry=registry,
+        )
+        self.retries = Counter(
+            "mhst_store_sink_db_retries",
+            "Database writes retried after a connection failure",
+            registry=registry,
+        )
+        self.rows = Counter(
+            "mhst_store_sink_rows",
+            "Inputs written by the sink, by table and outcome (new or duplicate)",
+            ["table", "outcome"],
+            registry=registry,
+        )
+        self.invalid_alerts = Counter(
+            "mhst_store_sink_invalid_alerts",
+            "Alerts-topic messages that are not alert bodies (skipped)",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "mhst_store_sink_batch_seconds",
+            "Time to write one batch to the database, retries included",
+            registry=registry,
+        )
+        self.last_commit = Gauge(
+            "mhst_store_sink_last_commit_timestamp_seconds",
+            "When the sink last committed Kafka offsets (POSIX seconds)",
+            registry=registry,
+        )
+
+    def count(self, result: WriteResult) -> None:
+        """Add one write's rows."""
+        self.rows.labels("events", "new").inc(result.events_new)
+        self.rows.labels("events", "duplicate").inc(result.events_duplicate)
+        self.rows.labels("alerts", "new").inc(result.alerts_new)
+        self.rows.labels("alerts", "duplicate").inc(result.alerts_duplicate)
+        self.rows.labels("rejected_events", "new").inc(result.rejections_new)
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """Batching, backoff and lag-refresh settings."""
+
+    batch_size: int = 2000
+    poll_seconds: float = 0.5
+    backoff_initial: float = 0.2
+    backoff_max: float = 5.0
+    lag_interval: float = 1.0
+    group_id: str = GROUP_ID
+
+
+class Message(Protocol):
+    """The fields of an aiokafka ``ConsumerRecord`` the sink reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class Topics:
+    """The three topics the sink reads, with the prefix applied."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.events = settings.topic(EVENTS_TOPIC)
+        self.alerts = settings.topic(ALERTS_TOPIC)
+        self.dlq = settings.topic(DLQ_TOPIC)
+
+    def all(self) -> tuple[str, str, str]:
+        """Every topic the sink consumes."""
+        return (self.events, self.alerts, self.dlq)
+
+
+def decode(
+    messages: Sequence[Message], topics: Topics, max_event_bytes: int, metrics: SinkMetrics
+) -> Batch:
+    """Turn a poll's messages into a batch for the store."""
+    batch = Batch()
+    now = datetime.now(UTC)
+    for message in messages:
+        origin = Origin(message.topic, message.partition, message.offset)
+        received_at = datetime.fromtimestamp(message.timestamp / 1000, UTC)
+        if message.topic == topics.events:
+            try:
+                event = accept(message.key, message.value, max_event_bytes)
+            except InvalidEvent as error:
+                batch.rejections.append(Rejection(error.reason, message.value or b"", origin, now))
+                continue
+            assert message.value is not None
+            batch.events.append(
+                IncomingEvent(event, orjson.loads(message.value), received_at, origin)
+            )
+        elif message.topic == topics.alerts:
+            try:
+                alert = alert_from_dict(orjson.loads(message.value or b"null") or {})
+            except (InvalidAlert, orjson.JSONDecodeError, AttributeError):
+                metrics.invalid_alerts.inc()
+                log.warning("skipped a message on %s that is not an alert body", message.topic)
+                continue
+            batch.alerts.append(IncomingAlert(alert, received_at, origin))
+        else:
+            batch.rejections.append(_dead_letter(message, origin, now))
+    return batch
+
+
+def _dead_letter(message: Message, origin: Origin, now: datetime) -> Rejection:
+    try:
+        letter = DeadLetter.from_message(message.key, message.value, message.headers)
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return Rejection("dead letter without its headers", message.value or b"", origin, now)
+    return Rejection(
+        letter.reason,
+        letter.value or b"",
+        Origin(letter.topic, letter.partition, letter.offset),
+        letter.rejected_at,
+    )
+
+
+def _retryable(error: BaseException) -> bool:
+    """Connection trouble is retried; a statement the database rejects is a bug, not retried."""
+    if isinstance(error, IntegrityError | DataError | ProgrammingError):
+        return False
+    return isinstance(error, DBAPIError | OSError | TimeoutError)
+
+
+class Sink:
+    """Consumes the topics into a :class:`Store` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        metrics: SinkMetrics,
+        options: SinkOptions | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.options = options or SinkOptions()
+        self.topics = Topics(settings)
+        self._committed: dict[Any, int] = {}
+        self._lag_checked = 0.0
+        self._consumer: Any = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; a batch being retried is left uncommitted."""
+        consumer = AIOKafkaConsumer(
+            *self.topics.all(),
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.options.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                polled = await consumer.getmany(
+                    timeout_ms=int(self.options.poll_seconds * 1000),
+                    max_records=self.options.batch_size,
+                )
+                if polled and not await self._handle(polled, stop):
+                    return
+                await self._refresh_lag()
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    async def _handle(self, polled: Mapping[Any, list[Message]], stop: asyncio.Event) -> bool:
+        messages = [message for records in polled.values() for message in records]
+        batch = decode(messages, self.topics, self.settings.max_event_bytes, self.metrics)
+        started = time.perf_counter()
+        result = await self._write(batch, stop)
+        if result is None:
+            return False
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.count(result)
+        offsets = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
+        await self._commit(offsets)
+        return True
+
+    async def _write(self, batch: Batch, stop: asyncio.Event) -> WriteResult | None:
+        """Write with backoff until it succeeds; ``None`` if stopped first."""
+        delay = self.options.backoff_initial
+        while True:
+            try:
+                result = await self.store.write(batch)
+            except Exception as error:
+                if not _retryable(error):
+                    raise
+                self.metrics.retrying.set(1)
+                self.metrics.retries.inc()
+                log.warning(
+                    "store unavailable (%s); retrying a batch of %d in %.1f s",
+                    type(error).__name__,
+                    len(batch),
+                    delay,
+                )
+                await self._refresh_lag(force=True)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    delay = min(delay * 2, self.options.backoff_max)
+                    continue
+                return None
+            self.metrics.retrying.set(0)
+            return result
+
+    async def _commit(self, offsets: dict[Any, int]) -> None:
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            # The rows are stored; whoever owns the partitions now re-reads and adds nothing.
+            log.warning(
+                "offset commit failed (%s); the batch will be re-read", type(error).__name__
+            )
+            return
+        self._committed.update(offsets)
+        self.metrics.last_commit.set(time.time())
+
+    async def _refresh_lag(self, force: bool = False) -> None:
+        """Publish end offset minus committed offset per topic, at most every ``lag_interval``."""
+        consumer = self._consumer
+        if consumer is None or (
+            not force and time.monotonic() - self._lag_checked < self.options.lag_interval
+        ):
+            return
+        self._lag_checked = time.monotonic()
+        partitions = list(consumer.assignment())
+        if not partitions:
+            return
+        try:
+            ends = await consumer.end_offsets(partitions)
+            self._committed = {
+                tp: offset for tp, offset in self._committed.items() if tp in partitions
+            }
+            unknown = [tp for tp in partitions if tp not in self._committed]
+            if unknown:
+                starts = await consumer.beginning_offsets(unknown)
+                for tp in unknown:
+                    committed = await consumer.committed(tp)
+                    self._committed[tp] = starts[tp] if committed is None else committed
+        except KafkaError as error:
+            log.warning("could not read end offsets (%s)", type(error).__name__)
+            return
+        lag: dict[str, int] = dict.fromkeys(self.topics.all(), 0)
+        for tp in partitions:
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends[tp] - self._committed[tp])
+        for topic, value in lag.items():
+            self.metrics.lag.labels(topic).set(value)
