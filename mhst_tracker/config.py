@@ -38,6 +38,7 @@ class Settings:
     worker_data_dir: Path = Path(".cache/worker")
     topic_prefix: str = ""
     max_event_bytes: int = 65536
+    sink_metrics_port: int = 9465
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +57,9 @@ class Settings:
             worker_data_dir=Path(env.get("MHST_WORKER_DATA_DIR", str(defaults.worker_data_dir))),
             topic_prefix=env.get("MHST_TOPIC_PREFIX", ""),
             max_event_bytes=_int(env, "MHST_MAX_EVENT_BYTES", defaults.max_event_bytes, minimum=1),
+            sink_metrics_port=_int(
+                env, "MHST_SINK_METRICS_PORT", defaults.sink_metrics_port, minimum=0
+            ),
         )
         settings.time_source()  # validate MHST_CLOCK now
         return settings
