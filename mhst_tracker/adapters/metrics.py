@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -409,23 +409,6 @@ class _ClinicalCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return list(self._metrics.collect_clinical())
-
-
-class SinkMetrics:
-    """The database sink's health: how far behind the topics it is, and what it wrote."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = CollectorRegistry() if registry is None else registry
-        self.lag = Gauge(
-            "mhst_sink_lag_seconds",
-            "Age of the oldest record consumed but not yet committed to the database.",
-            registry=self.registry,
-        )
-        self.records_written = Counter(
-            "mhst_sink_records_written",
-            "Records committed to the database (events, alerts, rejected events).",
-            registry=self.registry,
-        )
 
 
 def start_metrics_server(

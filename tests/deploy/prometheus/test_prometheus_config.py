@@ -6,15 +6,17 @@ from typing import Any
 
 import yaml
 
+from mhst_tracker.config import Settings
+
 REPO = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
-RULES_TEST = Path(__file__).with_name("rules_test.yml")
+RULES_TESTS = sorted(Path(__file__).parent.glob("rules_test*.yml"))
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["promtool", *args], capture_output=True, text=True, check=False, cwd=RULES_TEST.parent
+        ["promtool", *args], capture_output=True, text=True, check=False, cwd=Path(__file__).parent
     )
 
 
@@ -34,9 +36,10 @@ def test_rule_files_are_valid() -> None:
 
 
 def test_rule_unit_tests_pass() -> None:
-    result = promtool("test", "rules", str(RULES_TEST))
+    assert len(RULES_TESTS) == 2
+    result = promtool("test", "rules", *map(str, RULES_TESTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert result.stdout.count("SUCCESS") == len(RULES_TESTS)
 
 
 def alert_names() -> set[str]:
@@ -50,7 +53,7 @@ def alert_names() -> set[str]:
 def test_every_alert_rule_has_a_firing_and_a_silent_unit_test() -> None:
     firing: set[str] = set()
     silent: set[str] = set()
-    for case in load(RULES_TEST)["tests"]:
+    for case in (case for path in RULES_TESTS for case in load(path)["tests"]):
         for check in case.get("alert_rule_test", []):
             (firing if check["exp_alerts"] else silent).add(check["alertname"])
     names = alert_names()
@@ -59,17 +62,18 @@ def test_every_alert_rule_has_a_firing_and_a_silent_unit_test() -> None:
     assert names == silent, f"alert rules without a silent test: {names - silent}"
 
 
-def test_rule_files_in_the_test_are_the_deployed_ones() -> None:
-    listed = {(RULES_TEST.parent / path).resolve() for path in load(RULES_TEST)["rule_files"]}
-    assert listed == {path.resolve() for path in RULE_FILES}
+def test_rule_files_in_the_tests_are_the_deployed_ones() -> None:
+    for rules_test in RULES_TESTS:
+        listed = {(rules_test.parent / path).resolve() for path in load(rules_test)["rule_files"]}
+        assert listed == {path.resolve() for path in RULE_FILES}
 
 
 def test_scrape_targets_match_the_compose_ports() -> None:
     config = load(PROMETHEUS_DIR / "prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     compose = load(REPO / "docker-compose.yml")["services"]
-    worker_port = int(compose["worker"]["environment"]["MHST_METRICS_PORT"])
-    sink_port = int(compose["sink"]["environment"]["MHST_METRICS_PORT"])
+    worker_port = Settings.from_env(compose["worker"]["environment"]).metrics_port
+    sink_port = Settings.from_env(compose["sink"]["environment"]).sink_metrics_port
     assert jobs["mhst-worker"]["dns_sd_configs"][0]["names"] == ["worker"]
     assert jobs["mhst-worker"]["dns_sd_configs"][0]["port"] == worker_port
     assert jobs["mhst-sink"]["static_configs"][0]["targets"] == [f"sink:{sink_port}"]
