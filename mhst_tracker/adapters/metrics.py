@@ -6,11 +6,16 @@ Every metric the project defines lives here, registered on an injectable
 
 **Clinical gauges are computed at scrape time** by a custom collector from per-partition
 aggregates. A stream worker reports each referral's state as it changes
-(:meth:`ClinicalMetrics.observe_state`), loads a whole partition when it is assigned or
-when the local date rolls over (:meth:`ClinicalMetrics.replace_partition`) and drops the
-partitions it loses (:meth:`ClinicalMetrics.partitions_revoked`). A worker therefore only
-reports the referrals of the partitions it owns, and summing a gauge over all workers gives
-the true figure, before and after a rebalance, with no stale series left behind.
+(:meth:`ClinicalMetrics.observe_state`), loads a whole partition when it is assigned and
+whenever the local date rolls over (:meth:`ClinicalMetrics.replace_partition`: days waited,
+and so the wait bands, move with the date without any event) and drops the partitions it
+loses (:meth:`ClinicalMetrics.partitions_revoked`). A worker therefore only reports the
+referrals of the partitions it owns, and summing a gauge over all workers gives the true
+figure, before and after a rebalance, with no stale series left behind.
+
+The collector remembers what each referral last contributed, so a new state replaces the
+old contribution exactly even when the two were computed on different days. That costs one
+small dictionary entry per tracked referral.
 
 What a referral contributes (waiting and in which band, past the standard, at risk,
 completed and seen within the standard, breached stages) is the engine's own summary of
@@ -112,14 +117,18 @@ _GroupKey = tuple[str, str]
 """``(team, school)`` of a group of referrals; school is ``NO_SCHOOL`` when not labelled."""
 
 
-class _Partition:
-    """One partition's contribution: counts per group, and how many referrals it tracks."""
+_Contribution = tuple[_GroupKey, tuple[int, ...]] | None
+"""What one referral adds to its group's counts; ``None`` for a referral with no receipt."""
 
-    __slots__ = ("groups", "tracked")
+
+class _Partition:
+    """One partition's counts per group, and what each of its referrals contributed."""
+
+    __slots__ = ("groups", "referrals")
 
     def __init__(self) -> None:
         self.groups: dict[_GroupKey, list[int]] = {}
-        self.tracked = 0
+        self.referrals: dict[str, _Contribution] = {}
 
 
 class ClinicalMetrics:
@@ -192,30 +201,21 @@ class ClinicalMetrics:
 
     # --- the seam the stream workers call ------------------------------------------------
 
-    def observe_state(
-        self, partition: int, previous: ReferralState | None, new: ReferralState | None
-    ) -> None:
-        """A referral of ``partition`` changed from ``previous`` to ``new``.
-
-        ``previous`` is ``None`` for a referral the worker had not tracked; ``new`` is
-        ``None`` when the worker stops tracking it. Both must be states as of the worker's
-        current moment (or the moment they were last reported).
-        """
+    def observe_state(self, partition: int, state: ReferralState) -> None:
+        """A referral of ``partition`` is now in ``state`` (after an event or a deadline)."""
+        contribution = self._contribution(state)
         with self._lock:
             part = self._partitions.get(partition)
             if part is None:
                 part = self._partitions[partition] = _Partition()
-            if previous is not None:
-                self._add(part, previous, -1)
-            if new is not None:
-                self._add(part, new, 1)
+            self._put(part, state.referral_id, contribution)
 
     def replace_partition(self, partition: int, states: Iterable[ReferralState]) -> None:
-        """``partition`` is owned and holds exactly ``states`` (on assignment, and whenever
-        the local date changes, since days waited and bands move with the date)."""
+        """``partition`` is owned and holds exactly ``states``: call on assignment (after
+        the table is recovered) and for every owned partition when the local date changes."""
         part = _Partition()
         for state in states:
-            self._add(part, state, 1)
+            self._put(part, state.referral_id, self._contribution(state))
         with self._lock:
             self._partitions[partition] = part
 
@@ -265,22 +265,35 @@ class ClinicalMetrics:
     def _group_labels(self, team: str, school: str | None) -> tuple[str, ...]:
         return (team, school or NO_SCHOOL) if self.school_labels else (team,)
 
-    def _add(self, part: _Partition, state: ReferralState, sign: int) -> None:
-        part.tracked += sign
+    def _put(self, part: _Partition, referral_id: str, contribution: _Contribution) -> None:
+        previous = part.referrals.get(referral_id)
+        if previous is not None:
+            key, counts = previous
+            old_group = part.groups[key]
+            for index, value in enumerate(counts):
+                if value:
+                    old_group[index] -= value
+            if not any(old_group):
+                del part.groups[key]
+        part.referrals[referral_id] = contribution
+        if contribution is not None:
+            key, counts = contribution
+            group = part.groups.get(key)
+            if group is None:
+                group = part.groups[key] = [0] * self._layout.size
+            for index, value in enumerate(counts):
+                if value:
+                    group[index] += value
+
+    def _contribution(self, state: ReferralState) -> _Contribution:
+        """What one referral adds to the counts of its team and school."""
         team = state.team_id
         if team is None:  # no receipt: tracked, but in no measure
-            return
-        key = (team, (state.school_id or NO_SCHOOL) if self.school_labels else NO_SCHOOL)
-        counts = part.groups.get(key)
-        if counts is None:
-            counts = part.groups[key] = [0] * self._layout.size
-        for index, value in enumerate(self._contribution(state)):
-            if value:
-                counts[index] += sign * value
-        if sign < 0 and not any(counts):
-            del part.groups[key]
+            return None
+        school = (state.school_id or NO_SCHOOL) if self.school_labels else NO_SCHOOL
+        return (team, school), self._counts(state)
 
-    def _contribution(self, state: ReferralState) -> tuple[int, ...]:
+    def _counts(self, state: ReferralState) -> tuple[int, ...]:
         """One referral's counts: the engine's summary of that referral alone (memoised)."""
         key = (
             state.status,
@@ -320,7 +333,7 @@ class ClinicalMetrics:
         with self._lock:
             tracked = 0
             for part in self._partitions.values():
-                tracked += part.tracked
+                tracked += len(part.referrals)
                 for key, counts in part.groups.items():
                     total = totals.get(key)
                     if total is None:

@@ -183,12 +183,11 @@ def test_observing_every_change_equals_loading_the_final_states() -> None:
         except InvalidEvent:
             continue
         clock = clocks.get(event.referral_id)
-        previous = None if clock is None else clock.state(AS_OF, TRAILBLAZER_4WW)
         if clock is None:
             clock = clocks[event.referral_id] = ReferralClock(event.referral_id)
         clock.apply(event)
         incremental.observe_state(
-            partition_of(event.referral_id), previous, clock.state(AS_OF, TRAILBLAZER_4WW)
+            partition_of(event.referral_id), clock.state(AS_OF, TRAILBLAZER_4WW)
         )
     final = [clock.state(AS_OF, TRAILBLAZER_4WW) for clock in clocks.values()]
     loaded = worker(by_partition(final), range(PARTITIONS))
@@ -303,3 +302,38 @@ def test_exposition_is_promtool_clean_and_holds_no_referral_id(
     assert "R-SECRET-1" not in text
     for state in states:
         assert state.referral_id not in text
+
+
+def test_a_new_state_replaces_what_the_referral_contributed_on_an_earlier_day() -> None:
+    clock = ReferralClock("R-1")
+    clock.apply(
+        parse_event(
+            {
+                "event_id": "e1",
+                "type": "referral_received",
+                "referral_id": "R-1",
+                "occurred_at": "2026-01-05T10:00:00Z",
+                "team_id": "T1",
+            }
+        )
+    )
+    metrics = ClinicalMetrics(TRAILBLAZER_4WW)
+    metrics.observe_state(0, clock.state(datetime(2026, 1, 7, tzinfo=UTC), TRAILBLAZER_4WW))
+    assert total(scrape(metrics.registry), "mhst_referrals_waiting", band="0-6") == 1
+    clock.apply(
+        parse_event(
+            {
+                "event_id": "e2",
+                "type": "allocated",
+                "referral_id": "R-1",
+                "occurred_at": "2026-01-15T10:00:00Z",
+            }
+        )
+    )
+    metrics.observe_state(0, clock.state(datetime(2026, 1, 20, tzinfo=UTC), TRAILBLAZER_4WW))
+    samples = scrape(metrics.registry)
+    assert total(samples, "mhst_referrals_waiting", band="0-6") == 0
+    assert total(samples, "mhst_referrals_waiting", band="14-27") == 1
+    assert total(samples, "mhst_referrals_waiting") == 1
+    assert total(samples, "mhst_stage_breaches", stage="allocation") == 1
+    assert total(samples, "mhst_referrals_tracked") == 1
