@@ -66,6 +66,20 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         )
 
 
+class StoreNotMigrated(RuntimeError):
+    """The store's schema is not the one this version of the tracker needs."""
+
+
+async def check_current(engine: AsyncEngine) -> None:
+    """Raise :class:`StoreNotMigrated` unless the store is at the newest revision."""
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise StoreNotMigrated(
+            f"the store is at revision {current or 'none'}, this tracker needs {head}: "
+            "run `mhst-tracker db upgrade`"
+        )
+
+
 def head_revision() -> str:
     """The newest revision shipped with this version of the tracker."""
     head = ScriptDirectory.from_config(_config_without_connection()).get_current_head()

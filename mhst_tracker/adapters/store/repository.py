@@ -22,6 +22,7 @@ from sqlalchemy import Select, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mhst_tracker.adapters.store.database import check_current, create_engine
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.records import (
     Batch,
@@ -32,6 +33,7 @@ from mhst_tracker.adapters.store.records import (
     left_list_on,
     next_stage,
 )
+from mhst_tracker.config import Settings
 from mhst_tracker.domain.alerts import next_deadline
 from mhst_tracker.domain.clock import ReferralClock, ReferralState
 from mhst_tracker.domain.events import parse_event
@@ -106,6 +108,18 @@ class Store:
         self.profile = profile
         self.time_source = time_source
         self._dialect = engine.dialect.name
+
+    @classmethod
+    async def open(cls, settings: Settings, url: str | None = None) -> Store:
+        """A store on ``url`` (default ``MHST_DATABASE_URL``) with the settings' profile and
+        clock; :class:`StoreNotMigrated` if ``db upgrade`` has not been run."""
+        engine = create_engine(url or settings.database_url)
+        try:
+            await check_current(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine, settings.profile(), settings.time_source())
 
     async def close(self) -> None:
         """Release the engine's connections."""

@@ -1,0 +1,151 @@
+"""``mhst-tracker import FILE``: load a JSONL event file or an MHSDS-style CSV extract.
+
+Into the store (``--to store``, the default; rejected lines are stored too) or onto the
+events topic (``--to kafka``, keyed by referral id). Each bad line is reported on standard
+error with its line number and reason, and every valid line around it is kept: the exit
+status is 0 even when lines were rejected, and non-zero only when the file cannot be read at
+all. A progress bar goes to standard error when it is a terminal.
+"""
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from mhst_tracker.adapters.store.database import StoreNotMigrated
+from mhst_tracker.adapters.store.importer import (
+    ImportItem,
+    UnusableFile,
+    count_lines,
+    detect_format,
+    read_file,
+)
+from mhst_tracker.adapters.store.records import Batch, Rejection
+from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.config import EVENTS_TOPIC, Settings
+
+BATCH_SIZE = 2000
+
+
+@dataclass
+class ImportCounts:
+    """What an import did."""
+
+    events: int = 0
+    new: int = 0
+    rejected: int = 0
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    help="File format (default: from the file name).",
+)
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["store", "kafka"]),
+    default="store",
+    show_default=True,
+    help="Write straight into the store, or publish on the events topic.",
+)
+def import_command(file: Path, fmt: str | None, target: str) -> None:
+    """Import the events of FILE (JSONL events or an MHSDS-style CSV extract)."""
+    settings = Settings.from_env()
+    try:
+        fmt = fmt or detect_format(file)
+        counts = asyncio.run(import_file(file, fmt, target, settings))
+    except (UnusableFile, StoreNotMigrated) as error:
+        raise click.ClickException(str(error)) from None
+    new = f", {counts.new} new" if target == "store" else " published"
+    click.echo(
+        f"{file.name}: {counts.events} events{new}; {counts.rejected} lines rejected", err=True
+    )
+
+
+async def import_file(path: Path, fmt: str, target: str, settings: Settings) -> ImportCounts:
+    """Import ``path`` into the store or onto the events topic; bad lines to stderr."""
+    counts = ImportCounts()
+    async with _writer(target, settings) as write:
+        batch = Batch()
+        for item in _with_progress(path, fmt, settings):
+            if isinstance(item, Rejection):
+                counts.rejected += 1
+                click.echo(f"{path.name}:{item.origin.line}: {item.reason}", err=True)
+                batch.rejections.append(item)
+            else:
+                counts.events += 1
+                batch.events.append(item)
+            if len(batch) >= BATCH_SIZE:
+                counts.new += await write(batch)
+                batch = Batch()
+        if len(batch):
+            counts.new += await write(batch)
+    return counts
+
+
+def _with_progress(path: Path, fmt: str, settings: Settings) -> Iterator[ImportItem]:
+    now = datetime.now(UTC)
+    with path.open("rb") as file:
+        items = read_file(file, fmt, str(path), settings.profile(), now)
+        if not sys.stderr.isatty():
+            yield from items
+            return
+        with click.progressbar(length=count_lines(path), label="importing", file=sys.stderr) as bar:
+            line = 0
+            for item in items:
+                current = item.origin.line or line
+                bar.update(current - line)
+                line = current
+                yield item
+
+
+Write = Callable[[Batch], Awaitable[int]]
+"""Writes one batch; returns how many of its events were new (or published)."""
+
+
+@asynccontextmanager
+async def _writer(target: str, settings: Settings) -> AsyncIterator[Write]:
+    if target == "store":
+        store = await Store.open(settings)
+
+        async def to_store(batch: Batch) -> int:
+            return (await store.write(batch)).events_new
+
+        try:
+            yield to_store
+        finally:
+            await store.close()
+        return
+    topic = settings.topic(EVENTS_TOPIC)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20
+    )
+
+    async def to_kafka(batch: Batch) -> int:
+        deliveries = [
+            await producer.send(
+                topic,
+                key=item.event.referral_id.encode(),
+                value=orjson.dumps(dict(item.payload)),
+            )
+            for item in batch.events
+        ]
+        await asyncio.gather(*deliveries)
+        return len(deliveries)
+
+    await producer.start()
+    try:
+        yield to_kafka
+    finally:
+        await producer.stop()

@@ -1,0 +1,1 @@
+"""Tests of the adapters, mirroring mhst_tracker/adapters."""

@@ -1,0 +1,1 @@
+"""Tests of the store, mirroring mhst_tracker/adapters/store."""
