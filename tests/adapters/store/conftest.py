@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.records import Batch, IncomingEvent, Origin
 from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 
@@ -113,6 +114,18 @@ def incoming(bodies: Iterable[dict[str, Any]], source: str = "test") -> Batch:
             for number, body in enumerate(bodies, start=1)
         ]
     )
+
+
+def valid_bodies(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The decoded bodies of the lines that are valid events."""
+    bodies = []
+    for line in lines:
+        try:
+            parse_event(line)
+        except InvalidEvent:
+            continue
+        bodies.append(orjson.loads(line))
+    return bodies
 
 
 def jsonl(bodies: Iterable[dict[str, Any] | str]) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime
 
-import orjson
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -26,12 +25,11 @@ from mhst_tracker.adapters.store.records import (
 from mhst_tracker.adapters.store.repository import DeliveryStatus, Store
 from mhst_tracker.domain.alerts import AlertKind, decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
-from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
-from tests.adapters.store.conftest import NOW, event, incoming
+from tests.adapters.store.conftest import NOW, event, incoming, valid_bodies
 
 T1_EVENTS = [
     event("r1-rec", "referral_received", "R1", "2026-09-01T09:00:00+01:00", team_id="T1"),
@@ -178,13 +176,7 @@ async def test_store_states_equal_replay_of_the_same_events(store: Store) -> Non
     lines = list(simulate(11, date(2026, 9, 1), referrals=120))
     as_of = datetime(2026, 11, 15, tzinfo=UTC)
     expected = replay(lines, as_of, TRAILBLAZER_4WW)
-    bodies = []
-    for line in lines:
-        try:
-            parse_event(line)
-        except InvalidEvent:
-            continue
-        bodies.append(orjson.loads(line))
+    bodies = valid_bodies(lines)
     assert len(bodies) == len(lines) - len(expected.rejected)
     for start in range(0, len(bodies), 97):
         await store.write(incoming(bodies[start : start + 97]))
