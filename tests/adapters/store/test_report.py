@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 from mhst_tracker.adapters.store.report import (
     SUPPRESSED,
+    Cell,
     Period,
     columns,
     period_report,
@@ -22,7 +23,7 @@ from tests.adapters.store.test_repository import T1_EVENTS
 SEPTEMBER = Period.parse("2026-09")
 
 
-async def _report(store: Store, period: Period, suppress: bool) -> list[dict[str, object]]:
+async def _report(store: Store, period: Period, suppress: bool) -> list[dict[str, Cell]]:
     states = await store.states_in_period(
         period.first_day, period.last_day, period.end(store.profile)
     )
