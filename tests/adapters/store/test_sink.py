@@ -1,0 +1,241 @@
+"""The sink on the real broker: exactly one row per event and alert, and a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import CollectorRegistry
+
+from deploy.local import PostgresServer
+from mhst_tracker.adapters.store.database import create_engine, upgrade
+from mhst_tracker.adapters.store.models import AlertRow, EventRow, RejectedEventRow
+from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions, Topics
+from mhst_tracker.config import Settings
+from mhst_tracker.domain.alerts import decide_alerts
+from mhst_tracker.domain.clock import ReferralClock
+from mhst_tracker.domain.errors import InvalidEvent
+from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.simulate import simulate
+from streams.dead_letters import DeadLetter
+from tests.adapters.store.conftest import NOW, FixedClock, valid_bodies
+from tests.adapters.store.test_repository import T1_EVENTS
+
+pytestmark = pytest.mark.kafka
+
+Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def create_topics(bootstrap: str, topics: Topics) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 3, 1) for name in topics.all()])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> list[Any]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        return [
+            await producer.send_and_wait(topic, key=key, value=value, headers=headers)
+            for key, value, headers in messages
+        ]
+    finally:
+        await producer.stop()
+
+
+def event_message(body: dict[str, Any]) -> Message:
+    return body["referral_id"].encode(), orjson.dumps(body), []
+
+
+def line_message(line: str) -> Message:
+    try:
+        key = parse_event(line).referral_id.encode()
+    except InvalidEvent:
+        key = b"unknown"
+    return key, line.encode(), []
+
+
+def sample(metrics: SinkMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def total_lag(metrics: SinkMetrics, topics: Topics) -> float | None:
+    values = [
+        metrics.registry.get_sample_value("mhst_store_sink_lag_messages", {"topic": name})
+        for name in topics.all()
+    ]
+    return None if None in values else sum(value or 0.0 for value in values)
+
+
+class RunningSink:
+    """A sink running as a task, with its own metrics registry."""
+
+    def __init__(self, store: Store, settings: Settings, options: SinkOptions) -> None:
+        self.metrics = SinkMetrics(CollectorRegistry())
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(Sink(store, settings, self.metrics, options).run(self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+async def test_duplicates_and_redeliveries_give_one_row_each(
+    store: Store, kafka_bootstrap: str
+) -> None:
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}.")
+    topics = Topics(settings)
+    await create_topics(kafka_bootstrap, topics)
+    messages = [event_message(body) for body in T1_EVENTS]
+    messages += [event_message(body) for body in T1_EVENTS[:3]]  # duplicates on the topic
+    bad = (b"R9", b'{"event_id": "bad", "type": "allocated"}', [])
+    metadata = await produce(kafka_bootstrap, topics.events, [*messages, bad])
+    # The workers' dead letter for the bad message names where it was read.
+    letter = DeadLetter(
+        "missing referral_id",
+        topics.events,
+        metadata[-1].partition,
+        metadata[-1].offset,
+        NOW,
+        bad[0],
+        bad[1],
+    )
+    await produce(kafka_bootstrap, topics.dlq, [(letter.key, bad[1], letter.headers())])
+    clock = ReferralClock("R2")
+    for body in T1_EVENTS[4:6]:
+        clock.apply(parse_event(body))
+    alerts = decide_alerts(clock, TRAILBLAZER_4WW, NOW)
+    alert_messages: list[Message] = [(b"R2", orjson.dumps(alert.to_dict()), []) for alert in alerts]
+    await produce(kafka_bootstrap, topics.alerts, alert_messages * 2)
+
+    async def stored() -> tuple[int, int, int]:
+        return (
+            await store.count(EventRow),
+            await store.count(AlertRow),
+            await store.count(RejectedEventRow),
+        )
+
+    expected = (len(T1_EVENTS), len(alerts), 1)
+    first = RunningSink(store, settings, SinkOptions(batch_size=7, lag_interval=0.2))
+    try:
+        await wait_for(lambda: _equals(stored, expected), "every row once")
+        await wait_for(lambda: _true(total_lag(first.metrics, topics) == 0), "lag 0")
+    finally:
+        await first.close()
+    # Another consumer group re-reads every message: a redelivery of everything.
+    options = SinkOptions(group_id=f"again-{uuid.uuid4().hex[:6]}", lag_interval=0.2)
+    again = RunningSink(store, settings, options)
+    try:
+        await wait_for(
+            lambda: _true(
+                sample(
+                    again.metrics, "mhst_store_sink_rows_total", table="events", outcome="duplicate"
+                )
+                == len(messages)
+            ),
+            "the redelivery",
+        )
+        await wait_for(lambda: _true(total_lag(again.metrics, topics) == 0), "lag 0 again")
+    finally:
+        await again.close()
+    assert await stored() == expected
+    assert sample(again.metrics, "mhst_store_sink_rows_total", table="events", outcome="new") == 0
+    assert sample(again.metrics, "mhst_store_sink_rows_total", table="alerts", outcome="new") == 0
+
+
+async def _equals(read: Callable[[], Awaitable[object]], expected: object) -> bool:
+    return await read() == expected
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+OUTAGE_SECONDS = 30.0
+
+
+@pytest.mark.postgres
+async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
+    kafka_bootstrap: str,
+) -> None:
+    server = PostgresServer()
+    await asyncio.to_thread(server.start)
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        engine = create_engine(server.url)
+        await upgrade(engine)
+        store = Store(engine, TRAILBLAZER_4WW, FixedClock(NOW))
+        settings = Settings(
+            kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}."
+        )
+        topics = Topics(settings)
+        await create_topics(kafka_bootstrap, topics)
+        lines = list(simulate(21, date(2026, 9, 1), referrals=160))
+        unique = len({body["event_id"] for body in valid_bodies(lines)})
+        invalid = len(lines) - len(valid_bodies(lines))
+        half = len(lines) // 2
+        options = SinkOptions(
+            batch_size=100, backoff_initial=0.2, backoff_max=2.0, lag_interval=0.3
+        )
+        sink = RunningSink(store, settings, options)
+        try:
+            await produce(kafka_bootstrap, topics.events, [line_message(x) for x in lines[:half]])
+            await wait_for(
+                lambda: _true(total_lag(sink.metrics, topics) == 0), "the first half stored"
+            )
+            await asyncio.to_thread(server.pause)
+            await produce(kafka_bootstrap, topics.events, [line_message(x) for x in lines[half:]])
+            await wait_for(
+                lambda: _true(sample(sink.metrics, "mhst_store_sink_retrying") == 1),
+                "the sink to notice the outage",
+            )
+            outage_ends = time.monotonic() + OUTAGE_SECONDS
+            while time.monotonic() < outage_ends:
+                assert sample(sink.metrics, "mhst_store_sink_retrying") == 1
+                lag = total_lag(sink.metrics, topics)
+                assert lag is not None
+                assert lag > 0
+                await asyncio.sleep(0.5)
+            retries_during_outage = sample(sink.metrics, "mhst_store_sink_db_retries_total")
+            # Backoff: far fewer retries than 30 s of 0.2 s attempts, but more than a couple.
+            assert 5 <= retries_during_outage <= 40
+            assert not sink.task.done()
+            await asyncio.to_thread(server.restart)
+            await wait_for(
+                lambda: _true(
+                    total_lag(sink.metrics, topics) == 0
+                    and sample(sink.metrics, "mhst_store_sink_retrying") == 0
+                ),
+                "the sink to catch up",
+            )
+        finally:
+            await sink.close()
+        assert await store.count(EventRow) == unique
+        assert await store.count(RejectedEventRow) == invalid
+        await store.close()
+    finally:
+        await asyncio.to_thread(server.stop)
