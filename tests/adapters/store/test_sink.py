@@ -37,9 +37,9 @@ Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0
+    condition: Callable[[], Awaitable[bool]], what: str, within: float = 60.0
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not await condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
