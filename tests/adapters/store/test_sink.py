@@ -112,7 +112,7 @@ async def test_duplicates_and_redeliveries_give_one_row_each(
     await create_topics(kafka_bootstrap, topics)
     messages = [event_message(body) for body in T1_EVENTS]
     messages += [event_message(body) for body in T1_EVENTS[:3]]  # duplicates on the topic
-    bad = (b"R9", b'{"event_id": "bad", "type": "allocated"}', [])
+    bad: Message = (b"R9", b'{"event_id": "bad", "type": "allocated"}', [])
     metadata = await produce(kafka_bootstrap, topics.events, [*messages, bad])
     # The workers' dead letter for the bad message names where it was read.
     letter = DeadLetter(
