@@ -1,0 +1,262 @@
+"""The Grafana dashboards as data: their panels, queries, variables and structural checks.
+
+The dashboards are Grafana JSON files in ``dashboards/``. This module reads them, fills in
+their template variables the way Grafana does (``$team`` in PromQL, ``${team:regex}`` and
+``$__timeFilter(column)`` in SQL, constants such as ``$target``), checks their structure
+against the provisioned datasources, and runs their PromQL against a Prometheus, so the
+tests and ``mhst-tracker dashboard-check`` see what a person would see in Grafana.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+DASHBOARD_DIR: Final = REPO_ROOT / "dashboards"
+PROMETHEUS_TYPE: Final = "prometheus"
+POSTGRES_TYPE: Final = "grafana-postgresql-datasource"
+ALL: Final = ".*"
+"""What a variable set to "All" stands for (its ``allValue``)."""
+
+_SQL_REGEX_VARIABLE: Final = re.compile(r"\$\{(\w+):regex\}")
+_TIME_FILTER: Final = re.compile(r"\$__timeFilter\((\w+)\)")
+_IMPORT_VARIABLE: Final = re.compile(r"\$\{DS_[A-Z0-9_]+\}")
+
+
+class DashboardError(Exception):
+    """A dashboard file or a query against Prometheus failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One target of a panel: PromQL (``expr``) or SQL (``sql``)."""
+
+    ref_id: str
+    datasource_uid: str
+    expr: str | None = None
+    sql: str | None = None
+    instant: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """A panel (rows included, with no queries) and where it sits on the grid."""
+
+    id: int
+    title: str
+    type: str
+    grid: Mapping[str, Any]
+    datasource_uid: str | None
+    queries: tuple[Query, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    """One dashboard file."""
+
+    path: Path
+    data: Mapping[str, Any]
+    panels: tuple[Panel, ...] = field(default=())
+
+    @property
+    def uid(self) -> str:
+        return str(self.data["uid"])
+
+    @property
+    def title(self) -> str:
+        return str(self.data["title"])
+
+    @property
+    def constants(self) -> dict[str, str]:
+        """Constant template variables (such as ``target``) and their values."""
+        return {
+            variable["name"]: str(variable["query"])
+            for variable in self.data.get("templating", {}).get("list", [])
+            if variable.get("type") == "constant"
+        }
+
+    @property
+    def query_variables(self) -> tuple[str, ...]:
+        """Names of the variables a person picks (team, school)."""
+        return tuple(
+            variable["name"]
+            for variable in self.data.get("templating", {}).get("list", [])
+            if variable.get("type") == "query"
+        )
+
+
+def load_dashboards(directory: Path = DASHBOARD_DIR) -> list[Dashboard]:
+    """Every ``*.json`` dashboard in ``directory``, sorted by file name."""
+    paths = sorted(directory.glob("*.json"))
+    if not paths:
+        raise DashboardError(f"no dashboards in {directory}")
+    return [load_dashboard(path) for path in paths]
+
+
+def load_dashboard(path: Path) -> Dashboard:
+    """One dashboard file with its panels flattened (panels inside rows included)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DashboardError(f"{path}: {error}") from None
+    return Dashboard(path, data, tuple(_panels(data.get("panels", []))))
+
+
+def _panels(raw_panels: Sequence[Mapping[str, Any]]) -> Iterator[Panel]:
+    for raw in raw_panels:
+        datasource = raw.get("datasource") or {}
+        queries = tuple(
+            Query(
+                ref_id=str(target.get("refId", "")),
+                datasource_uid=str((target.get("datasource") or datasource).get("uid", "")),
+                expr=target.get("expr"),
+                sql=target.get("rawSql"),
+                instant=bool(target.get("instant", False)),
+            )
+            for target in raw.get("targets", [])
+        )
+        yield Panel(
+            id=int(raw.get("id", -1)),
+            title=str(raw.get("title", "")),
+            type=str(raw.get("type", "")),
+            grid=raw.get("gridPos", {}),
+            datasource_uid=datasource.get("uid"),
+            queries=queries,
+        )
+        yield from _panels(raw.get("panels", []))
+
+
+def structural_problems(dashboard: Dashboard, datasources: Mapping[str, str]) -> list[str]:
+    """What Grafana would reject or show wrongly; an empty list when the dashboard is sound.
+
+    ``datasources`` maps the provisioned datasources' uids to their types.
+    """
+    problems: list[str] = []
+    data = dashboard.data
+    for key in ("uid", "title", "schemaVersion", "panels", "templating", "time"):
+        if key not in data:
+            problems.append(f"missing top-level {key!r}")
+    if not isinstance(data.get("schemaVersion"), int) or data["schemaVersion"] < 36:
+        problems.append("schemaVersion must be an integer of at least 36")
+    if _IMPORT_VARIABLE.search(dashboard.path.read_text(encoding="utf-8")):
+        problems.append("uses ${DS_...} import variables instead of fixed datasource uids")
+    seen: set[int] = set()
+    for panel in dashboard.panels:
+        where = f"panel {panel.id} {panel.title!r}"
+        if panel.id in seen:
+            problems.append(f"{where}: duplicate id")
+        seen.add(panel.id)
+        grid = panel.grid
+        if not all(isinstance(grid.get(key), int) for key in ("x", "y", "w", "h")):
+            problems.append(f"{where}: gridPos needs integer x, y, w, h")
+        elif not (grid["x"] >= 0 and grid["w"] >= 1 and grid["x"] + grid["w"] <= 24):
+            problems.append(f"{where}: gridPos outside the 24-column grid")
+        elif grid["h"] < 1 or grid["y"] < 0:
+            problems.append(f"{where}: gridPos height or row invalid")
+        if panel.type == "row":
+            continue
+        if not panel.queries:
+            problems.append(f"{where}: no queries")
+        for query in panel.queries:
+            kind = datasources.get(query.datasource_uid)
+            if kind is None:
+                problems.append(f"{where}: datasource uid {query.datasource_uid!r} not provisioned")
+            elif kind == PROMETHEUS_TYPE and not query.expr:
+                problems.append(f"{where}: Prometheus target {query.ref_id} has no expr")
+            elif kind == POSTGRES_TYPE and not query.sql:
+                problems.append(f"{where}: PostgreSQL target {query.ref_id} has no rawSql")
+    problems.extend(_overlaps(dashboard.panels))
+    return problems
+
+
+def _overlaps(panels: Sequence[Panel]) -> Iterator[str]:
+    cells: dict[tuple[int, int], int] = {}
+    for panel in panels:
+        grid = panel.grid
+        if not all(isinstance(grid.get(key), int) for key in ("x", "y", "w", "h")):
+            continue
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                other = cells.setdefault((x, y), panel.id)
+                if other != panel.id:
+                    yield f"panel {panel.id} overlaps panel {other}"
+                    return
+
+
+def _regex_value(values: Sequence[str] | None) -> str:
+    if not values:
+        return ALL
+    return "|".join(re.escape(value) for value in values)
+
+
+def substitute_promql(
+    expr: str, dashboard: Dashboard, selection: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    """``expr`` with the dashboard's variables filled in (unselected variables mean All)."""
+    selection = selection or {}
+    for name, value in dashboard.constants.items():
+        expr = expr.replace(f"${name}", value)
+    for name in dashboard.query_variables:
+        expr = expr.replace(f"${name}", _regex_value(selection.get(name)))
+    return expr
+
+
+def substitute_sql(
+    sql: str,
+    start: datetime,
+    end: datetime,
+    selection: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """``sql`` with ``${name:regex}`` and ``$__timeFilter(column)`` filled in as Grafana does."""
+    selection = selection or {}
+    sql = _SQL_REGEX_VARIABLE.sub(
+        lambda match: _regex_value(selection.get(match.group(1))).replace("'", "''"), sql
+    )
+    return _TIME_FILTER.sub(
+        lambda match: f"{match.group(1)} BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'",
+        sql,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One series of an instant query's answer: its labels and value."""
+
+    labels: Mapping[str, str]
+    value: float
+
+
+def query_prometheus(url: str, expr: str, at: float | None = None) -> list[Sample]:
+    """Run an instant query against the Prometheus at ``url``; ``DashboardError`` on failure."""
+    params = {"query": expr}
+    if at is not None:
+        params["time"] = str(at)
+    address = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(address, timeout=15) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        body = json.load(error)
+    except (urllib.error.URLError, OSError) as error:
+        raise DashboardError(f"Prometheus at {url} did not answer: {error}") from None
+    if body.get("status") != "success":
+        raise DashboardError(f"query failed: {body.get('error')}: {expr}")
+    data = body["data"]
+    if data["resultType"] == "scalar":
+        return [Sample({}, float(data["result"][1]))]
+    return [
+        Sample(
+            {key: value for key, value in item["metric"].items() if key != "__name__"},
+            float(item["value"][1]),
+        )
+        for item in data["result"]
+    ]
