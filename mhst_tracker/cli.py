@@ -2,8 +2,13 @@
 
 import click
 
+from mhst_tracker.commands.db import db_command
+from mhst_tracker.commands.import_events import import_command
 from mhst_tracker.commands.replay import replay_command
+from mhst_tracker.commands.report import report_command
 from mhst_tracker.commands.simulate import simulate_command
+from mhst_tracker.commands.sink import sink_command
+from mhst_tracker.commands.waiting_list import waiting_list_command
 
 
 @click.group()
@@ -14,3 +19,8 @@ def main() -> None:
 
 main.add_command(replay_command)
 main.add_command(simulate_command)
+main.add_command(db_command)
+main.add_command(sink_command)
+main.add_command(import_command)
+main.add_command(waiting_list_command)
+main.add_command(report_command)
