@@ -39,6 +39,7 @@ class Settings:
     topic_prefix: str = ""
     max_event_bytes: int = 65536
     sink_metrics_port: int = 9465
+    prometheus_url: str = "http://127.0.0.1:9090"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             worker_data_dir=Path(env.get("MHST_WORKER_DATA_DIR", str(defaults.worker_data_dir))),
             topic_prefix=env.get("MHST_TOPIC_PREFIX", ""),
             max_event_bytes=_int(env, "MHST_MAX_EVENT_BYTES", defaults.max_event_bytes, minimum=1),
+            prometheus_url=env.get("MHST_PROMETHEUS_URL", defaults.prometheus_url),
             sink_metrics_port=_int(
                 env, "MHST_SINK_METRICS_PORT", defaults.sink_metrics_port, minimum=0
             ),

@@ -57,6 +57,7 @@ class Panel:
     grid: Mapping[str, Any]
     datasource_uid: str | None
     queries: tuple[Query, ...]
+    unit: str = "short"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,7 @@ def _panels(raw_panels: Sequence[Mapping[str, Any]]) -> Iterator[Panel]:
             grid=raw.get("gridPos", {}),
             datasource_uid=datasource.get("uid"),
             queries=queries,
+            unit=str(raw.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")),
         )
         yield from _panels(raw.get("panels", []))
 
