@@ -28,12 +28,13 @@ The rules are those of the domain page. Decisions where it is silent:
   never change a stage.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from mhst_tracker.domain._frozen import frozen_constructor
 from mhst_tracker.domain.errors import ClockError
 from mhst_tracker.domain.events import Event, EventType
 from mhst_tracker.domain.profile import Profile
@@ -136,6 +137,43 @@ class ReferralState:
         }
 
 
+_MET: Final = StageStatus.MET
+_BREACHED: Final = StageStatus.BREACHED
+_PENDING: Final = StageStatus.PENDING
+_NOT_APPLICABLE: Final = StageStatus.NOT_APPLICABLE
+_SEEN_WITHIN_STANDARD: Final = ReferralStatus.SEEN_WITHIN_STANDARD
+_SEEN_LATE: Final = ReferralStatus.SEEN_LATE
+_CLOSED_BEFORE_INTERVENTION: Final = ReferralStatus.CLOSED_BEFORE_INTERVENTION
+_WAITING_BREACHED: Final = ReferralStatus.WAITING_BREACHED
+_WAITING_WITHIN_STANDARD: Final = ReferralStatus.WAITING_WITHIN_STANDARD
+_NO_RECEIPT: Final = ReferralStatus.NO_RECEIPT
+_STAGE_BEFORE_RECEIPT: Final = Flag.STAGE_BEFORE_RECEIPT
+_CLOSED_BEFORE_RECEIPT: Final = Flag.CLOSED_BEFORE_RECEIPT
+_REFERRAL_RECEIVED: Final = EventType.REFERRAL_RECEIVED
+_REFERRAL_CLOSED: Final = EventType.REFERRAL_CLOSED
+_APPOINTMENT_DNA: Final = EventType.APPOINTMENT_DNA
+"""Enum members as module constants: attribute access on an enum class is slow in 3.11."""
+
+_new_stage_state: Callable[[date, date | None, StageStatus], StageState] = frozen_constructor(
+    StageState
+)
+_new_referral_state: Callable[
+    [
+        str,
+        str | None,
+        str | None,
+        ReferralStatus,
+        date | None,
+        int | None,
+        int,
+        tuple[Flag, ...],
+        Mapping[str, StageState | None],
+        datetime,
+        tuple[str, ...],
+    ],
+    ReferralState,
+] = frozen_constructor(ReferralState)
+
 _Mark = tuple[datetime, str]
 """An event's instant (in UTC) and id: the key that decides which event is earliest."""
 
@@ -181,9 +219,9 @@ class ReferralClock:
             occurred_at = occurred_at.astimezone(UTC)
         mark = (occurred_at, event_id)
         event_type = event.type
-        if event_type is EventType.APPOINTMENT_DNA:
+        if event_type is _APPOINTMENT_DNA:
             self._dnas.append(mark)
-        elif event_type is EventType.REFERRAL_RECEIVED:
+        elif event_type is _REFERRAL_RECEIVED:
             if self._receipt is None or mark < self._receipt:
                 self._receipt = mark
                 self._team_id = event.team_id
@@ -198,92 +236,101 @@ class ReferralClock:
         """The referral as of ``as_of`` (an aware datetime) under ``profile``."""
         if as_of.utcoffset() is None:
             raise ClockError("as_of must be timezone-aware")
-        moment = as_of.astimezone(UTC)
-        dna_count = sum(1 for mark in self._dnas if mark[0] <= moment)
+        moment = as_of if as_of.tzinfo is UTC else as_of.astimezone(UTC)
+        dnas = self._dnas
+        dna_count = sum(1 for mark in dnas if mark[0] <= moment) if dnas else 0
+        stages = profile.stages
         receipt = self._receipt
         if receipt is None or receipt[0] > moment:
             return ReferralState(
                 referral_id=self.referral_id,
                 team_id=None,
                 school_id=None,
-                status=ReferralStatus.NO_RECEIPT,
+                status=_NO_RECEIPT,
                 received_on=None,
                 days_waited=None,
                 dna_count=dna_count,
                 flags=(),
-                stages=dict.fromkeys((stage.name for stage in profile.stages), None),
+                stages=dict.fromkeys((stage.name for stage in stages), None),
                 as_of=as_of,
             )
         zone = profile.timezone
         received_on = receipt[0].astimezone(zone).date()
-        today = moment.astimezone(zone).date()
-        flags: list[Flag] = []
+        received = received_on.toordinal()
+        today = moment.astimezone(zone).date().toordinal()
 
         done_dates = self._completion_dates(moment, profile)
-        if any(done_on is not None and done_on < received_on for done_on in done_dates):
-            flags.append(Flag.STAGE_BEFORE_RECEIPT)
+        flags: tuple[Flag, ...] = ()
+        for done_on in done_dates:
+            if done_on is not None and done_on < received_on:
+                flags = (_STAGE_BEFORE_RECEIPT,)
+                break
 
-        close_on: date | None = None
-        closure = self._firsts.get(EventType.REFERRAL_CLOSED)
+        closed: int | None = None
+        closure = self._firsts.get(_REFERRAL_CLOSED)
         if closure is not None and closure[0] <= moment:
-            close_on = closure[0].astimezone(zone).date()
-            if close_on < received_on:
-                flags.append(Flag.CLOSED_BEFORE_RECEIPT)
-                close_on = received_on
+            closed = closure[0].astimezone(zone).date().toordinal()
+            if closed < received:
+                flags = (*flags, _CLOSED_BEFORE_RECEIPT)
+                closed = received
 
-        stage_states = [
-            _stage_state(received_on + timedelta(days=stage.target_days), done_on, close_on, today)
-            for stage, done_on in zip(profile.stages, done_dates, strict=True)
-        ]
-        final = stage_states[-1]
-        if final.done_on is not None:
-            met = final.state is StageStatus.MET
-            status = ReferralStatus.SEEN_WITHIN_STANDARD if met else ReferralStatus.SEEN_LATE
-            days_waited = max(0, (final.done_on - received_on).days)
-        elif close_on is not None:
-            status = ReferralStatus.CLOSED_BEFORE_INTERVENTION
-            days_waited = (close_on - received_on).days
+        stage_states: dict[str, StageState | None] = {}
+        at_risk: list[str] = []
+        stage_status = _PENDING
+        for stage, done_on in zip(stages, done_dates, strict=True):
+            due = received + stage.target_days
+            if done_on is not None:
+                stage_status = _MET if done_on.toordinal() <= due else _BREACHED
+            elif closed is not None:
+                stage_status = _NOT_APPLICABLE if closed <= due else _BREACHED
+            elif today > due:
+                stage_status = _BREACHED
+            else:
+                stage_status = _PENDING
+                if stage.at_risk_day is not None and today - received >= stage.at_risk_day:
+                    at_risk.append(stage.name)
+            stage_states[stage.name] = _new_stage_state(
+                date.fromordinal(due), done_on, stage_status
+            )
+
+        final_done_on = done_dates[-1]
+        if final_done_on is not None:
+            met = stage_status is _MET
+            status = _SEEN_WITHIN_STANDARD if met else _SEEN_LATE
+            days_waited = max(0, final_done_on.toordinal() - received)
+        elif closed is not None:
+            status = _CLOSED_BEFORE_INTERVENTION
+            days_waited = closed - received
         else:
-            late = today > final.due_on
-            status = (
-                ReferralStatus.WAITING_BREACHED if late else ReferralStatus.WAITING_WITHIN_STANDARD
-            )
-            days_waited = (today - received_on).days
-
-        at_risk: tuple[str, ...] = ()
-        if status in WAITING_STATUSES:
-            at_risk = tuple(
-                stage.name
-                for stage, stage_state in zip(profile.stages, stage_states, strict=True)
-                if stage_state.state is StageStatus.PENDING
-                and stage.at_risk_day is not None
-                and days_waited >= stage.at_risk_day
-            )
-        return ReferralState(
-            referral_id=self.referral_id,
-            team_id=self._team_id,
-            school_id=self._school_id,
-            status=status,
-            received_on=received_on,
-            days_waited=days_waited,
-            dna_count=dna_count,
-            flags=tuple(flags),
-            stages={
-                stage.name: stage_state
-                for stage, stage_state in zip(profile.stages, stage_states, strict=True)
-            },
-            as_of=as_of,
-            at_risk_stages=at_risk,
+            late = stage_status is _BREACHED
+            status = _WAITING_BREACHED if late else _WAITING_WITHIN_STANDARD
+            days_waited = today - received
+        return _new_referral_state(
+            self.referral_id,
+            self._team_id,
+            self._school_id,
+            status,
+            received_on,
+            days_waited,
+            dna_count,
+            flags,
+            stage_states,
+            as_of,
+            tuple(at_risk),
         )
 
     def _completion_dates(self, moment: datetime, profile: Profile) -> list[date | None]:
         """Local completion date of each stage: its own earliest event or a later stage's."""
+        stages = profile.stages
+        dates: list[date | None] = [None] * len(stages)
+        firsts = self._firsts
+        if not firsts:
+            return dates
         zone = profile.timezone
-        dates: list[date | None] = [None] * len(profile.stages)
         completed_at: datetime | None = None
         completed_on: date | None = None
-        for index in range(len(profile.stages) - 1, -1, -1):
-            mark = self._firsts.get(profile.stages[index].completed_by)
+        for index in range(len(stages) - 1, -1, -1):
+            mark = firsts.get(stages[index].completed_by)
             if (
                 mark is not None
                 and mark[0] <= moment
@@ -340,18 +387,6 @@ class ReferralClock:
         except (KeyError, TypeError, ValueError) as error:
             raise ClockError(f"malformed clock snapshot: {error!r}") from None
         return clock
-
-
-def _stage_state(
-    due_on: date, done_on: date | None, close_on: date | None, today: date
-) -> StageState:
-    if done_on is not None:
-        state = StageStatus.MET if done_on <= due_on else StageStatus.BREACHED
-    elif close_on is not None:
-        state = StageStatus.NOT_APPLICABLE if close_on <= due_on else StageStatus.BREACHED
-    else:
-        state = StageStatus.BREACHED if today > due_on else StageStatus.PENDING
-    return StageState(due_on, done_on, state)
 
 
 def _mark_to_list(mark: _Mark) -> list[str]:
