@@ -2,6 +2,7 @@
 
 import click
 
+from mhst_tracker.commands.dashboard_check import dashboard_check_command
 from mhst_tracker.commands.db import db_command
 from mhst_tracker.commands.import_events import import_command
 from mhst_tracker.commands.replay import replay_command
@@ -24,3 +25,4 @@ main.add_command(sink_command)
 main.add_command(import_command)
 main.add_command(waiting_list_command)
 main.add_command(report_command)
+main.add_command(dashboard_check_command)
