@@ -1,0 +1,230 @@
+"""Sink benchmark: events per second into PostgreSQL, against a raw asyncpg COPY baseline.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.bench_sink --events 100000 --seed 1
+
+It starts its own Kafka broker and PostgreSQL server, publishes a simulated stream on the
+events topic, then measures in the same run:
+
+* **sink**: a fresh :class:`~mhst_tracker.adapters.store.sink.Sink` consuming the whole topic
+  (decode, validate, ``INSERT ... ON CONFLICT DO NOTHING``, the referral projection by the
+  engine, offset commits) until its lag is 0;
+* **store write path**: the same messages' rows through ``Store.write`` in the sink's batch
+  size, without Kafka (where the time goes);
+* **baseline**: asyncpg ``copy_records_to_table`` of the same event rows (the distinct
+  events, built before the clock starts) into an empty copy of the ``events`` table (no
+  projection, no idempotency, no Kafka). Rates are per message of the stream for all three.
+
+Figures go to ``bench/results/sink.json``; the target is a sink/baseline ratio of at least 0.5.
+"""
+
+import argparse
+import asyncio
+import json
+import platform
+import time
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import CollectorRegistry
+
+from deploy.local import KafkaBroker, PostgresServer
+from mhst_tracker.adapters.store.database import create_engine, upgrade
+from mhst_tracker.adapters.store.records import Batch, IncomingEvent, Origin
+from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions, Topics
+from mhst_tracker.config import Settings
+from mhst_tracker.domain.errors import InvalidEvent
+from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.simulate import simulate
+from mhst_tracker.timesource import SimulatedClock
+
+TARGET_RATIO = 0.5
+RESULTS = Path(__file__).parent / "results" / "sink.json"
+START = date(2025, 9, 1)
+
+
+def valid_messages(events: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the valid events of a simulated stream."""
+    messages = []
+    for line in simulate(seed, START, events=events):
+        try:
+            event = parse_event(line)
+        except InvalidEvent:
+            continue
+        messages.append((event.referral_id.encode(), line.encode()))
+    return messages
+
+
+async def publish(bootstrap: str, topics: Topics, messages: list[tuple[bytes, bytes]]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 6, 1) for name in topics.all()])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
+    await producer.start()
+    try:
+        pending = [await producer.send(topics.events, key=k, value=v) for k, v in messages]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def fresh_store(server: PostgresServer) -> tuple[Store, str]:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    connection = await asyncpg.connect(server.dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    url = server.url.rsplit("/", 1)[0] + f"/{name}"
+    engine = create_engine(url)
+    await upgrade(engine)
+    clock = SimulatedClock.starting(datetime(2026, 6, 1, tzinfo=UTC))
+    return Store(engine, TRAILBLAZER_4WW, clock), url
+
+
+async def time_sink(settings: Settings, server: PostgresServer, messages: int) -> float:
+    store, _ = await fresh_store(server)
+    metrics = SinkMetrics(CollectorRegistry())
+    stop = asyncio.Event()
+    sink = Sink(store, settings, metrics, SinkOptions(lag_interval=0.2))
+    started = time.perf_counter()
+    task = asyncio.create_task(sink.run(stop))
+    while True:
+        stored = metrics.registry.get_sample_value(
+            "mhst_store_sink_rows_total", {"table": "events", "outcome": "new"}
+        )
+        duplicates = metrics.registry.get_sample_value(
+            "mhst_store_sink_rows_total", {"table": "events", "outcome": "duplicate"}
+        )
+        if (stored or 0) + (duplicates or 0) >= messages:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await task
+    await store.close()
+    return elapsed
+
+
+async def time_store_writes(server: PostgresServer, messages: list[tuple[bytes, bytes]]) -> float:
+    store, _ = await fresh_store(server)
+    now = datetime.now(UTC)
+    size = SinkOptions.batch_size
+    started = time.perf_counter()
+    for start in range(0, len(messages), size):
+        batch = Batch()
+        for offset, (_, value) in enumerate(messages[start : start + size], start=start):
+            payload = orjson.loads(value)
+            batch.events.append(
+                IncomingEvent(parse_event(payload), payload, now, Origin("bench", 0, offset))
+            )
+        await store.write(batch)
+    elapsed = time.perf_counter() - started
+    await store.close()
+    return elapsed
+
+
+async def time_copy(server: PostgresServer, messages: list[tuple[bytes, bytes]]) -> float:
+    _, url = await fresh_store(server)
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute("CREATE TABLE events_copy (LIKE events INCLUDING ALL)")
+        now = datetime.now(UTC)
+        records = []
+        seen: set[str] = set()
+        for offset, (_, value) in enumerate(messages):
+            event = parse_event(value)
+            if event.event_id in seen:
+                continue
+            seen.add(event.event_id)
+            records.append(
+                (
+                    offset + 1,
+                    event.event_id,
+                    event.referral_id,
+                    event.type.value,
+                    event.occurred_at,
+                    event.team_id,
+                    event.school_id,
+                    value.decode(),
+                    now,
+                    now,
+                    "bench",
+                    0,
+                    offset,
+                    None,
+                )
+            )
+        started = time.perf_counter()
+        await connection.copy_records_to_table("events_copy", records=records)
+        return time.perf_counter() - started
+    finally:
+        await connection.close()
+
+
+async def run(events: int, seed: int) -> dict[str, Any]:
+    messages = valid_messages(events, seed)
+    unique = len({parse_event(value).event_id for _, value in messages})
+    broker, server = KafkaBroker(), PostgresServer()
+    try:
+        broker.start()
+        server.start()
+        await asyncio.to_thread(broker.wait_ready)
+        await asyncio.to_thread(server.wait_ready)
+        settings = Settings(
+            kafka_bootstrap=broker.bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:6]}."
+        )
+        await publish(broker.bootstrap, Topics(settings), messages)
+        copy_seconds = await time_copy(server, messages)
+        write_seconds = await time_store_writes(server, messages)
+        sink_seconds = await time_sink(settings, server, len(messages))
+    finally:
+        server.stop()
+        broker.stop()
+    sink_rate = len(messages) / sink_seconds
+    copy_rate = len(messages) / copy_seconds
+    return {
+        "benchmark": "sink",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "processor": platform.machine()},
+        "events": len(messages),
+        "distinct_events": unique,
+        "seed": seed,
+        "batch_size": SinkOptions.batch_size,
+        "sink_events_per_s": round(sink_rate),
+        "store_write_events_per_s": round(len(messages) / write_seconds),
+        "copy_baseline_events_per_s": round(copy_rate),
+        "ratio_sink_to_copy": round(sink_rate / copy_rate, 3),
+        "target_ratio": TARGET_RATIO,
+        "meets_target": sink_rate / copy_rate >= TARGET_RATIO,
+    }
+
+
+def main() -> None:
+    """Run the benchmark and write its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.events, args.seed))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
