@@ -10,6 +10,7 @@ from mhst_tracker.commands.report import report_command
 from mhst_tracker.commands.simulate import simulate_command
 from mhst_tracker.commands.sink import sink_command
 from mhst_tracker.commands.waiting_list import waiting_list_command
+from mhst_tracker.commands.worker import topics_command, worker_command
 
 
 @click.group()
@@ -20,6 +21,8 @@ def main() -> None:
 
 main.add_command(replay_command)
 main.add_command(simulate_command)
+main.add_command(worker_command)
+main.add_command(topics_command)
 main.add_command(db_command)
 main.add_command(sink_command)
 main.add_command(import_command)

@@ -1,0 +1,74 @@
+"""The deadline index: which referrals of a partition need looking at, by due moment.
+
+One min-heap of ``(moment, key)`` per partition plus each key's current moment. Setting a
+key's deadline pushes a new entry and leaves the old one in the heap; :meth:`pop_due`
+skips entries that are no longer a key's current deadline. So setting a deadline costs
+O(log n) and popping the k due keys costs O(k log n) (plus the superseded entries passed
+over, each once): a timer tick never walks the open referrals. Moments are POSIX seconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+
+class DeadlineIndex:
+    """Per-partition deadline heaps for the partitions this worker owns."""
+
+    def __init__(self) -> None:
+        self._heaps: dict[int, list[tuple[float, bytes]]] = {}
+        self._current: dict[int, dict[bytes, float]] = {}
+
+    def schedule(self, partition: int, key: bytes, moment: float | None) -> None:
+        """Make ``moment`` the key's deadline (``None``: nothing more to wait for)."""
+        current = self._current.setdefault(partition, {})
+        if moment is None:
+            current.pop(key, None)
+            return
+        if current.get(key) == moment:
+            return
+        current[key] = moment
+        heapq.heappush(self._heaps.setdefault(partition, []), (moment, key))
+
+    def pop_due(self, partition: int, now: float, limit: int | None = None) -> list[bytes]:
+        """Remove and return the keys whose deadline is at or before ``now``, earliest first.
+
+        A popped key has no deadline until :meth:`schedule` gives it one again.
+        """
+        heap = self._heaps.get(partition)
+        if not heap:
+            return []
+        current = self._current[partition]
+        due: list[bytes] = []
+        while heap and heap[0][0] <= now and (limit is None or len(due) < limit):
+            moment, key = heapq.heappop(heap)
+            if current.get(key) == moment:
+                del current[key]
+                due.append(key)
+        return due
+
+    def replace(self, partition: int, entries: Iterable[tuple[bytes, float]]) -> None:
+        """Index ``partition`` afresh from ``(key, moment)`` pairs (after an assignment)."""
+        current = dict(entries)
+        heap = [(moment, key) for key, moment in current.items()]
+        heapq.heapify(heap)
+        self._current[partition] = current
+        self._heaps[partition] = heap
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition (revoked from this worker)."""
+        self._current.pop(partition, None)
+        self._heaps.pop(partition, None)
+
+    def partitions(self) -> set[int]:
+        """The partitions indexed."""
+        return set(self._current)
+
+    def deadline(self, partition: int, key: bytes) -> float | None:
+        """The key's current deadline, if any."""
+        return self._current.get(partition, {}).get(key)
+
+    def __len__(self) -> int:
+        """How many keys have a deadline."""
+        return sum(len(current) for current in self._current.values())

@@ -1,0 +1,240 @@
+"""The Faust app: one agent, one table, one timer, wired to the clock engine.
+
+* The agent ``track-referrals`` reads ``mhst.referral-events`` and the internal command
+  topic ``mhst.referral-ticks`` (co-partitioned, key = referral id). An event goes through
+  :func:`streams.tracking.accept` (the engine's parser plus the size and key checks); a
+  rejected message goes to the dead-letter topic unchanged (:mod:`streams.dead_letters`).
+  A valid event or a tick updates the referral's :class:`~streams.tracking.ReferralRecord`
+  in the table ``referral-clocks`` and publishes the engine's new alerts.
+* The timer ``fire-deadlines`` (every :data:`TICK_INTERVAL` seconds, on every worker) pops
+  the due referrals from the in-memory :class:`~streams.deadlines.DeadlineIndex` of each
+  partition the worker actively owns and sends a tick for each to the partition that holds
+  the referral; the agent does the work, because only stream iteration may write the table.
+* After every rebalance (the table's recovery callback) the index drops the partitions the
+  worker no longer owns and is rebuilt from the table for those it gained.
+
+The table holds patient data, so the Faust web server (which can serve table contents) is
+off. ``mhst-tracker worker`` runs it; :mod:`streams.app` holds the same app for the plain
+``faust -A streams.app:app worker`` form.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import faust
+import orjson
+from faust.types import TP, EventT
+
+from mhst_tracker.config import Settings
+from mhst_tracker.domain.errors import InvalidEvent
+from mhst_tracker.domain.profile import Profile
+from mhst_tracker.timesource import TimeSource
+from streams.dead_letters import DeadLetter
+from streams.deadlines import DeadlineIndex
+from streams.observer import NoObserver, WorkerObserver
+from streams.topics import TopicNames
+from streams.tracking import Outcome, ReferralRecord, accept, apply_event, apply_tick, deadline_of
+
+APP_ID: Final = "mhst-tracker"
+TABLE_NAME: Final = "referral-clocks"
+TICK_INTERVAL: Final = 0.25
+"""Seconds of wall time between two looks at the deadline index."""
+MAX_TICKS_PER_PARTITION: Final = 5000
+"""Ticks one timer run sends per partition at most, so a burst of deadlines cannot starve
+the agent; the rest go on the next run."""
+
+SESSION_TIMEOUT: Final = 10.0
+"""Seconds after which the group gives a crashed worker's partitions to the others (Faust's
+default, 60 s, would leave a crashed worker's referrals untimed for a minute)."""
+
+log = logging.getLogger(__name__)
+
+
+def app_id(settings: Settings) -> str:
+    """The Faust app id (the consumer group, and the changelog topics' prefix)."""
+    return f"{settings.topic_prefix}{APP_ID}"
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The name of the referral table's changelog topic."""
+    return f"{app_id(settings)}-{TABLE_NAME}-changelog"
+
+
+class ReferralTracker:
+    """The worker's state and handlers; :func:`create_app` wires it into a Faust app."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        profile: Profile,
+        time_source: TimeSource,
+        observer: WorkerObserver,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.profile = profile
+        self.time_source = time_source
+        self.observer = observer
+        self.names = TopicNames.of(settings)
+        self.index = DeadlineIndex()
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.source = app.topic(
+            self.names.events, self.names.ticks, partitions=settings.partitions, **raw
+        )
+        self.ticks = app.topic(self.names.ticks, partitions=settings.partitions, **raw)
+        self.alerts = app.topic(self.names.alerts, **raw)
+        self.dlq = app.topic(self.names.dlq, **raw)
+        self.table = app.Table(
+            TABLE_NAME,
+            partitions=settings.partitions,
+            key_type=bytes,  # bytes keys and values: Faust stores them raw
+            value_type=bytes,
+        )
+
+    async def handle(self, event: EventT[Any]) -> None:
+        """Process one message of the events or tick topic (inside stream iteration)."""
+        message = event.message
+        if message.topic == self.names.ticks:
+            await self._on_tick(message.key)
+        else:
+            await self._on_event(message.key, message.value, message)
+
+    async def _on_event(self, key: bytes | None, value: bytes | None, message: Any) -> None:
+        try:
+            parsed = accept(key, value, self.settings.max_event_bytes)
+        except InvalidEvent as rejection:
+            await self._dead_letter(rejection.reason, key, value, message)
+            return
+        assert key is not None
+        raw = self.table.get(key)
+        record = None if raw is None else ReferralRecord.from_bytes(raw)
+        now = self.time_source.now()
+        await self._store(key, apply_event(record, parsed, message.partition, self.profile, now))
+
+    async def _on_tick(self, key: bytes | None) -> None:
+        raw = None if key is None else self.table.get(key)
+        if key is None or raw is None:
+            return
+        record = ReferralRecord.from_bytes(raw)
+        await self._store(key, apply_tick(record, self.profile, self.time_source.now()))
+
+    async def _store(self, key: bytes, outcome: Outcome) -> None:
+        record = outcome.record
+        if record is None:
+            return
+        for alert in outcome.alerts:
+            await self.alerts.send(key=key, value=orjson.dumps(alert.to_dict()))
+            self.observer.on_alert(alert)
+        self.table[key] = record.to_bytes()
+        deadline = None if record.deadline is None else record.deadline.timestamp()
+        self.index.schedule(record.partition, key, deadline)
+        if outcome.state is not None:
+            self.observer.on_state(outcome.state)
+
+    async def _dead_letter(
+        self, reason: str, key: bytes | None, value: bytes | None, message: Any
+    ) -> None:
+        letter = DeadLetter(
+            reason=reason,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            rejected_at=self.time_source.now(),
+            key=key,
+            value=value,
+        )
+        await self.dlq.send(key=key, value=value, headers=letter.headers())
+        self.observer.on_rejected(reason)
+        log.warning(
+            "rejected message at %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+        )
+
+    def owned_partitions(self) -> set[int]:
+        """Partitions of the events topic this worker actively owns right now."""
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.names.events
+        }
+
+    async def fire_deadlines(self) -> None:
+        """Send a tick for every referral whose deadline has come, on owned partitions."""
+        now = self.time_source.now().timestamp()
+        for partition in self.owned_partitions() & self.index.partitions():
+            for key in self.index.pop_due(partition, now, MAX_TICKS_PER_PARTITION):
+                await self.ticks.send(key=key, value=b"", partition=partition)
+
+    async def rebuild_index(self) -> None:
+        """After a rebalance: forget lost partitions, index gained ones from the table."""
+        owned = self.owned_partitions()
+        for partition in self.index.partitions() - owned:
+            self.index.drop(partition)
+        gained = owned - self.index.partitions()
+        if not gained:
+            return
+        entries: dict[int, list[tuple[bytes, float]]] = {partition: [] for partition in gained}
+        for key, raw in self.table.items():
+            partition, deadline = deadline_of(raw)
+            if deadline is not None and partition in entries:
+                entries[partition].append((key, deadline))
+        for partition, pairs in entries.items():
+            self.index.replace(partition, pairs)
+        log.info(
+            "deadline index rebuilt for %d partitions: %d referrals with a deadline",
+            len(gained),
+            sum(len(pairs) for pairs in entries.values()),
+        )
+
+    async def forget_revoked(self, revoked: set[TP]) -> None:
+        """Stop timing partitions as soon as they are revoked."""
+        for tp in revoked:
+            if tp.topic == self.names.events:
+                self.index.drop(tp.partition)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    observer: WorkerObserver | None = None,
+    store: str = "rocksdb://",
+) -> faust.App:
+    """A Faust app for ``settings``; ``store="memory://"`` keeps tables in memory only."""
+    app = faust.App(
+        app_id(settings),
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        store=store,
+        datadir=str(settings.worker_data_dir),
+        topic_partitions=settings.partitions,
+        topic_disable_leader=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=SESSION_TIMEOUT,
+        web_enabled=False,
+        autodiscover=False,
+    )
+    tracker = ReferralTracker(
+        app, settings, settings.profile(), settings.time_source(), observer or NoObserver()
+    )
+
+    @app.agent(tracker.source, name="track-referrals")
+    async def track_referrals(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            await tracker.handle(event)
+
+    app.timer(TICK_INTERVAL, name="fire-deadlines")(tracker.fire_deadlines)
+    tracker.table.on_recover(tracker.rebuild_index)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        (revoked,) = args
+        await tracker.forget_revoked(revoked)
+
+    app.tracker = tracker  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,163 @@
+"""Stream workers as child processes, and reading and writing their topics, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from deploy.local.process import ManagedProcess
+from mhst_tracker.config import Settings
+from streams.topics import TopicNames, create_topics
+from streams.tracker import changelog_topic
+
+MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"
+
+
+@dataclass
+class Deployment:
+    """One isolated deployment on the shared broker: its own topics, group and workers."""
+
+    settings: Settings
+    base_dir: Path
+    workers: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def names(self) -> TopicNames:
+        """The deployment's topic names."""
+        return TopicNames.of(self.settings)
+
+    async def create_topics(self) -> None:
+        """Create the deployment's topics."""
+        await create_topics(self.settings)
+
+    def start_worker(self, name: str) -> ManagedProcess:
+        """Start ``mhst-tracker worker`` with a fresh data directory called ``name``."""
+        data_dir = self.base_dir / name
+        env = {
+            **os.environ,
+            "MHST_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+            "MHST_TOPIC_PREFIX": self.settings.topic_prefix,
+            "MHST_PARTITIONS": str(self.settings.partitions),
+            "MHST_CLOCK": self.settings.clock,
+            "MHST_WORKER_DATA_DIR": str(data_dir),
+            "MHST_MAX_EVENT_BYTES": str(self.settings.max_event_bytes),
+        }
+        worker = ManagedProcess(
+            name, [str(MHST_TRACKER), "worker"], self.base_dir / f"{name}.log", env=env
+        )
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def reader(self, topic: str) -> TopicReader:
+        """A reader of one of the deployment's topics (all have the same partition count)."""
+        return TopicReader(self.settings.kafka_bootstrap, topic, self.settings.partitions)
+
+    def stop_all(self) -> None:
+        """Stop every worker still running."""
+        for worker in self.workers:
+            worker.stop()
+
+
+async def wait_for(
+    what: str,
+    check: Callable[[], Awaitable[bool]],
+    within: float,
+    workers: Iterable[ManagedProcess] = (),
+) -> None:
+    """Poll ``check`` until true; fail with the workers' logs after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {w.name}:\n{w.log_tail(40)}" for w in workers)
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}\n{logs}")
+        await asyncio.sleep(0.2)
+
+
+async def produce(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]
+) -> None:
+    """Send ``(key, value)`` messages in order, partitioned by key (Kafka's default)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message read back."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    partition: int
+    offset: int
+
+
+class TopicReader:
+    """Reads a whole topic from the start; :meth:`poll` adds whatever arrived since."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.records: list[Record] = []
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        self._started = False
+
+    async def poll(self) -> list[Record]:
+        """Fetch new records (all of them on the first call)."""
+        if not self._started:
+            await self._consumer.start()
+            self._consumer.assign([TopicPartition(self.topic, p) for p in range(self.partitions)])
+            self._started = True
+        batches = await self._consumer.getmany(timeout_ms=200, max_records=100_000)
+        for batch in batches.values():
+            self.records.extend(
+                Record(m.key, m.value, tuple(m.headers), m.partition, m.offset) for m in batch
+            )
+        return self.records
+
+    async def close(self) -> None:
+        """Stop the consumer."""
+        if self._started:
+            await self._consumer.stop()
+
+
+async def logged(worker: ManagedProcess, text: str) -> bool:
+    """Whether the worker's log holds ``text``."""
+    return text in worker.log_tail(100_000)
+
+
+def alert_bodies(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """The JSON bodies of alert messages."""
+    return [orjson.loads(record.value) for record in records if record.value is not None]
+
+
+def latest_values(records: Iterable[Record]) -> dict[bytes, bytes]:
+    """The last value per key, as a compacted topic would keep it."""
+    latest: dict[bytes, bytes] = {}
+    for record in records:
+        if record.key is not None and record.value is not None:
+            latest[record.key] = record.value
+    return latest
+
+
+def changelog_reader(deployment: Deployment) -> TopicReader:
+    """A reader of the referral table's changelog."""
+    return deployment.reader(changelog_topic(deployment.settings))

@@ -1,0 +1,50 @@
+"""The deadline index: due keys in order, superseded deadlines skipped, partitions apart."""
+
+from streams.deadlines import DeadlineIndex
+
+
+def test_pop_due_returns_due_keys_earliest_first_and_only_once() -> None:
+    index = DeadlineIndex()
+    index.schedule(0, b"b", 20.0)
+    index.schedule(0, b"a", 10.0)
+    index.schedule(0, b"c", 30.0)
+    assert index.pop_due(0, 25.0) == [b"a", b"b"]
+    assert index.pop_due(0, 25.0) == []
+    assert index.deadline(0, b"c") == 30.0
+    assert len(index) == 1
+
+
+def test_a_superseded_deadline_is_skipped() -> None:
+    index = DeadlineIndex()
+    index.schedule(0, b"a", 10.0)
+    index.schedule(0, b"a", 50.0)
+    assert index.pop_due(0, 20.0) == []
+    assert index.pop_due(0, 60.0) == [b"a"]
+
+
+def test_no_deadline_removes_the_key() -> None:
+    index = DeadlineIndex()
+    index.schedule(0, b"a", 10.0)
+    index.schedule(0, b"a", None)
+    assert index.pop_due(0, 99.0) == []
+    assert len(index) == 0
+
+
+def test_partitions_are_independent_and_can_be_replaced_or_dropped() -> None:
+    index = DeadlineIndex()
+    index.schedule(0, b"a", 10.0)
+    index.schedule(1, b"b", 10.0)
+    index.replace(2, [(b"c", 5.0), (b"d", 15.0)])
+    assert index.partitions() == {0, 1, 2}
+    index.drop(1)
+    assert index.pop_due(1, 99.0) == []
+    assert index.pop_due(2, 10.0) == [b"c"]
+    assert index.pop_due(0, 10.0) == [b"a"]
+
+
+def test_limit_leaves_the_rest_for_the_next_tick() -> None:
+    index = DeadlineIndex()
+    for number in range(10):
+        index.schedule(0, f"k{number}".encode(), float(number))
+    assert len(index.pop_due(0, 100.0, limit=4)) == 4
+    assert len(index.pop_due(0, 100.0)) == 6
