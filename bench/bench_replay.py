@@ -30,7 +30,7 @@ import orjson
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
-from mhst_tracker.replay import Replayer
+from mhst_tracker.replay import Replayer, cyclic_gc_paused
 from mhst_tracker.simulate import simulate
 
 TARGET_EVENTS_PER_S = 200_000
@@ -125,7 +125,8 @@ def measure_replay(data: Path) -> dict[str, Any]:
     ingested = time.perf_counter()
     result = replayer.result(as_of, TRAILBLAZER_4WW)
     evaluated = time.perf_counter()
-    rendered = orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2)
+    with cyclic_gc_paused():
+        rendered = orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2)
     finished = time.perf_counter()
     lines = replayer.lines
     return {

@@ -66,7 +66,7 @@ class Replayer:
 
     def feed(self, lines: Iterable[bytes | str]) -> None:
         """Parse and apply each line; line numbers continue across calls."""
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             self._feed(lines)
 
     def _feed(self, lines: Iterable[bytes | str]) -> None:
@@ -89,15 +89,16 @@ class Replayer:
 
     def result(self, as_of: datetime, profile: Profile) -> ReplayResult:
         """States of all referrals as of ``as_of``, sorted by referral id, and the measures."""
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             states = tuple(self.clocks[key].state(as_of, profile) for key in sorted(self.clocks))
+            summary = summarise(states, profile, rejected_events=len(self.rejected))
         return ReplayResult(
             as_of=as_of,
             profile=profile,
             referrals=states,
             rejected=tuple(self.rejected),
             duplicates=self.duplicates,
-            summary=summarise(states, profile, rejected_events=len(self.rejected)),
+            summary=summary,
         )
 
 
@@ -109,7 +110,8 @@ def replay(lines: Iterable[bytes | str], as_of: datetime, profile: Profile) -> R
 
 
 @contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building or rendering a large replay."""
     enabled = gc.isenabled()
     gc.disable()
     try:

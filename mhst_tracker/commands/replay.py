@@ -19,7 +19,7 @@ from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.events import parse_timestamp
 from mhst_tracker.domain.measures import WAIT_BANDS, GroupMeasures
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW, load_profile
-from mhst_tracker.replay import ReplayResult, replay
+from mhst_tracker.replay import ReplayResult, cyclic_gc_paused, replay
 
 PROGRESS_MIN_BYTES = 16 * 1024 * 1024
 _PROGRESS_EVERY_LINES = 20_000
@@ -80,12 +80,13 @@ def replay_command(
     else:
         with open(events_file, "rb") as file:
             result = replay(_with_progress(file, events_file), moment, profile)
+    with cyclic_gc_paused():
+        if output_format == "json":
+            output = orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+        else:
+            output = render_tables(result).encode()
     stdout = click.get_binary_stream("stdout")
-    if output_format == "json":
-        stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2))
-        stdout.write(b"\n")
-    else:
-        stdout.write(render_tables(result).encode())
+    stdout.write(output)
     stdout.flush()
 
 

@@ -275,7 +275,7 @@ class ReferralClock:
                 closed = received
 
         stage_states: dict[str, StageState | None] = {}
-        at_risk: list[str] = []
+        at_risk: tuple[str, ...] = ()
         stage_status = _PENDING
         for stage, done_on in zip(stages, done_dates, strict=True):
             due = received + stage.target_days
@@ -288,7 +288,7 @@ class ReferralClock:
             else:
                 stage_status = _PENDING
                 if stage.at_risk_day is not None and today - received >= stage.at_risk_day:
-                    at_risk.append(stage.name)
+                    at_risk = (*at_risk, stage.name)
             stage_states[stage.name] = _new_stage_state(
                 date.fromordinal(due), done_on, stage_status
             )
@@ -316,7 +316,7 @@ class ReferralClock:
             flags,
             stage_states,
             as_of,
-            tuple(at_risk),
+            at_risk,
         )
 
     def _completion_dates(self, moment: datetime, profile: Profile) -> list[date | None]:

@@ -5,7 +5,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mhst_tracker.domain.errors import InvalidEvent
@@ -250,3 +250,78 @@ def test_any_event_written_by_event_to_json_parses_back_equal(
 def test_parse_timestamp_raises_the_given_error_class() -> None:
     with pytest.raises(ValueError, match="--as-of has no UTC offset"):
         parse_timestamp("2026-03-01T00:00:00", "--as-of", ValueError)
+
+
+_MISSING = object()
+_field_values = {
+    "event_id": st.one_of(st.text(max_size=130), st.sampled_from(["e1", "", None, 7, "x" * 128])),
+    "type": st.sampled_from([*(kind.value for kind in EventType), "x", "", None, 3, "Allocated"]),
+    "referral_id": st.one_of(st.text(max_size=66), st.sampled_from(["R1", "", None, "r" * 64])),
+    "occurred_at": st.one_of(
+        st.sampled_from(
+            [
+                "2026-06-10T23:30:00Z",
+                "2026-06-11T00:30:00+01:00",
+                "2026-06-10T23:30:00",
+                "2026-06-10t23:30:00z",
+                "2026-06-10T23:30:00.5-05:00",
+                "2026-02-30T10:00:00Z",
+                "2026-06-10T23:30:00+0100",
+                "2026-06-10T25:30:00+01:00",
+                "2026-06-10X23:30:00+01:00",
+                "",
+                None,
+                1781134200,
+            ]
+        ),
+        st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=1))])).map(
+            lambda moment: moment.isoformat()
+        ),
+    ),
+    "team_id": st.sampled_from(["T1", "", None, 5]),
+    "school_id": st.sampled_from(["100001", "", None, 100001]),
+    "source": st.sampled_from(["school", "gp", "", None, "teacher", 2]),
+    "reason": st.sampled_from(["signposted", "", None, "bored"]),
+    "schema_version": st.sampled_from([1, 2, None, True, 1.0, "1"]),
+    "extra": st.sampled_from([{"nested": [1, {"deep": None}]}, "x"]),
+}
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event with up to three fields changed or removed."""
+    document: dict[str, Any] = {
+        "event_id": draw(st.text(min_size=1, max_size=128)),
+        "type": draw(st.sampled_from([kind.value for kind in EventType])),
+        "referral_id": draw(st.text(min_size=1, max_size=64)),
+        "occurred_at": draw(
+            st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=1))]))
+        ).isoformat(),
+        "team_id": "T1",
+    }
+    changed = draw(st.lists(st.sampled_from(sorted(_field_values)), max_size=3, unique=True))
+    for field in changed:
+        value = draw(st.one_of(st.just(_MISSING), _field_values[field]))
+        if value is _MISSING:
+            document.pop(field, None)
+        else:
+            document[field] = value
+    return document
+
+
+def _outcome(raw: Any) -> Event | str:
+    try:
+        return parse_event(raw)
+    except InvalidEvent as error:
+        return error.reason
+
+
+@settings(max_examples=300)
+@given(document=documents())
+def test_documents_and_mappings_are_judged_the_same(document: dict[str, Any]) -> None:
+    assert _outcome(orjson.dumps(document)) == _outcome(document)
+    assert _outcome(orjson.dumps(document).decode()) == _outcome(document)
+
+
+def test_text_that_cannot_be_utf_8_is_invalid_json() -> None:
+    assert reason_for('{"event_id": "\ud800"}').startswith("invalid JSON: ")
