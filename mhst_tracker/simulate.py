@@ -41,7 +41,7 @@ from mhst_tracker.domain.events import CloseReason, EventType, Source
 
 ZONE: Final = ZoneInfo("Europe/London")
 REFERRALS_PER_TEAM: Final = 2500
-EVENTS_PER_REFERRAL: Final = 4.2
+EVENTS_PER_REFERRAL: Final = 4.6
 TERM_WEEKDAY_RATE: Final = 3.0
 """Mean referrals per team on a Monday in term time."""
 WEEKDAY_WEIGHTS: Final = (1.2, 1.1, 1.0, 1.0, 0.8, 0.1, 0.05)
@@ -148,7 +148,7 @@ def _make_teams(rng: random.Random, expected_referrals: int) -> list[_Team]:
         _Team(
             team_id=f"MHST{index + 1:03d}",
             schools=tuple(str(next(urns)) for _ in range(schools)),
-            pace=rng.uniform(0.8, 1.45),
+            pace=0.85 + 0.5 * (index * 0.618034 % 1),
         )
         for index, schools in enumerate(school_counts)
     ]
@@ -195,8 +195,8 @@ class _Stream:
             self._add(again, EventType.REFERRAL_RECEIVED, common, source=source.value)
 
         assessed = 0 if rng.random() >= SHARE_ASSESSED_LATER else rng.randint(1, 4)
-        allocated = assessed + round(rng.gammavariate(1.6, 2.2 * team.pace))
-        started = allocated + round(rng.gammavariate(3.0, 4.3 * team.pace))
+        allocated = assessed + round(rng.gammavariate(1.6, 2.5 * team.pace))
+        started = allocated + round(rng.gammavariate(3.0, 5.4 * team.pace))
         dnas = 2 if rng.random() < SHARE_TWO_DNAS else int(rng.random() < SHARE_ONE_DNA)
         dna_days = sorted(rng.randint(allocated, started + 7 * index) for index in range(dnas))
         started += 7 * dnas
