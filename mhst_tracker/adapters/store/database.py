@@ -98,7 +98,9 @@ def writer_grants(role: str, database: str) -> list[str]:
     """SQL that lets ``role`` (which must exist) read and write the store's rows, no DDL.
 
     Run it as the owner after ``db upgrade``. The role may use the sequences (surrogate
-    keys) and lock ``referrals`` for its read-modify-write of the projection.
+    keys), update ``referrals`` (the projection, and the row locks of its read-modify-write)
+    and create temporary tables (the session's staging table of the events COPY, which no
+    other session sees; ``TEMPORARY`` is granted explicitly in case ``PUBLIC`` lost it).
     """
     for name in (role, database):
         if _ROLE_NAME.fullmatch(name) is None:
@@ -107,7 +109,7 @@ def writer_grants(role: str, database: str) -> list[str]:
     return [
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC",
-        f"GRANT CONNECT ON DATABASE {database} TO {role}",
+        f"GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}",
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT ON {tables} TO {role}",
         f"GRANT UPDATE ON referrals, alerts TO {role}",

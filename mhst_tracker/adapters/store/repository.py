@@ -7,8 +7,10 @@ the state the engine computed from it at the last write (columns for fast filter
 narrow the candidates, then ask the engine for each candidate's state as of that moment from
 its clock snapshot, so a stale projection never gives a stale answer.
 
-Writers are serialised on PostgreSQL by a ``SHARE ROW EXCLUSIVE`` lock on ``referrals`` (the
-read-modify-write of the clock snapshots); readers are not blocked. SQLite has one writer.
+On PostgreSQL a batch is written by the set-based statements of
+:mod:`~mhst_tracker.adapters.store.postgres`; concurrent writers lock the touched referral
+rows in key order for the read-modify-write of the clock snapshots (no table lock); readers
+are not blocked. SQLite has one writer and uses the SQLAlchemy statements below.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy import Select, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mhst_tracker.adapters.store import postgres
 from mhst_tracker.adapters.store.database import check_current, create_engine
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.records import (
@@ -136,26 +139,33 @@ class Store:
         alerts = _first_per_key(batch.alerts, lambda item: item.alert.alert_id)
         rejections = _first_per_key(batch.rejections, lambda item: item.key)
         async with self.engine.begin() as connection:
-            if self._dialect == "postgresql" and events:
-                await connection.execute(text("LOCK TABLE referrals IN SHARE ROW EXCLUSIVE MODE"))
-            new_event_ids = await self._insert_new(
-                connection,
-                EventRow,
-                "event_id",
-                [_event_values(item, recorded_at) for item in events],
-            )
-            new_alert_ids = await self._insert_new(
-                connection,
-                AlertRow,
-                "alert_id",
-                [_alert_values(item, recorded_at) for item in alerts],
-            )
-            new_rejections = await self._insert_new(
-                connection,
-                RejectedEventRow,
-                "reject_key",
-                [_rejection_values(item, recorded_at) for item in rejections],
-            )
+            if self._dialect == "postgresql":
+                new_event_ids = await postgres.insert_events(connection, events, recorded_at)
+                new_alert_ids = await postgres.insert_alerts(
+                    connection, alerts, recorded_at, DeliveryStatus.PENDING
+                )
+                new_rejections = await postgres.insert_rejections(
+                    connection, rejections, recorded_at
+                )
+            else:
+                new_event_ids = await self._insert_new(
+                    connection,
+                    EventRow,
+                    "event_id",
+                    [_event_values(item, recorded_at) for item in events],
+                )
+                new_alert_ids = await self._insert_new(
+                    connection,
+                    AlertRow,
+                    "alert_id",
+                    [_alert_values(item, recorded_at) for item in alerts],
+                )
+                new_rejections = await self._insert_new(
+                    connection,
+                    RejectedEventRow,
+                    "reject_key",
+                    [_rejection_values(item, recorded_at) for item in rejections],
+                )
             new_events = [item for item in events if item.event.event_id in new_event_ids]
             refreshed = await self._refresh(connection, new_events, recorded_at)
         return WriteResult(
@@ -195,6 +205,8 @@ class Store:
             by_referral.setdefault(item.event.referral_id, []).append(item)
         if not by_referral:
             return 0
+        if self._dialect == "postgresql":
+            return await self._refresh_postgres(connection, by_referral, now)
         clocks = await self._load_clocks(connection, list(by_referral))
         for referral_id, items in by_referral.items():
             clock = clocks.get(referral_id)
@@ -203,6 +215,30 @@ class Store:
             for item in items:
                 clock.apply(item.event)
         await self._upsert_projection(connection, clocks.values(), now)
+        return len(clocks)
+
+    async def _refresh_postgres(
+        self,
+        connection: AsyncConnection,
+        by_referral: dict[str, list[IncomingEvent]],
+        now: datetime,
+    ) -> int:
+        """The same fold with the rows locked in key order, not the table (see ``postgres``)."""
+        created = await postgres.lock_referrals(connection, list(by_referral), now)
+        existing = [referral_id for referral_id in by_referral if referral_id not in created]
+        clocks: dict[str, ReferralClock] = {}
+        for snapshot in await postgres.load_clocks(connection, existing):
+            loaded = ReferralClock.from_dict(snapshot)
+            clocks[loaded.referral_id] = loaded
+        for referral_id, items in by_referral.items():
+            clock = clocks.get(referral_id)
+            if clock is None:
+                clock = clocks[referral_id] = ReferralClock(referral_id)
+            for item in items:
+                clock.apply(item.event)
+        as_of = self.time_source.now()
+        rows = [self._projection_values(clock, as_of, now) for clock in clocks.values()]
+        await postgres.write_projection(connection, rows, self.profile.name, as_of, now)
         return len(clocks)
 
     async def _load_clocks(

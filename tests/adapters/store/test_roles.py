@@ -55,7 +55,13 @@ async def test_writer_role_writes_rows_but_cannot_create_tables(owner_url: str) 
     role = f"writer_{uuid.uuid4().hex[:8]}"
     database = make_url(owner_url).database
     assert database is not None
-    await _execute(owner_url, f"CREATE ROLE {role} LOGIN", *writer_grants(role, database))
+    # Without PUBLIC's default TEMPORARY right: the grants give what the COPY staging needs.
+    await _execute(
+        owner_url,
+        f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC",
+        f"CREATE ROLE {role} LOGIN",
+        *writer_grants(role, database),
+    )
     writer_url = make_url(owner_url).set(username=role).render_as_string(hide_password=False)
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):

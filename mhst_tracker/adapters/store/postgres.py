@@ -1,0 +1,359 @@
+"""The PostgreSQL write path: set-based statements with array parameters, no table lock.
+
+Each input table gets one statement per batch, whatever its size::
+
+    INSERT INTO events (...) SELECT ... FROM unnest($1::text[], ...) ON CONFLICT DO NOTHING
+    RETURNING event_id
+
+asyncpg sends the arrays in its binary format, so a batch costs one round trip and no SQL
+compilation (the statements are fixed text, prepared once per connection). JSON columns are
+serialised with orjson and cast to ``jsonb`` by the server.
+
+The projection is a read-modify-write of the touched referrals' clock snapshots, folded by
+the engine in Python. Concurrent writers cannot lose an update, without a table lock:
+
+1. :func:`lock_referrals` inserts a placeholder row for each touched referral that has none
+   and locks each existing one (``ON CONFLICT DO UPDATE ... WHERE false`` locks the
+   conflicting row without writing it), in one statement, in ``referral_id`` order. Every
+   writer takes its row locks in that order, so two writers cannot deadlock; a writer that
+   meets a row another writer inserted or locked waits for that writer's commit.
+2. :func:`load_clocks` is a new statement, so under READ COMMITTED its snapshot is taken
+   after every lock was granted and it sees the clock the previous writer committed.
+3. The events are folded in and :func:`write_projection` updates the locked rows. A
+   placeholder never becomes visible: it is written and replaced in the same transaction.
+
+Row locks live in the tuples, not in the shared lock table, so a batch may touch any number
+of referrals. ``Store.rebuild_referrals`` still takes ``SHARE ROW EXCLUSIVE`` on
+``referrals``, which conflicts with the writers' ``ROW EXCLUSIVE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import asyncpg
+import orjson
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mhst_tracker.adapters.store.records import IncomingAlert, IncomingEvent, Rejection
+
+EVENTS_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS mhst_events_in (
+    event_id text, referral_id text, type text, occurred_at timestamptz, team_id text,
+    school_id text, payload jsonb, received_at timestamptz, source text,
+    source_partition int, source_offset bigint, source_line int
+) ON COMMIT DELETE ROWS
+"""
+"""The session's staging table of the events COPY (emptied at every commit)."""
+
+EVENTS_STAGING_COLUMNS = (
+    "event_id",
+    "referral_id",
+    "type",
+    "occurred_at",
+    "team_id",
+    "school_id",
+    "payload",
+    "received_at",
+    "source",
+    "source_partition",
+    "source_offset",
+    "source_line",
+)
+
+INSERT_EVENTS = """
+INSERT INTO events (
+    event_id, referral_id, type, occurred_at, team_id, school_id, payload,
+    received_at, recorded_at, source, source_partition, source_offset, source_line
+)
+SELECT
+    event_id, referral_id, type, occurred_at, team_id, school_id, payload,
+    received_at, $1::timestamptz, source, source_partition, source_offset, source_line
+FROM mhst_events_in
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+
+INSERT_ALERTS = """
+INSERT INTO alerts (
+    alert_id, kind, stage, referral_id, team_id, school_id, due_on, days_waited,
+    detected_at, received_at, recorded_at, delivery_status, delivered_at, source,
+    source_partition, source_offset
+)
+SELECT
+    i.alert_id, i.kind, i.stage, i.referral_id, i.team_id, i.school_id, i.due_on,
+    i.days_waited, i.detected_at, i.received_at, $14::timestamptz, $15::text, NULL,
+    i.source, i.source_partition, i.source_offset
+FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::date[],
+    $8::int[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::int[], $13::bigint[]
+) AS i (
+    alert_id, kind, stage, referral_id, team_id, school_id, due_on, days_waited,
+    detected_at, received_at, source, source_partition, source_offset
+)
+ON CONFLICT (alert_id) DO NOTHING
+RETURNING alert_id
+"""
+
+INSERT_REJECTIONS = """
+INSERT INTO rejected_events (
+    reject_key, reason, raw, source, source_partition, source_offset, source_line,
+    rejected_at, recorded_at
+)
+SELECT
+    i.reject_key, i.reason, i.raw, i.source, i.source_partition, i.source_offset,
+    i.source_line, i.rejected_at, $9::timestamptz
+FROM unnest(
+    $1::text[], $2::text[], $3::bytea[], $4::text[], $5::int[], $6::bigint[], $7::int[],
+    $8::timestamptz[]
+) AS i (
+    reject_key, reason, raw, source, source_partition, source_offset, source_line,
+    rejected_at
+)
+ON CONFLICT (reject_key) DO NOTHING
+RETURNING reject_key
+"""
+
+LOCK_REFERRALS = """
+INSERT INTO referrals (
+    referral_id, status, dna_count, flags, stages, at_risk_stages, profile, clock,
+    as_of, updated_at
+)
+SELECT i.referral_id, '', 0, '[]', '{}', '[]', '', '{}', $2::timestamptz, $2::timestamptz
+FROM unnest($1::text[]) WITH ORDINALITY AS i (referral_id, position)
+ORDER BY i.position
+ON CONFLICT (referral_id) DO UPDATE SET referral_id = EXCLUDED.referral_id WHERE false
+RETURNING referral_id
+"""
+
+LOAD_CLOCKS = "SELECT clock::text FROM referrals WHERE referral_id = ANY($1::text[])"
+
+UPDATE_PROJECTION = """
+UPDATE referrals AS r SET
+    team_id = i.team_id, school_id = i.school_id, status = i.status,
+    received_on = i.received_on, days_waited = i.days_waited, dna_count = i.dna_count,
+    flags = i.flags::jsonb, stages = i.stages::jsonb, at_risk_stages = i.at_risk_stages::jsonb,
+    next_stage = i.next_stage, next_due_on = i.next_due_on, next_deadline = i.next_deadline,
+    off_list_on = i.off_list_on, profile = $16::text, clock = i.clock::jsonb,
+    as_of = $17::timestamptz, updated_at = $18::timestamptz
+FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::int[], $7::int[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::date[], $13::timestamptz[],
+    $14::date[], $15::text[]
+) AS i (
+    referral_id, team_id, school_id, status, received_on, days_waited, dna_count, flags,
+    stages, at_risk_stages, next_stage, next_due_on, next_deadline, off_list_on, clock
+)
+WHERE r.referral_id = i.referral_id
+"""
+
+PROJECTION_COLUMNS = (
+    "referral_id",
+    "team_id",
+    "school_id",
+    "status",
+    "received_on",
+    "days_waited",
+    "dna_count",
+    "flags",
+    "stages",
+    "at_risk_stages",
+    "next_stage",
+    "next_due_on",
+    "next_deadline",
+    "off_list_on",
+    "clock",
+)
+"""The per-row parameters of :data:`UPDATE_PROJECTION`, in order."""
+
+_JSON_COLUMNS = frozenset({"flags", "stages", "at_risk_stages", "clock"})
+
+
+def _check_aware(values: Sequence[datetime | None], name: str) -> None:
+    for value in values:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError(f"the store only takes timezone-aware datetimes ({name})")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _keys(
+    connection: AsyncConnection, statement: str, parameters: tuple[Any, ...]
+) -> set[str]:
+    result = await connection.exec_driver_sql(statement, parameters)
+    return {row[0] for row in result}
+
+
+async def insert_events(
+    connection: AsyncConnection, events: Sequence[IncomingEvent], recorded_at: datetime
+) -> set[str]:
+    """Insert the events not yet stored; the ``event_id`` of those inserted.
+
+    The rows are copied (binary COPY) into the session's staging table, then moved with one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING event_id``.
+    """
+    if not events:
+        return set()
+    _check_aware([recorded_at], "recorded_at")
+    records = []
+    for item in events:
+        event, origin = item.event, item.origin
+        if event.occurred_at.utcoffset() is None or item.received_at.utcoffset() is None:
+            raise ValueError("the store only takes timezone-aware datetimes")
+        records.append(
+            (
+                event.event_id,
+                event.referral_id,
+                event.type.value,
+                event.occurred_at,
+                event.team_id,
+                event.school_id,
+                orjson.dumps(item.payload).decode(),
+                item.received_at,
+                origin.source,
+                origin.partition,
+                origin.offset,
+                origin.line,
+            )
+        )
+    await connection.exec_driver_sql(EVENTS_STAGING)  # also begins the transaction
+    await copy_records(connection, "mhst_events_in", EVENTS_STAGING_COLUMNS, records)
+    return await _keys(connection, INSERT_EVENTS, (recorded_at,))
+
+
+async def copy_records(
+    connection: AsyncConnection,
+    table: str,
+    columns: Sequence[str],
+    records: Sequence[tuple[Any, ...]],
+) -> None:
+    """``COPY table (columns) FROM STDIN`` (binary) of ``records`` on the connection's
+    asyncpg connection, inside its current transaction.
+
+    asyncpg's errors are raised as SQLAlchemy's (:func:`translate`), as the rest of the
+    store's statements raise them, so the sink tells an outage from a bug the same way.
+    """
+    raw = await connection.get_raw_connection()
+    driver = cast("asyncpg.Connection[asyncpg.Record]", raw.driver_connection)
+    try:
+        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise translate(error, f"COPY {table}") from error
+
+
+def translate(error: Exception, statement: str) -> sa_exc.DBAPIError:
+    """The SQLAlchemy exception for an asyncpg error: a rejected statement (data, integrity,
+    syntax or access) is not retried by the sink; anything else (a lost connection, a server
+    shutting down) is an ``OperationalError``, which is."""
+    kind: type[sa_exc.DBAPIError]
+    if isinstance(error, asyncpg.exceptions.DataError | asyncpg.exceptions._base.DataError):
+        kind = sa_exc.DataError
+    elif isinstance(error, asyncpg.IntegrityConstraintViolationError):
+        kind = sa_exc.IntegrityError
+    elif isinstance(error, asyncpg.exceptions.SyntaxOrAccessError):
+        kind = sa_exc.ProgrammingError
+    else:
+        kind = sa_exc.OperationalError
+    return kind(statement, None, error)
+
+
+async def insert_alerts(
+    connection: AsyncConnection,
+    alerts: Sequence[IncomingAlert],
+    recorded_at: datetime,
+    status: str,
+) -> set[str]:
+    """Insert the alerts not yet stored, with delivery ``status``; the ids inserted."""
+    if not alerts:
+        return set()
+    detected = [item.alert.detected_at for item in alerts]
+    received = [item.received_at for item in alerts]
+    _check_aware(detected, "detected_at")
+    _check_aware(received, "received_at")
+    _check_aware([recorded_at], "recorded_at")
+    parameters = (
+        [item.alert.alert_id for item in alerts],
+        [item.alert.kind.value for item in alerts],
+        [item.alert.stage for item in alerts],
+        [item.alert.referral_id for item in alerts],
+        [item.alert.team_id for item in alerts],
+        [item.alert.school_id for item in alerts],
+        [item.alert.due_on for item in alerts],
+        [item.alert.days_waited for item in alerts],
+        detected,
+        received,
+        [item.origin.source for item in alerts],
+        [item.origin.partition for item in alerts],
+        [item.origin.offset for item in alerts],
+        recorded_at,
+        status,
+    )
+    return await _keys(connection, INSERT_ALERTS, parameters)
+
+
+async def insert_rejections(
+    connection: AsyncConnection, rejections: Sequence[Rejection], recorded_at: datetime
+) -> set[str]:
+    """Insert the rejections not yet stored; the keys inserted."""
+    if not rejections:
+        return set()
+    rejected = [item.rejected_at for item in rejections]
+    _check_aware(rejected, "rejected_at")
+    _check_aware([recorded_at], "recorded_at")
+    parameters = (
+        [item.key for item in rejections],
+        [item.reason for item in rejections],
+        [item.raw for item in rejections],
+        [item.origin.source for item in rejections],
+        [item.origin.partition for item in rejections],
+        [item.origin.offset for item in rejections],
+        [item.origin.line for item in rejections],
+        rejected,
+        recorded_at,
+    )
+    return await _keys(connection, INSERT_REJECTIONS, parameters)
+
+
+async def lock_referrals(
+    connection: AsyncConnection, referral_ids: Sequence[str], now: datetime
+) -> set[str]:
+    """Lock the referrals' rows in key order, creating placeholders for the missing ones;
+    the ids that had no row (their placeholders are to be overwritten in this transaction)."""
+    ordered = sorted(referral_ids)
+    return await _keys(connection, LOCK_REFERRALS, (ordered, now))
+
+
+async def load_clocks(
+    connection: AsyncConnection, referral_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The clock snapshots of the referrals (run after :func:`lock_referrals`)."""
+    if not referral_ids:
+        return []
+    result = await connection.exec_driver_sql(LOAD_CLOCKS, (list(referral_ids),))
+    return [orjson.loads(row[0]) for row in result]
+
+
+async def write_projection(
+    connection: AsyncConnection,
+    rows: Sequence[dict[str, Any]],
+    profile: str,
+    as_of: datetime,
+    now: datetime,
+) -> None:
+    """Update the locked referral rows with the engine's states (``Store`` projection rows)."""
+    if not rows:
+        return
+    columns: list[list[Any]] = []
+    for name in PROJECTION_COLUMNS:
+        if name in _JSON_COLUMNS:
+            columns.append([_json(row[name]) for row in rows])
+        else:
+            columns.append([row[name] for row in rows])
+    _check_aware(columns[PROJECTION_COLUMNS.index("next_deadline")], "next_deadline")
+    _check_aware([as_of, now], "as_of")
+    await connection.exec_driver_sql(UPDATE_PROJECTION, (*columns, profile, as_of, now))
