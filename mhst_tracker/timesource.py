@@ -4,8 +4,11 @@ The engine never reads the time itself; the stream workers ask a ``TimeSource``.
 clock starts at a given moment and runs N times faster than the wall clock, so a demo or a
 test can watch weeks of deadlines pass in seconds.
 
-``MHST_CLOCK`` selects it: ``wall`` (the default) or ``simulated:START[@SPEED]``, for example
-``simulated:2026-09-01T08:00:00+01:00@86400`` (one simulated day per second).
+``MHST_CLOCK`` selects it: ``wall`` (the default) or ``simulated:START[@SPEED][/ANCHOR]``,
+for example ``simulated:2026-09-01T08:00:00+01:00@86400`` (one simulated day per second).
+Without an anchor the clock reads START when the process creates it; with ``/ANCHOR`` (a Unix
+time in seconds) it reads START at that wall-clock moment, so several processes (workers, a
+producer, a test) share one simulated time.
 """
 
 from __future__ import annotations
@@ -46,20 +49,28 @@ class SimulatedClock:
 
     start: datetime
     speed: float
-    _origin: float
+    anchor: float
+    """Unix time (wall clock) at which the simulated clock reads ``start``."""
 
     @classmethod
-    def starting(cls, start: datetime, speed: float = 1.0) -> SimulatedClock:
-        """A simulated clock whose time is ``start`` now."""
+    def starting(
+        cls, start: datetime, speed: float = 1.0, anchor: float | None = None
+    ) -> SimulatedClock:
+        """A simulated clock that reads ``start`` at wall time ``anchor`` (default: now)."""
         if start.tzinfo is None:
             raise ValueError("a simulated clock needs an aware start time (with an offset)")
         if speed <= 0:
             raise ValueError("a simulated clock's speed must be positive")
-        return cls(start.astimezone(UTC), speed, time.monotonic())
+        return cls(start.astimezone(UTC), speed, time.time() if anchor is None else anchor)
+
+    @property
+    def spec(self) -> str:
+        """The ``MHST_CLOCK`` value that gives another process this same clock."""
+        return f"simulated:{self.start.isoformat()}@{self.speed:g}/{self.anchor:.6f}"
 
     def now(self) -> datetime:
         """The simulated current moment."""
-        return self.start + timedelta(seconds=(time.monotonic() - self._origin) * self.speed)
+        return self.start + timedelta(seconds=(time.time() - self.anchor) * self.speed)
 
     def wall_seconds_until(self, moment: datetime) -> float:
         """Real seconds until the simulated clock reaches ``moment``."""
@@ -73,11 +84,12 @@ def parse_time_source(spec: str) -> TimeSource:
         return WallClock()
     if not spec.startswith("simulated:"):
         raise ValueError(f"MHST_CLOCK must be 'wall' or 'simulated:START[@SPEED]', not {spec!r}")
-    body = spec.removeprefix("simulated:")
+    body, _, anchor_text = spec.removeprefix("simulated:").partition("/")
     start_text, _, speed_text = body.partition("@")
     try:
         start = datetime.fromisoformat(start_text)
         speed = float(speed_text) if speed_text else 1.0
+        anchor = float(anchor_text) if anchor_text else None
+        return SimulatedClock.starting(start, speed, anchor)
     except ValueError as err:
         raise ValueError(f"MHST_CLOCK {spec!r}: {err}") from err
-    return SimulatedClock.starting(start, speed)
