@@ -92,9 +92,14 @@ def replay_command(
 
 def _with_progress(lines: IO[bytes], path: str) -> Iterable[bytes]:
     size = os.path.getsize(path)
-    if size < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+    if size < PROGRESS_MIN_BYTES or not stderr_is_terminal():
         return lines
     return _progress(lines, size)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether standard error is a terminal (progress bars only go to people)."""
+    return sys.stderr.isatty()
 
 
 def _progress(lines: IO[bytes], size: int) -> Iterator[bytes]:
