@@ -1,6 +1,6 @@
 """The PostgreSQL write path: set-based statements with array parameters, no table lock.
 
-Each input table gets one statement per batch, whatever its size::
+Each input table gets one statement per batch, whatever its size, its rows in key order::
 
     INSERT INTO events (...) SELECT ... FROM unnest($1::text[], ...) ON CONFLICT DO NOTHING
     RETURNING event_id
@@ -8,6 +8,10 @@ Each input table gets one statement per batch, whatever its size::
 asyncpg sends the arrays in its binary format, so a batch costs one round trip and no SQL
 compilation (the statements are fixed text, prepared once per connection). JSON columns are
 serialised with orjson and cast to ``jsonb`` by the server.
+
+Rows are inserted in key order (``ORDER BY event_id``), so two writers inserting the same
+keys (a redelivery racing the first delivery) wait for each other in one order and cannot
+deadlock: the second waits for the first's commit, then finds the row and skips it.
 
 The projection is a read-modify-write of the touched referrals' clock snapshots, folded by
 the engine in Python. Concurrent writers cannot lose an update, without a table lock:
@@ -73,6 +77,7 @@ SELECT
     event_id, referral_id, type, occurred_at, team_id, school_id, payload,
     received_at, $1::timestamptz, source, source_partition, source_offset, source_line
 FROM mhst_events_in
+ORDER BY event_id
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
@@ -94,6 +99,7 @@ FROM unnest(
     alert_id, kind, stage, referral_id, team_id, school_id, due_on, days_waited,
     detected_at, received_at, source, source_partition, source_offset
 )
+ORDER BY i.alert_id
 ON CONFLICT (alert_id) DO NOTHING
 RETURNING alert_id
 """
@@ -113,6 +119,7 @@ FROM unnest(
     reject_key, reason, raw, source, source_partition, source_offset, source_line,
     rejected_at
 )
+ORDER BY i.reject_key
 ON CONFLICT (reject_key) DO NOTHING
 RETURNING reject_key
 """
