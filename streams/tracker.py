@@ -12,6 +12,13 @@
   the referral; the agent does the work, because only stream iteration may write the table.
 * After every rebalance (the table's recovery callback) the index drops the partitions the
   worker no longer owns and is rebuilt from the table for those it gained.
+* Everything the worker decides is reported to :class:`ClinicalMetrics` as it happens:
+  each referral's new state, alerts, events, dead letters, processing lag and timer
+  lateness. The metrics hold exactly the partitions the worker owns: a gained partition is
+  loaded from the table after recovery, a revoked one is dropped, and the timer
+  ``refresh-metrics`` reloads the owned partitions with their states as of now once the
+  local date changes (days waited, and so wait bands and at-risk counts, move with the
+  date without any event). Faust's own sensor reports to the same registry.
 
 The table holds patient data, so the Faust web server (which can serve table contents) is
 off. ``mhst-tracker worker`` runs it; :mod:`streams.app` holds the same app for the plain
@@ -21,19 +28,29 @@ off. ``mhst-tracker worker`` runs it; :mod:`streams.app` holds the same app for 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Final
 
 import faust
 import orjson
+from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP, EventT
 
+from mhst_tracker.adapters.metrics import ClinicalMetrics
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.timesource import TimeSource
 from streams.dead_letters import DeadLetter
 from streams.deadlines import DeadlineIndex
-from streams.observer import NoObserver, WorkerObserver
+from streams.monitoring import (
+    FAUST_METRICS_PREFIX,
+    declared_type,
+    local_date,
+    partition_states,
+    serve_metrics,
+    wall_seconds_since,
+)
 from streams.topics import TopicNames
 from streams.tracking import Outcome, ReferralRecord, accept, apply_event, apply_tick, deadline_of
 
@@ -48,6 +65,8 @@ the agent; the rest go on the next run."""
 SESSION_TIMEOUT: Final = 10.0
 """Seconds after which the group gives a crashed worker's partitions to the others (Faust's
 default, 60 s, would leave a crashed worker's referrals untimed for a minute)."""
+DATE_CHECK_INTERVAL: Final = 1.0
+"""Seconds of wall time between two looks at the local date (a comparison, nothing more)."""
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +90,14 @@ class ReferralTracker:
         settings: Settings,
         profile: Profile,
         time_source: TimeSource,
-        observer: WorkerObserver,
+        metrics: ClinicalMetrics,
     ) -> None:
         self.app = app
         self.settings = settings
         self.profile = profile
         self.time_source = time_source
-        self.observer = observer
+        self.metrics = metrics
+        self.metrics_date = local_date(profile, time_source.now())
         self.names = TopicNames.of(settings)
         self.index = DeadlineIndex()
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -98,7 +118,7 @@ class ReferralTracker:
         """Process one message of the events or tick topic (inside stream iteration)."""
         message = event.message
         if message.topic == self.names.ticks:
-            await self._on_tick(message.key)
+            await self._on_tick(message.key, message.partition)
         else:
             await self._on_event(message.key, message.value, message)
 
@@ -112,27 +132,35 @@ class ReferralTracker:
         raw = self.table.get(key)
         record = None if raw is None else ReferralRecord.from_bytes(raw)
         now = self.time_source.now()
-        await self._store(key, apply_event(record, parsed, message.partition, self.profile, now))
+        outcome = apply_event(record, parsed, message.partition, self.profile, now)
+        await self._store(key, outcome, message.partition)
+        self.metrics.observe_event(parsed.type.value, duplicate=outcome.state is None)
+        self.metrics.observe_processing_lag(time.time() - message.timestamp)
 
-    async def _on_tick(self, key: bytes | None) -> None:
+    async def _on_tick(self, key: bytes | None, partition: int) -> None:
         raw = None if key is None else self.table.get(key)
         if key is None or raw is None:
             return
         record = ReferralRecord.from_bytes(raw)
-        await self._store(key, apply_tick(record, self.profile, self.time_source.now()))
+        deadline = record.deadline
+        outcome = apply_tick(record, self.profile, self.time_source.now())
+        await self._store(key, outcome, partition)
+        if deadline is not None:
+            for _alert in outcome.alerts:
+                self.metrics.observe_timer_lateness(wall_seconds_since(self.time_source, deadline))
 
-    async def _store(self, key: bytes, outcome: Outcome) -> None:
+    async def _store(self, key: bytes, outcome: Outcome, partition: int) -> None:
+        if outcome.state is not None:
+            self.metrics.observe_state(partition, outcome.state)
         record = outcome.record
         if record is None:
             return
         for alert in outcome.alerts:
             await self.alerts.send(key=key, value=orjson.dumps(alert.to_dict()))
-            self.observer.on_alert(alert)
+            self.metrics.observe_alert(alert)
         self.table[key] = record.to_bytes()
         deadline = None if record.deadline is None else record.deadline.timestamp()
         self.index.schedule(record.partition, key, deadline)
-        if outcome.state is not None:
-            self.observer.on_state(outcome.state)
 
     async def _dead_letter(
         self, reason: str, key: bytes | None, value: bytes | None, message: Any
@@ -147,7 +175,8 @@ class ReferralTracker:
             value=value,
         )
         await self.dlq.send(key=key, value=value, headers=letter.headers())
-        self.observer.on_rejected(reason)
+        self.metrics.observe_rejected(reason, declared_type(value))
+        self.metrics.observe_processing_lag(time.time() - message.timestamp)
         log.warning(
             "rejected message at %s[%d]@%d: %s",
             message.topic,
@@ -176,6 +205,7 @@ class ReferralTracker:
         owned = self.owned_partitions()
         for partition in self.index.partitions() - owned:
             self.index.drop(partition)
+        self.reload_metrics(owned)
         gained = owned - self.index.partitions()
         if not gained:
             return
@@ -192,20 +222,55 @@ class ReferralTracker:
             sum(len(pairs) for pairs in entries.values()),
         )
 
+    def reload_metrics(self, owned: set[int]) -> None:
+        """Report exactly the ``owned`` partitions: drop lost ones, load gained ones."""
+        reported = self.metrics.owned_partitions
+        self.metrics.partitions_revoked(reported - owned)
+        self._load_metrics(owned - reported)
+
+    def _load_metrics(self, partitions: set[int]) -> None:
+        """Replace the metrics of ``partitions`` with their referrals' states as of now."""
+        if not partitions:
+            return
+        now = self.time_source.now()
+        states = partition_states(self.table.items(), partitions, self.profile, now)
+        for partition, partition_states_now in states.items():
+            self.metrics.replace_partition(partition, partition_states_now)
+
+    async def refresh_metrics(self) -> None:
+        """Once the local date has changed, restate the owned partitions as of now.
+
+        Each call costs one date comparison; the table is read once per local day.
+        """
+        today = local_date(self.profile, self.time_source.now())
+        if today == self.metrics_date:
+            return
+        owned = self.metrics.owned_partitions
+        self._load_metrics(set(owned))
+        self.metrics_date = today
+        log.info("metrics restated for %s over %d partitions", today, len(owned))
+
     async def forget_revoked(self, revoked: set[TP]) -> None:
-        """Stop timing partitions as soon as they are revoked."""
-        for tp in revoked:
-            if tp.topic == self.names.events:
-                self.index.drop(tp.partition)
+        """Stop timing and reporting partitions as soon as they are revoked."""
+        partitions = {tp.partition for tp in revoked if tp.topic == self.names.events}
+        for partition in partitions:
+            self.index.drop(partition)
+        self.metrics.partitions_revoked(partitions)
 
 
 def create_app(
     settings: Settings,
     *,
-    observer: WorkerObserver | None = None,
+    metrics: ClinicalMetrics | None = None,
     store: str = "rocksdb://",
 ) -> faust.App:
-    """A Faust app for ``settings``; ``store="memory://"`` keeps tables in memory only."""
+    """A Faust app for ``settings``; ``store="memory://"`` keeps tables in memory only.
+
+    The worker reports to ``metrics`` (default: a new :class:`ClinicalMetrics` for the
+    settings' profile and school labels), Faust's sensor reports to the same registry, and
+    a started worker serves it on ``/metrics`` at ``settings.metrics_port`` (0: a free
+    port, logged).
+    """
     app = faust.App(
         app_id(settings),
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
@@ -219,9 +284,11 @@ def create_app(
         web_enabled=False,
         autodiscover=False,
     )
-    tracker = ReferralTracker(
-        app, settings, settings.profile(), settings.time_source(), observer or NoObserver()
-    )
+    profile = settings.profile()
+    if metrics is None:
+        metrics = ClinicalMetrics(profile, school_labels=settings.metrics_school_labels)
+    setup_prometheus_sensors(app, registry=metrics.registry, name_prefix=FAUST_METRICS_PREFIX)
+    tracker = ReferralTracker(app, settings, profile, settings.time_source(), metrics)
 
     @app.agent(tracker.source, name="track-referrals")
     async def track_referrals(stream: faust.StreamT[Any]) -> None:
@@ -229,6 +296,13 @@ def create_app(
             await tracker.handle(event)
 
     app.timer(TICK_INTERVAL, name="fire-deadlines")(tracker.fire_deadlines)
+    app.timer(DATE_CHECK_INTERVAL, name="refresh-metrics")(tracker.refresh_metrics)
+
+    async def expose_metrics() -> None:
+        serve_metrics(tracker.metrics.registry, settings.metrics_port)
+
+    app.task(expose_metrics)
+
     tracker.table.on_recover(tracker.rebuild_index)
 
     @app.on_partitions_revoked.connect

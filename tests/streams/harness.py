@@ -39,8 +39,11 @@ class Deployment:
         """Create the deployment's topics."""
         await create_topics(self.settings)
 
-    def start_worker(self, name: str) -> ManagedProcess:
-        """Start ``mhst-tracker worker`` with a fresh data directory called ``name``."""
+    def start_worker(self, name: str, metrics_port: int = 0) -> ManagedProcess:
+        """Start ``mhst-tracker worker`` with a fresh data directory called ``name``.
+
+        It serves its metrics on ``metrics_port`` (0: a free port of its choosing).
+        """
         data_dir = self.base_dir / name
         env = {
             **os.environ,
@@ -50,6 +53,8 @@ class Deployment:
             "MHST_CLOCK": self.settings.clock,
             "MHST_WORKER_DATA_DIR": str(data_dir),
             "MHST_MAX_EVENT_BYTES": str(self.settings.max_event_bytes),
+            "MHST_METRICS_PORT": str(metrics_port),
+            "MHST_METRICS_SCHOOL_LABELS": str(self.settings.metrics_school_labels).lower(),
         }
         worker = ManagedProcess(
             name, [str(MHST_TRACKER), "worker"], self.base_dir / f"{name}.log", env=env
