@@ -33,10 +33,10 @@ Definitions (all as of the states' moment T; ``no_receipt`` referrals count in n
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
-from mhst_tracker.domain.clock import ReferralState, ReferralStatus, StageStatus
+from mhst_tracker.domain.clock import WAITING_STATUSES, ReferralState, ReferralStatus, StageStatus
 from mhst_tracker.domain.profile import Profile
 
 WAIT_BANDS: Final = (("0-6", 6), ("7-13", 13), ("14-27", 27), ("28-84", 84), ("85+", None))
@@ -51,12 +51,18 @@ def wait_band(days_waited: int) -> str:
     raise AssertionError("the last band is unbounded")
 
 
-def nearest_rank(sorted_values: list[int], percent: int) -> int | None:
-    """The ``percent``-th percentile of ascending ``sorted_values`` by nearest rank."""
-    if not sorted_values:
+def nearest_rank(counts: Mapping[int, int], percent: int) -> int | None:
+    """The ``percent``-th percentile by nearest rank of values given as ``{value: count}``."""
+    total = sum(counts.values())
+    if not total:
         return None
-    rank = max(1, -(-len(sorted_values) * percent // 100))
-    return sorted_values[rank - 1]
+    rank = max(1, -(-total * percent // 100))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return value
+    raise AssertionError("the rank is within the total")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,89 +124,102 @@ class Summary:
         }
 
 
-@dataclass(slots=True)
-class _Tally:
-    stage_names: tuple[str, ...]
-    referrals: int = 0
-    waiting: int = 0
-    bands: dict[str, int] = field(default_factory=lambda: {name: 0 for name, _ in WAIT_BANDS})
-    waiting_past_standard: int = 0
-    at_risk: int = 0
-    seen_within_standard: int = 0
-    closed_before_intervention: int = 0
-    completed_days: list[int] = field(default_factory=list)
-    breaches: dict[str, int] = field(default_factory=dict)
+_Signature = tuple[ReferralStatus, int, bool, int]
+"""What the measures need of one referral: status, days waited (0 when closed, as no
+measure uses them), whether at risk, and a bit mask of its breached stages in pathway order.
+Counting signatures instead of referrals keeps the summary of a large list cheap."""
 
-    def add(self, state: ReferralState, days_waited: int) -> None:
-        self.referrals += 1
-        status = state.status
-        if state.is_waiting:
-            self.waiting += 1
-            self.bands[wait_band(days_waited)] += 1
-            if status is ReferralStatus.WAITING_BREACHED:
-                self.waiting_past_standard += 1
-            if state.at_risk_stages:
-                self.at_risk += 1
-        elif status is ReferralStatus.CLOSED_BEFORE_INTERVENTION:
-            self.closed_before_intervention += 1
-        else:
-            self.completed_days.append(days_waited)
-            if status is ReferralStatus.SEEN_WITHIN_STANDARD:
-                self.seen_within_standard += 1
-        for name, stage in state.stages.items():
-            if stage is not None and stage.state is StageStatus.BREACHED:
-                self.breaches[name] = self.breaches.get(name, 0) + 1
-
-    def measures(self) -> GroupMeasures:
-        completed = len(self.completed_days)
-        days = sorted(self.completed_days)
-        return GroupMeasures(
-            referrals=self.referrals,
-            waiting=self.waiting,
-            waiting_by_band=dict(self.bands),
-            waiting_past_standard=self.waiting_past_standard,
-            at_risk=self.at_risk,
-            completed=completed,
-            seen_within_standard=self.seen_within_standard,
-            seen_within_standard_share=(
-                round(self.seen_within_standard / completed, 4) if completed else None
-            ),
-            closed_before_intervention=self.closed_before_intervention,
-            median_days_waited=nearest_rank(days, 50),
-            p90_days_waited=nearest_rank(days, 90),
-            breaches={name: self.breaches.get(name, 0) for name in self.stage_names},
-        )
+_CLOSED: Final = ReferralStatus.CLOSED_BEFORE_INTERVENTION
+_BREACHED: Final = StageStatus.BREACHED
 
 
 def summarise(
     states: Iterable[ReferralState], profile: Profile, rejected_events: int = 0
 ) -> Summary:
     """The measures of ``states`` (all as of one moment, under ``profile``)."""
-    stage_names = tuple(stage.name for stage in profile.stages)
-    overall = _Tally(stage_names)
-    teams: dict[str, _Tally] = {}
-    schools: dict[str, _Tally] = {}
+    overall: dict[_Signature, int] = {}
+    teams: dict[str, dict[_Signature, int]] = {}
+    schools: dict[str, dict[_Signature, int]] = {}
     no_receipt = 0
     for state in states:
         days_waited = state.days_waited
         if days_waited is None:
             no_receipt += 1
             continue
-        overall.add(state, days_waited)
+        status = state.status
+        breaches = 0
+        bit = 1
+        for stage in state.stages.values():
+            if stage is not None and stage.state is _BREACHED:
+                breaches |= bit
+            bit <<= 1
+        signature = (
+            status,
+            0 if status is _CLOSED else days_waited,
+            bool(state.at_risk_stages),
+            breaches,
+        )
+        overall[signature] = overall.get(signature, 0) + 1
         if state.team_id is not None:
-            team = teams.get(state.team_id)
-            if team is None:
-                team = teams[state.team_id] = _Tally(stage_names)
-            team.add(state, days_waited)
+            _count(teams, state.team_id, signature)
         if state.school_id is not None:
-            school = schools.get(state.school_id)
-            if school is None:
-                school = schools[state.school_id] = _Tally(stage_names)
-            school.add(state, days_waited)
+            _count(schools, state.school_id, signature)
+    stage_names = tuple(stage.name for stage in profile.stages)
     return Summary(
-        overall=overall.measures(),
-        by_team={team_id: tally.measures() for team_id, tally in teams.items()},
-        by_school={school_id: tally.measures() for school_id, tally in schools.items()},
+        overall=_group_measures(overall, stage_names),
+        by_team={team: _group_measures(counts, stage_names) for team, counts in teams.items()},
+        by_school={
+            school: _group_measures(counts, stage_names) for school, counts in schools.items()
+        },
         no_receipt=no_receipt,
         rejected_events=rejected_events,
+    )
+
+
+def _count(groups: dict[str, dict[_Signature, int]], key: str, signature: _Signature) -> None:
+    counts = groups.get(key)
+    if counts is None:
+        counts = groups[key] = {}
+    counts[signature] = counts.get(signature, 0) + 1
+
+
+def _group_measures(
+    counts: Mapping[_Signature, int], stage_names: tuple[str, ...]
+) -> GroupMeasures:
+    bands = {name: 0 for name, _ in WAIT_BANDS}
+    breaches = dict.fromkeys(stage_names, 0)
+    completed_days: dict[int, int] = {}
+    referrals = waiting = past_standard = at_risk = within = closed = 0
+    for (status, days_waited, is_at_risk, breached), count in counts.items():
+        referrals += count
+        if status in WAITING_STATUSES:
+            waiting += count
+            bands[wait_band(days_waited)] += count
+            if status is ReferralStatus.WAITING_BREACHED:
+                past_standard += count
+            if is_at_risk:
+                at_risk += count
+        elif status is _CLOSED:
+            closed += count
+        else:
+            completed_days[days_waited] = completed_days.get(days_waited, 0) + count
+            if status is ReferralStatus.SEEN_WITHIN_STANDARD:
+                within += count
+        for index, name in enumerate(stage_names):
+            if breached >> index & 1:
+                breaches[name] += count
+    completed = sum(completed_days.values())
+    return GroupMeasures(
+        referrals=referrals,
+        waiting=waiting,
+        waiting_by_band=bands,
+        waiting_past_standard=past_standard,
+        at_risk=at_risk,
+        completed=completed,
+        seen_within_standard=within,
+        seen_within_standard_share=round(within / completed, 4) if completed else None,
+        closed_before_intervention=closed,
+        median_days_waited=nearest_rank(completed_days, 50),
+        p90_days_waited=nearest_rank(completed_days, 90),
+        breaches=breaches,
     )

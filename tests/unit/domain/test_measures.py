@@ -1,5 +1,6 @@
 """Measures: bands, percentiles and the summary per team, per school and overall."""
 
+from collections import Counter
 from datetime import datetime
 
 import pytest
@@ -68,7 +69,15 @@ def test_the_bands_are_the_five_of_the_domain_page() -> None:
 def test_percentiles_use_the_nearest_rank(
     values: list[int], percent: int, expected: int | None
 ) -> None:
-    assert nearest_rank(values, percent) == expected
+    assert nearest_rank(Counter(values), percent) == expected
+
+
+def test_percentiles_count_repeated_values() -> None:
+    days = {3: 5, 10: 4, 40: 1}
+    assert nearest_rank(days, 50) == 3
+    assert nearest_rank(days, 60) == 10
+    assert nearest_rank(days, 90) == 10
+    assert nearest_rank(days, 91) == 40
 
 
 def scenario() -> list[Event]:
