@@ -49,6 +49,9 @@ from streams.tracking import accept
 log = logging.getLogger(__name__)
 
 GROUP_ID = "mhst-store-sink"
+FETCH_MAX_WAIT_MS = 50
+"""How long the broker may hold a fetch with no data (aiokafka's default, 500 ms, left the
+sink idle between batches while the fetcher waited on partitions already drained)."""
 
 
 class SinkMetrics:
@@ -107,7 +110,7 @@ class SinkMetrics:
 class SinkOptions:
     """Batching, backoff and lag-refresh settings."""
 
-    batch_size: int = 2000
+    batch_size: int = 10000
     poll_seconds: float = 0.5
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
@@ -192,8 +195,21 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError | OSError | TimeoutError)
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A batch being written, and the offsets to commit once it is."""
+
+    task: asyncio.Task[tuple[WriteResult, float] | None]
+    offsets: dict[Any, int]
+
+
 class Sink:
-    """Consumes the topics into a :class:`Store` until ``stop`` is set."""
+    """Consumes the topics into a :class:`Store` until ``stop`` is set.
+
+    One batch is written at a time, in order; the next batch is fetched and decoded while
+    the previous one is being written, and each batch's offsets are committed only after its
+    own database commit.
+    """
 
     def __init__(
         self,
@@ -219,34 +235,65 @@ class Sink:
             group_id=self.options.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         self._consumer = consumer
         await consumer.start()
+        pending: _Pending | None = None
         try:
             while not stop.is_set():
+                # While a batch is being written, take what is already fetched (no wait) and
+                # decode it, so that work overlaps the database's; else wait for messages.
                 polled = await consumer.getmany(
-                    timeout_ms=int(self.options.poll_seconds * 1000),
+                    timeout_ms=0 if pending else int(self.options.poll_seconds * 1000),
                     max_records=self.options.batch_size,
                 )
-                if polled and not await self._handle(polled, stop):
-                    return
+                batch = self._decode(polled) if polled else None
+                if pending is not None:
+                    finished, pending = pending, None
+                    if not await self._finish(finished):
+                        return
+                if batch is not None:
+                    pending = self._start(batch, polled, stop)
                 await self._refresh_lag()
+            if pending is not None:
+                finished, pending = pending, None
+                await self._finish(finished)
         finally:
+            if pending is not None:  # an error or a cancellation: leave it uncommitted
+                pending.task.cancel()
+                await asyncio.gather(pending.task, return_exceptions=True)
             self._consumer = None
             await consumer.stop()
 
-    async def _handle(self, polled: Mapping[Any, list[Message]], stop: asyncio.Event) -> bool:
+    def _decode(self, polled: Mapping[Any, list[Message]]) -> Batch:
         messages = [message for records in polled.values() for message in records]
-        batch = decode(messages, self.topics, self.settings.max_event_bytes, self.metrics)
+        return decode(messages, self.topics, self.settings.max_event_bytes, self.metrics)
+
+    def _start(
+        self, batch: Batch, polled: Mapping[Any, list[Message]], stop: asyncio.Event
+    ) -> _Pending:
+        """Start writing a batch; its offsets are committed by :meth:`_finish`."""
+        offsets = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
+        return _Pending(asyncio.create_task(self._timed_write(batch, stop)), offsets)
+
+    async def _finish(self, pending: _Pending) -> bool:
+        """Wait for a batch's write, then commit its offsets; ``False`` if stopped first."""
+        written = await pending.task
+        if written is None:
+            return False
+        result, seconds = written
+        self.metrics.batch_seconds.observe(seconds)
+        self.metrics.count(result)
+        await self._commit(pending.offsets)
+        return True
+
+    async def _timed_write(
+        self, batch: Batch, stop: asyncio.Event
+    ) -> tuple[WriteResult, float] | None:
         started = time.perf_counter()
         result = await self._write(batch, stop)
-        if result is None:
-            return False
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.count(result)
-        offsets = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
-        await self._commit(offsets)
-        return True
+        return None if result is None else (result, time.perf_counter() - started)
 
     async def _write(self, batch: Batch, stop: asyncio.Event) -> WriteResult | None:
         """Write with backoff until it succeeds; ``None`` if stopped first."""
