@@ -4,12 +4,14 @@ Run from the repository root::
 
     .venv/bin/python -m bench.bench_replay --events 1000000 --seed 1
 
-It simulates the stream once (kept in a scratch file), then replays it in fresh child
-processes so each run's peak RSS is its own: ingest (read, parse and fold every line),
-evaluation (every referral's state as of the stream's last moment, sorted, and the
-measures) and the JSON rendering of the replay output. It also times the JSON decoders on
-the same lines in the same child: the standard library's ``json`` against ``orjson``, alone
-and inside :func:`parse_event`. Figures go to ``bench/results/replay.json``.
+It simulates the stream into a scratch file (or takes ``--data FILE`` as it is), then
+replays it in fresh child processes so each run's peak RSS is its own: ingest (read, parse
+and fold every line), evaluation (every referral's state as of the stream's last moment,
+sorted, and the measures) and the JSON rendering of the replay output. Another child times
+the JSON decoders on the same lines: the standard library's ``json``, ``orjson`` and
+``msgspec`` alone, and :func:`parse_event` on bytes (its msgspec fast path) against
+``parse_event`` on mappings decoded by ``json`` or ``orjson``. Figures go to
+``bench/results/replay.json``.
 """
 
 import argparse
@@ -21,10 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from mhst_tracker.domain.errors import InvalidEvent
@@ -46,24 +50,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3, help="replay runs; the best is kept")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--data", type=Path, default=None, help="scratch JSONL file")
+    parser.add_argument("--data", type=Path, default=None, help="replay this JSONL file as it is")
     parser.add_argument("--child", choices=["replay", "parsers"], help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    data = arguments.data or Path(tempfile.gettempdir()) / (
-        f"mhst-bench-{arguments.seed}-{arguments.events}.jsonl"
-    )
-    if arguments.child == "replay":
-        print(json.dumps(measure_replay(data)))
-    elif arguments.child == "parsers":
-        print(json.dumps(measure_parsers(data)))
+    if arguments.child is not None:
+        data: Path = arguments.data
+        measure = measure_replay if arguments.child == "replay" else measure_parsers
+        print(json.dumps(measure(data)))
+    elif arguments.data is not None:
+        run(arguments.events, arguments.seed, arguments.runs, arguments.data, arguments.out, False)
     else:
-        run(arguments.events, arguments.seed, arguments.runs, data, arguments.out)
+        with tempfile.TemporaryDirectory(prefix="mhst-bench-") as scratch:
+            data = Path(scratch) / "events.jsonl"
+            run(arguments.events, arguments.seed, arguments.runs, data, arguments.out, True)
 
 
-def run(events: int, seed: int, runs: int, data: Path, out: Path) -> None:
-    """Simulate (if needed), measure in child processes and write the figures."""
+def run(events: int, seed: int, runs: int, data: Path, out: Path, generate: bool) -> None:
+    """Simulate (if asked), measure in child processes and write the figures."""
     generation = None
-    if not data.exists():
+    if generate:
         started = time.perf_counter()
         with data.open("w", encoding="utf-8") as file:
             for line in simulate(seed, START, events=events):
@@ -71,6 +76,7 @@ def run(events: int, seed: int, runs: int, data: Path, out: Path) -> None:
                 file.write("\n")
         seconds = time.perf_counter() - started
         generation = {"seconds": round(seconds, 2), "lines_per_s": round(events / seconds)}
+    load_before = os.getloadavg()[0]
     replays = [_child("replay", data) for _ in range(runs)]
     best = min(replays, key=lambda figures: float(figures["total_s"]))
     parsers = _child("parsers", data)
@@ -82,6 +88,7 @@ def run(events: int, seed: int, runs: int, data: Path, out: Path) -> None:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "processor": _processor(),
+            "load_average_1min_before_runs": round(load_before, 2),
         },
         "input": {
             "lines": best["lines"],
@@ -147,41 +154,32 @@ def measure_replay(data: Path) -> dict[str, Any]:
 
 
 def measure_parsers(data: Path) -> dict[str, Any]:
-    """Decode every line with ``json`` and ``orjson``, alone and through ``parse_event``."""
+    """Decode every line with each decoder, alone and on the way into :func:`parse_event`."""
     lines = data.read_bytes().splitlines()
+    count = len(lines)
 
-    def decode_all(decode: Any) -> float:
+    def per_second(function: Callable[[bytes], object]) -> int:
         failures = 0
         started = time.perf_counter()
         for line in lines:
             try:
-                decode(line)
-            except ValueError:
-                failures += 1
-        return time.perf_counter() - started
-
-    def parse_all(decode: Any) -> float:
-        failures = 0
-        started = time.perf_counter()
-        for line in lines:
-            try:
-                parse_event(decode(line))
+                function(line)
             except (ValueError, InvalidEvent):
                 failures += 1
-        return time.perf_counter() - started
+        return round(count / (time.perf_counter() - started))
 
-    stdlib = decode_all(json.loads)
-    fast = decode_all(orjson.loads)
-    parse_stdlib = parse_all(json.loads)
-    parse_orjson = parse_all(orjson.loads)
-    count = len(lines)
     return {
         "lines": count,
-        "stdlib_json_loads_s": round(stdlib, 3),
-        "orjson_loads_s": round(fast, 3),
-        "loads_speedup": round(stdlib / fast, 2),
-        "parse_event_with_stdlib_json_events_per_s": round(count / parse_stdlib),
-        "parse_event_with_orjson_events_per_s": round(count / parse_orjson),
+        "decode_lines_per_s": {
+            "json": per_second(json.loads),
+            "orjson": per_second(orjson.loads),
+            "msgspec": per_second(msgspec.json.decode),
+        },
+        "parse_event_events_per_s": {
+            "bytes_msgspec_fast_path": per_second(parse_event),
+            "mapping_from_orjson": per_second(lambda line: parse_event(orjson.loads(line))),
+            "mapping_from_json": per_second(lambda line: parse_event(json.loads(line))),
+        },
     }
 
 

@@ -200,11 +200,6 @@ class ReferralClock:
         self._firsts: dict[EventType, _Mark] = {}
         self._dnas: list[_Mark] = []
 
-    @property
-    def event_count(self) -> int:
-        """How many distinct events (by ``event_id``) have been applied."""
-        return len(self._event_ids)
-
     def apply(self, event: Event) -> bool:
         """Fold one event in; ``False`` (and no change) if its ``event_id`` was seen before."""
         if event.referral_id != self.referral_id:

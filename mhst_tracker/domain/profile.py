@@ -60,18 +60,6 @@ class Profile:
     def __post_init__(self) -> None:
         _check_stages(self.stages)
 
-    @property
-    def final_stage(self) -> Stage:
-        """The stage that stops the clock (the intervention in the trailblazer profile)."""
-        return self.stages[-1]
-
-    def stage(self, name: str) -> Stage:
-        """The stage called ``name``; ``KeyError`` if the profile has none."""
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        raise KeyError(name)
-
 
 _STAGE_EVENT_TYPES_BY_NAME: Final = {
     event_type.value: event_type for event_type in STAGE_EVENT_TYPES

@@ -40,13 +40,6 @@ def test_the_default_profile_is_the_trailblazer_four_week_standard() -> None:
         Stage("allocation", EventType.ALLOCATED, 7, 5),
         Stage("intervention", EventType.INTERVENTION_STARTED, 28, 21),
     )
-    assert TRAILBLAZER_4WW.final_stage.name == "intervention"
-
-
-def test_stage_lookup_by_name() -> None:
-    assert TRAILBLAZER_4WW.stage("allocation").target_days == 7
-    with pytest.raises(KeyError):
-        TRAILBLAZER_4WW.stage("triage")
 
 
 def test_a_profile_loads_from_toml(tmp_path: Path) -> None:
@@ -58,7 +51,7 @@ def test_a_profile_loads_from_toml(tmp_path: Path) -> None:
     assert profile.name == "trailblazer-4ww-day1"
     assert [stage.target_days for stage in profile.stages] == [0, 6, 27]
     assert [stage.at_risk_day for stage in profile.stages] == [None, 4, 20]
-    assert profile.final_stage.completed_by is EventType.INTERVENTION_STARTED
+    assert profile.stages[-1].completed_by is EventType.INTERVENTION_STARTED
 
 
 def test_the_time_zone_defaults_to_london(tmp_path: Path) -> None:
