@@ -17,7 +17,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 demo: deps venv kafka ## run the tracker end to end on a local Kafka with simulated referrals
-	@$(BIN)/mhst-tracker demo
+	@$(BIN)/python -m deploy.local.demo $(DEMO_ARGS)
 
 test: deps venv kafka lint typecheck pytest ## all checks: ruff, mypy, pytest on the real services
 

@@ -1,0 +1,340 @@
+"""``make demo``: the tracker end to end on a local Kafka broker, with simulated referrals.
+
+It starts a real Kafka broker, creates the topics, starts two stream workers and the store
+sink (SQLite, the embedded default), and plays a simulated half-term of referrals into
+``mhst.referral-events`` as they happen on a simulated clock shared by every process (one
+day passes every ``--seconds-per-day`` seconds). Breach alerts are printed as the workers
+raise them, most of them by deadline timers at midnight with no new event. At the end it
+prints the measures that ``mhst-tracker replay`` gives for the same events at the same
+moment, a team's waiting list from the store, and a sample of the workers' metrics.
+
+Alerts are shown by team, school and stage only: the demo prints no referral id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from deploy.local.errors import ServiceError
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import CACHE_DIR, ManagedProcess, free_port
+from mhst_tracker.config import ALERTS_TOPIC, EVENTS_TOPIC
+from mhst_tracker.domain.errors import InvalidEvent
+from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.replay import replay
+from mhst_tracker.simulate import simulate
+from mhst_tracker.timesource import SimulatedClock
+
+START = date(2026, 9, 7)
+"""A Monday early in the autumn term."""
+WORKER_START_SECONDS = 12.0
+"""Wall seconds given to the workers to start before the simulated clock reaches the first day."""
+TRACKER = [str(Path(sys.executable).with_name("mhst-tracker"))]
+_REFERRAL_ID = re.compile(rb'"referral_id"\s*:\s*"([^"]{1,64})"')
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m deploy.local.demo``."""
+    parser = argparse.ArgumentParser(prog="python -m deploy.local.demo", description=__doc__)
+    parser.add_argument("--referrals", type=int, default=240, help="simulated referrals")
+    parser.add_argument("--seed", type=int, default=2026, help="simulation seed")
+    parser.add_argument(
+        "--seconds-per-day", type=float, default=1.0, help="wall seconds per simulated day"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the workers running until Ctrl-C at the end"
+    )
+    args = parser.parse_args(argv)
+    try:
+        run(args.referrals, args.seed, args.seconds_per_day, args.keep)
+    except ServiceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopped")
+    return 0
+
+
+def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
+    """Run the whole demo; every process it starts is stopped before it returns."""
+    lines = list(simulate(seed, START, referrals=referrals))
+    work = CACHE_DIR / "demo"
+    shutil.rmtree(work, ignore_errors=True)  # each demo has a new broker: no stale state
+    work.mkdir(parents=True)
+    (work / "events.jsonl").write_text("\n".join(lines) + "\n")
+    database = work / "mhst-tracker.db"
+    last_event = max(_occurred(line) or datetime.min.replace(tzinfo=UTC) for line in lines)
+    # Stop the day after the last event: the referrals still open then are really waiting.
+    end = datetime.combine(last_event.date() + timedelta(days=2), clock_time(), UTC)
+    begin = datetime.combine(START, clock_time(7, 0), UTC)
+    print(f"==> simulated {len(lines)} events for {referrals} referrals from {START}")
+
+    broker = KafkaBroker()
+    processes: list[ManagedProcess] = []
+    try:
+        print("==> starting a local Kafka broker")
+        broker.start()
+        broker.wait_ready()
+        print(f"    Kafka at {broker.bootstrap}")
+        metrics_ports = [free_port(), free_port()]
+        env = {
+            **os.environ,
+            "MHST_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "MHST_PARTITIONS": "6",
+            "MHST_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        }
+        _run_tracker(["topics", "create"], env)
+        _run_tracker(["db", "upgrade"], env)
+        # The simulated day begins once the workers have had time to join their group.
+        clock = SimulatedClock.starting(
+            begin, 86400 / seconds_per_day, time.time() + WORKER_START_SECONDS
+        )
+        env["MHST_CLOCK"] = clock.spec
+        for number, port in enumerate(metrics_ports, start=1):
+            processes.append(
+                _start_tracker(
+                    f"worker {number}",
+                    ["worker", "--loglevel", "warning"],
+                    {
+                        **env,
+                        "MHST_METRICS_PORT": str(port),
+                        "MHST_WORKER_DATA_DIR": str(work / f"worker-{number}"),
+                    },
+                    work,
+                )
+            )
+        processes.append(
+            _start_tracker(
+                "sink", ["sink"], {**env, "MHST_SINK_METRICS_PORT": str(free_port())}, work
+            )
+        )
+        started = time.monotonic()
+        asyncio.run(_wait_for_group(broker.bootstrap, "mhst-tracker", 2, processes))
+        print(f"==> workers joined their consumer group in {time.monotonic() - started:.1f} s")
+        if clock.now() > begin:
+            print("    (later than planned: the first alerts may come in a burst)")
+        print(
+            f"==> two workers and the sink are running; one simulated day every "
+            f"{seconds_per_day:g} s, from {begin:%a %d %b %Y} to {end:%a %d %b %Y}"
+        )
+        counts = asyncio.run(_play(broker.bootstrap, lines, clock, end, processes))
+        _report(lines, end, counts, env, metrics_ports)
+        if keep:
+            print("workers still running; Ctrl-C stops everything")
+            while True:
+                time.sleep(3600)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        broker.stop()
+
+
+async def _wait_for_group(
+    bootstrap: str, group: str, members: int, processes: list[ManagedProcess]
+) -> None:
+    """Wait until the workers' consumer group is stable with ``members`` members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            _check_alive(processes)
+            try:
+                (response,) = await admin.describe_consumer_groups([group])
+            except KafkaError:  # the offsets topic and the group's coordinator are still coming up
+                response = None
+            if response is not None:
+                _error, _group, state, _type, _protocol, joined = response.groups[0][:6]
+                if state == "Stable" and len(joined) == members:
+                    return
+            await asyncio.sleep(0.25)
+        raise ServiceError(f"the workers did not form a stable group of {members} in 120 s")
+    finally:
+        await admin.close()
+
+
+def _occurred(line: str) -> datetime | None:
+    try:
+        return parse_event(line).occurred_at
+    except InvalidEvent:
+        return None
+
+
+def _run_tracker(args: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run([*TRACKER, *args], env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ServiceError(f"mhst-tracker {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+
+
+def _start_tracker(name: str, args: list[str], env: dict[str, str], work: Path) -> ManagedProcess:
+    log = work / f"{name.replace(' ', '-')}.log"
+    log.unlink(missing_ok=True)
+    process = ManagedProcess(name, [*TRACKER, *args], log, env=env)
+    process.start()
+    return process
+
+
+async def _play(
+    bootstrap: str,
+    lines: list[str],
+    clock: SimulatedClock,
+    end: datetime,
+    processes: list[ManagedProcess],
+) -> Counter[str]:
+    consumer = AIOKafkaConsumer(
+        ALERTS_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    watcher = asyncio.create_task(_print_alerts(consumer, clock, end))
+    try:
+        await _produce(bootstrap, lines, clock, processes)
+        while clock.now() < end:
+            _check_alive(processes)
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(3)  # alerts detected by the end still on their way
+    finally:
+        watcher.cancel()
+        counts = await asyncio.gather(watcher, return_exceptions=True)
+        await consumer.stop()
+    result = counts[0]
+    return result if isinstance(result, Counter) else Counter()
+
+
+async def _produce(
+    bootstrap: str, lines: list[str], clock: SimulatedClock, processes: list[ManagedProcess]
+) -> None:
+    """Send each event when the simulated clock reaches it; late uploads go when they come."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        uploaded_up_to = datetime.min.replace(tzinfo=UTC)
+        for line in lines:
+            occurred = _occurred(line)
+            if occurred is not None and occurred > uploaded_up_to:
+                uploaded_up_to = occurred
+                await asyncio.sleep(clock.wall_seconds_until(occurred))
+                _check_alive(processes)
+            raw = line.encode()
+            match = _REFERRAL_ID.search(raw)
+            await producer.send(EVENTS_TOPIC, raw, key=match.group(1) if match else None)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _check_alive(processes: list[ManagedProcess]) -> None:
+    for process in processes:
+        code = process.exit_code()
+        if code is not None:
+            raise ServiceError(
+                f"{process.name} exited with code {code}; log {process.log_path}:\n"
+                f"{process.log_tail()}"
+            )
+
+
+async def _print_alerts(
+    consumer: AIOKafkaConsumer, clock: SimulatedClock, end: datetime
+) -> Counter[str]:
+    """Print each alert detected by ``end`` once; a re-sent one (same ``alert_id``) is counted."""
+    counts: Counter[str] = Counter()
+    seen: set[str] = set()
+    zone = TRAILBLAZER_4WW.timezone
+    try:
+        async for record in consumer:
+            assert record.value is not None
+            alert: dict[str, Any] = orjson.loads(record.value)
+            if datetime.fromisoformat(alert["detected_at"]) > end:
+                continue
+            if alert["alert_id"] in seen:
+                counts["re-sent (same alert_id, ignored)"] += 1
+                continue
+            seen.add(alert["alert_id"])
+            counts[f"{alert['kind']} {alert['stage']}"] += 1
+            school = alert.get("school_id") or "-"
+            print(
+                f"  {clock.now().astimezone(zone):%a %d %b %H:%M}  {alert['kind']:<16} "
+                f"{alert['stage']:<12} team {alert['team_id']:<7} school {school:<6}  "
+                f"due {alert['due_on']}  waited {alert['days_waited']} d"
+            )
+    except asyncio.CancelledError:
+        pass
+    return counts
+
+
+def _report(
+    lines: list[str],
+    end: datetime,
+    counts: Counter[str],
+    env: dict[str, str],
+    metrics_ports: list[int],
+) -> None:
+    result = replay(lines, end, TRAILBLAZER_4WW)
+    overall = result.summary.overall
+    print("\n==> alerts raised by the workers, by kind and stage:")
+    for key, count in sorted(counts.items()):
+        print(f"    {key:<30} {count}")
+    print(f"\n==> the same events replayed as of {end:%d %b %Y} (mhst-tracker replay):")
+    print(
+        f"    referrals: {len(result.referrals)}, rejected lines: {len(result.rejected)}, "
+        f"duplicates: {result.duplicates}"
+    )
+    share = overall.seen_within_standard_share
+    print(
+        f"    completed pathways: {overall.completed}, seen within four weeks: "
+        f"{overall.seen_within_standard}" + (f" ({share:.0%})" if share is not None else "")
+    )
+    print(
+        f"    still waiting: {overall.waiting}, past the standard: {overall.waiting_past_standard}"
+    )
+    print(f"    breaches by stage: {dict(overall.breaches)}")
+    team = min(result.summary.by_team)
+    listing = subprocess.run(
+        [*TRACKER, "waiting-list", "--team", team, "--as-of", end.isoformat()],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(f"\n==> waiting list of team {team} from the store (mhst-tracker waiting-list):")
+    print(listing.stdout or listing.stderr)
+    print("==> metrics served by the workers while they ran:")
+    for port in metrics_ports:
+        print(f"    http://127.0.0.1:{port}/metrics")
+        sample = _metrics_sample(port)
+        for metric_line in sample[:6]:
+            print(f"      {metric_line}")
+    print(
+        f"\nevents file: {CACHE_DIR / 'demo' / 'events.jsonl'}; store: {env['MHST_DATABASE_URL']}"
+    )
+
+
+def _metrics_sample(port: int) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+            text = resp.read().decode()
+    except OSError as err:
+        return [f"(not reachable: {err})"]
+    return [line for line in text.splitlines() if line.startswith("mhst_referrals_waiting")]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
