@@ -68,6 +68,8 @@ EVENTS_STAGING_COLUMNS = (
     "source_line",
 )
 
+STORED_EVENTS = "SELECT event_id FROM events WHERE event_id = ANY($1::text[])"
+
 INSERT_EVENTS = """
 INSERT INTO events (
     event_id, referral_id, type, occurred_at, team_id, school_id, payload,
@@ -196,17 +198,40 @@ async def _keys(
     return {row[0] for row in result}
 
 
+class RacedInsert(Exception):
+    """Another writer committed one of the batch's events while it was being copied; the
+    transaction is aborted and the batch must be written again with ``staged=True``."""
+
+
 async def insert_events(
-    connection: AsyncConnection, events: Sequence[IncomingEvent], recorded_at: datetime
+    connection: AsyncConnection,
+    events: Sequence[IncomingEvent],
+    recorded_at: datetime,
+    staged: bool = False,
 ) -> set[str]:
     """Insert the events not yet stored; the ``event_id`` of those inserted.
 
-    The rows are copied (binary COPY) into the session's staging table, then moved with one
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING event_id``.
+    Direct (the default): the batch's ids already stored are read with one index probe and
+    the others are copied (binary COPY, in ``event_id`` order) straight into ``events``. If
+    a concurrent writer inserts one of them meanwhile, the COPY waits for its commit and
+    fails on the unique key: :class:`RacedInsert` (the transaction is then aborted).
+
+    Staged: the rows are copied into the session's staging table, then moved with one
+    ``INSERT ... SELECT ... ORDER BY event_id ON CONFLICT DO NOTHING RETURNING event_id``,
+    which never fails on a duplicate.
     """
     if not events:
         return set()
     _check_aware([recorded_at], "recorded_at")
+    if not staged:
+        ids = [item.event.event_id for item in events]
+        stored = await _keys(connection, STORED_EVENTS, (ids,))
+        events = sorted(
+            (item for item in events if item.event.event_id not in stored),
+            key=lambda item: item.event.event_id,
+        )
+        if not events:
+            return set()
     records = []
     for item in events:
         event, origin = item.event, item.origin
@@ -228,6 +253,16 @@ async def insert_events(
                 origin.line,
             )
         )
+    if not staged:
+        columns = (*EVENTS_STAGING_COLUMNS[:8], "recorded_at", *EVENTS_STAGING_COLUMNS[8:])
+        rows = [(*record[:8], recorded_at, *record[8:]) for record in records]
+        try:
+            await copy_records(connection, "events", columns, rows)
+        except sa_exc.IntegrityError as error:
+            if isinstance(error.orig, asyncpg.UniqueViolationError):
+                raise RacedInsert from error
+            raise
+        return {record[0] for record in records}
     await connection.exec_driver_sql(EVENTS_STAGING)  # also begins the transaction
     await copy_records(connection, "mhst_events_in", EVENTS_STAGING_COLUMNS, records)
     return await _keys(connection, INSERT_EVENTS, (recorded_at,))

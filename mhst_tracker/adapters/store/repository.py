@@ -138,9 +138,27 @@ class Store:
         events = _first_per_key(batch.events, lambda item: item.event.event_id)
         alerts = _first_per_key(batch.alerts, lambda item: item.alert.alert_id)
         rejections = _first_per_key(batch.rejections, lambda item: item.key)
+        try:
+            return await self._write(batch, events, alerts, rejections, recorded_at)
+        except postgres.RacedInsert:
+            # A concurrent writer stored some of these events meanwhile; write the batch
+            # again, this time with ON CONFLICT DO NOTHING.
+            return await self._write(batch, events, alerts, rejections, recorded_at, True)
+
+    async def _write(
+        self,
+        batch: Batch,
+        events: list[IncomingEvent],
+        alerts: list[IncomingAlert],
+        rejections: list[Rejection],
+        recorded_at: datetime,
+        staged: bool = False,
+    ) -> WriteResult:
         async with self.engine.begin() as connection:
             if self._dialect == "postgresql":
-                new_event_ids = await postgres.insert_events(connection, events, recorded_at)
+                new_event_ids = await postgres.insert_events(
+                    connection, events, recorded_at, staged
+                )
                 new_alert_ids = await postgres.insert_alerts(
                     connection, alerts, recorded_at, DeliveryStatus.PENDING
                 )

@@ -11,7 +11,9 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import EventRow, ReferralRow
@@ -27,6 +29,7 @@ from tests.adapters.store.conftest import (
     incoming,
     valid_bodies,
 )
+from tests.adapters.store.test_repository import T1_EVENTS
 
 pytestmark = pytest.mark.postgres
 
@@ -92,3 +95,40 @@ async def test_concurrent_writers_give_the_replay_states(stores: list[Store]) ->
     before = await store.projection()
     await store.rebuild_referrals()
     assert await store.projection() == before
+
+
+async def test_an_event_another_writer_commits_during_the_copy(
+    stores: list[Store], database_url: str
+) -> None:
+    # Another writer has inserted r1-rec and not committed yet: the store's probe does not
+    # see it, its COPY waits for that commit, then meets the unique key; the batch is then
+    # written again with ON CONFLICT DO NOTHING, so r1-rec counts as a duplicate.
+    url = make_url(database_url)
+    other = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(
+            "INSERT INTO events (event_id, referral_id, type, occurred_at, payload,"
+            " received_at, recorded_at, source) VALUES ('r1-rec', 'R1', 'referral_received',"
+            " now(), '{}', now(), now(), 'other')"
+        )
+        write = asyncio.create_task(stores[0].write(incoming(T1_EVENTS)))
+        for _ in range(200):
+            waiting = await other.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting == 1
+        await transaction.commit()
+        result = await write
+    finally:
+        await other.close()
+    assert (result.events_new, result.events_duplicate) == (len(T1_EVENTS) - 1, 1)
+    assert await stores[0].count(EventRow) == len(T1_EVENTS)
+    assert await stores[0].count(ReferralRow) == 7
