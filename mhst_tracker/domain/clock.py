@@ -1,6 +1,6 @@
 """The four-week clock of one referral: an incremental, order-independent fold of its events.
 
-:class:`ReferralClock` keeps only what the rules need, so applying an event is O(1):
+:class:`ReferralClock` keeps only what the rules need, so applying an event is O(1) amortised:
 the event ids seen (the idempotency keys), the earliest ``referral_received`` with its team
 and school, the earliest event of every other kind that matters once (each stage event type,
 ``referral_closed``), and every ``appointment_dna``. "Earliest" compares ``occurred_at`` as
@@ -14,8 +14,9 @@ The rules are those of the domain page. Decisions where it is silent:
   the local date of T; a stage is breached from 00:00 local on the day after its due date.
 * **De-duplication** is per referral: the stream is partitioned by referral, so no worker
   ever sees another referral's event ids. The first event seen with an id wins.
-* **Team and school** come from the earliest receipt (the one that starts the clock). A
-  ``no_receipt`` referral has neither, whatever its other events say.
+* **Team and school** come from the earliest receipt (the one that starts the clock); a
+  second receipt changes nothing. A ``no_receipt`` referral has neither, whatever its
+  other events say.
 * **Completion facts win over closure.** A stage completed by an event dated after the
   closure is judged by its completion date (met or late): the child was seen, so the
   closure was premature. Closure only decides stages that were never completed, and a
