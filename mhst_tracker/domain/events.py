@@ -106,6 +106,7 @@ _new_event: Callable[
     Event,
 ] = frozen_constructor(Event)
 _REFERRAL_RECEIVED: Final = EventType.REFERRAL_RECEIVED
+_QUOTE_LIMIT: Final = 40
 _DOCUMENT_TYPES: Final = (bytes, str, bytearray, memoryview)
 
 
@@ -192,7 +193,7 @@ def _checked_event(data: Mapping[str, Any]) -> Event:
     event_type = _EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
     if event_type is None:
         if isinstance(type_name, str) and type_name:
-            raise InvalidEvent(f"unknown type {type_name!r}")
+            raise InvalidEvent(f"unknown type {_quoted(type_name)}")
         raise InvalidEvent(_string_problem("type", type_name, None))
     referral_id = get("referral_id")
     if not isinstance(referral_id, str) or not 0 < len(referral_id) <= MAX_REFERRAL_ID_LENGTH:
@@ -263,7 +264,12 @@ def _reject_unless_empty(field: str, value: object) -> None:
 def _enum_problem(field: str, value: object) -> str:
     if not isinstance(value, str):
         return f"{field} is not a string"
-    return f"unknown {field} {value!r}"
+    return f"unknown {field} {_quoted(value)}"
+
+
+def _quoted(value: str) -> str:
+    """A sender's value as quoted in a reason, cut short so reasons stay short."""
+    return repr(value if len(value) <= _QUOTE_LIMIT else value[:_QUOTE_LIMIT] + "...")
 
 
 def _fast_timestamp(value: str) -> datetime | None:

@@ -176,6 +176,10 @@ def test_each_breach_of_the_contract_is_rejected_with_a_short_reason(
     assert reason_for(with_(**changes)) == reason
 
 
+def test_long_unknown_values_are_cut_short_in_the_reason() -> None:
+    assert reason_for(with_(type="y" * 500)) == f"unknown type '{'y' * 40}...'"
+
+
 def test_the_first_problem_in_contract_order_is_reported() -> None:
     assert reason_for(with_(event_id=_DROP, type="x")) == "missing event_id"
 
