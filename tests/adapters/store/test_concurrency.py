@@ -116,15 +116,21 @@ async def test_an_event_another_writer_commits_during_the_copy(
             " now(), '{}', now(), now(), 'other')"
         )
         write = asyncio.create_task(stores[0].write(incoming(T1_EVENTS)))
-        for _ in range(200):
-            waiting = await other.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        blocked = 0
+        for _ in range(600):
+            if write.done():
+                write.result()  # it must wait for the other writer: raise what stopped it
+                raise AssertionError("the write did not wait for the other writer")
+            # The activity view is a snapshot per transaction: take a new one each time.
+            await other.execute("SELECT pg_stat_clear_snapshot()")
+            blocked = await other.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                other.get_server_pid(),
             )
-            if waiting:
+            if blocked:
                 break
             await asyncio.sleep(0.05)
-        assert waiting == 1
+        assert blocked == 1
         await transaction.commit()
         result = await write
     finally:
