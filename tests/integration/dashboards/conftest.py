@@ -1,26 +1,44 @@
-"""Fixtures of the dashboard tests: simulated events, the engine's replay of them, and
-metrics-serving processes (:mod:`tests.integration.dashboards.metrics_driver`)."""
+"""Fixtures of the dashboard tests: simulated events, the engine's replay of them, and real
+stream workers (``mhst-tracker worker`` processes) that consume them from the real broker.
+
+The workers run on a simulated clock that reads ``AS_OF`` when the deployment is created and
+then runs at wall speed. Every simulated event is older than ``AS_OF`` and the engine's
+summary is the same for any moment up to ``STABLE_FOR`` later (checked), so what the
+workers report during a test is comparable with ``replay`` as of ``AS_OF``.
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+import itertools
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from aiokafka import AIOKafkaProducer
 
-from deploy.local.process import REPO_ROOT, free_port
+from deploy.local.process import REPO_ROOT, ManagedProcess, free_port
+from mhst_tracker.config import Settings
+from mhst_tracker.domain.errors import InvalidEvent
+from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import ReplayResult, replay
 from mhst_tracker.simulate import simulate
+from mhst_tracker.timesource import SimulatedClock
+from tests.streams.harness import Deployment, produce
 
 AS_OF = datetime(2025, 12, 20, 12, 0, tzinfo=UTC)
+STABLE_FOR = timedelta(hours=2)
 PARTITIONS = 6
 DATASOURCES = REPO_ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "mhst.yml"
+PROBE_KEY = b"dashboard-probe"
+_REFERRAL_ID = re.compile(r'"referral_id"\s*:\s*"([^"]+)"')
+_numbers = itertools.count()
 
 
 def provisioned_datasources() -> dict[str, str]:
@@ -29,74 +47,103 @@ def provisioned_datasources() -> dict[str, str]:
     return {source["uid"]: source["type"] for source in config["datasources"]}
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+    """Poll ``condition`` until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
 @dataclass(frozen=True)
 class Events:
-    """A simulated event file and the engine's replay of it as of ``AS_OF``."""
+    """Simulated event lines and the engine's replay of them as of ``AS_OF``."""
 
-    path: Path
     lines: list[str]
     result: ReplayResult
 
+    def messages(self) -> list[tuple[bytes | None, bytes]]:
+        """The lines as Kafka messages keyed by referral id (an unparsable line's key is
+        the id it names, if any: it reaches a partition and the dead-letter topic)."""
+        messages: list[tuple[bytes | None, bytes]] = []
+        for line in self.lines:
+            try:
+                key: str | None = parse_event(line).referral_id
+            except InvalidEvent:
+                match = _REFERRAL_ID.search(line)
+                key = match.group(1) if match else None
+            messages.append((None if key is None else key.encode(), line.encode()))
+        return messages
+
 
 @pytest.fixture(scope="package")
-def events(tmp_path_factory: pytest.TempPathFactory) -> Events:
+def events() -> Events:
     lines = list(simulate(11, date(2025, 11, 3), referrals=300))
-    path = tmp_path_factory.mktemp("dashboards") / "events.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return Events(path, lines, replay(lines, AS_OF, TRAILBLAZER_4WW))
+    result = replay(lines, AS_OF, TRAILBLAZER_4WW)
+    later = replay(lines, AS_OF + STABLE_FOR, TRAILBLAZER_4WW)
+    assert later.summary == result.summary, "the summary must not move during a test"
+    return Events(lines, result)
 
 
-class Driver:
-    """One metrics-serving process owning some partitions."""
+@dataclass
+class Worker:
+    """A running ``mhst-tracker worker`` and the address of its ``/metrics``."""
 
-    def __init__(self, events: Events, partitions: list[int]) -> None:
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration.dashboards.metrics_driver",
-                str(events.path),
-                f"--as-of={AS_OF.isoformat()}",
-                f"--partitions={','.join(map(str, partitions))}",
-                f"--of={PARTITIONS}",
-                f"--port={self.port}",
-            ],
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def wait_ready(self) -> None:
-        """Block until the driver says ``ready`` (it exits with an error otherwise)."""
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line.strip() == "ready", f"driver did not start: {line!r}"
+    process: ManagedProcess
+    target: str
 
     def stop(self) -> None:
-        self.process.terminate()
+        """Stop it with SIGTERM (its partitions move to the other workers)."""
+        self.process.stop()
+
+
+class Workers:
+    """Starts workers of one deployment whose events topic holds the simulated events."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def start(self, name: str) -> Worker:
+        """A new worker with its own data directory and metrics port."""
+        port = free_port()
+        return Worker(self.deployment.start_worker(name, metrics_port=port), f"127.0.0.1:{port}")
+
+    async def probe_every_partition(self) -> None:
+        """Send one non-event to each events partition (it goes to the dead-letter topic).
+
+        Faust's sensor reports a partition's offsets only when messages flow on it, and a
+        rebalance clears them; this makes every partition's consumer lag visible again
+        without changing any referral.
+        """
+        producer = AIOKafkaProducer(bootstrap_servers=self.deployment.settings.kafka_bootstrap)
+        await producer.start()
         try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-StartDriver = Callable[[list[int]], Driver]
+            for partition in range(PARTITIONS):
+                await producer.send(
+                    self.deployment.names.events,
+                    key=PROBE_KEY,
+                    value=b"not an event",
+                    partition=partition,
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
 
 
 @pytest.fixture
-def start_driver(events: Events) -> Iterator[StartDriver]:
-    """Starts a ready driver owning the given partitions; all are stopped after the test."""
-    started: list[Driver] = []
-
-    def start(partitions: list[int]) -> Driver:
-        driver = Driver(events, partitions)
-        started.append(driver)
-        driver.wait_ready()
-        return driver
-
-    yield start
-    for driver in started:
-        driver.stop()
+async def workers(kafka_bootstrap: str, tmp_path: Path, events: Events) -> AsyncIterator[Workers]:
+    """A deployment with the events published; its workers are stopped after the test."""
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"d{os.getpid()}-{next(_numbers)}.",
+        partitions=PARTITIONS,
+        clock=SimulatedClock.starting(AS_OF, 1.0).spec,
+    )
+    deployment = Deployment(settings=settings, base_dir=tmp_path)
+    await deployment.create_topics()
+    await produce(kafka_bootstrap, deployment.names.events, events.messages())
+    try:
+        yield Workers(deployment)
+    finally:
+        deployment.stop_all()

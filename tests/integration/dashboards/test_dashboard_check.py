@@ -2,51 +2,57 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from click.testing import CliRunner
 
 from deploy.local import PrometheusServer
 from mhst_tracker.commands.dashboard_check import dashboard_check_command, format_value
 from mhst_tracker.dashboards import query_prometheus
-from tests.integration.dashboards.conftest import PARTITIONS, Events, StartDriver
+from tests.integration.dashboards.conftest import Events, Workers, wait_until
 
-pytestmark = pytest.mark.prometheus
+pytestmark = [pytest.mark.prometheus, pytest.mark.kafka]
 
 
 def test_prints_every_panel_with_the_replay_figures(
-    prometheus: PrometheusServer, events: Events, start_driver: StartDriver
+    prometheus: PrometheusServer, events: Events, workers: Workers
 ) -> None:
-    driver = start_driver(list(range(PARTITIONS)))
-    prometheus.set_targets([driver.target])
-    deadline = time.monotonic() + 60
-    while not query_prometheus(
-        prometheus.url, f'sum(mhst_worker_partitions_owned{{instance="{driver.target}"}})'
-    ):
-        assert time.monotonic() < deadline, "Prometheus did not scrape the driver"
-        time.sleep(0.25)
+    worker = workers.start("w1")
+    prometheus.set_targets([worker.target])
+    referrals = len(events.result.referrals)
 
-    result = CliRunner().invoke(
-        dashboard_check_command,
-        ["--dashboard", "mhst-service-manager"],
-        env={"MHST_PROMETHEUS_URL": prometheus.url},
-    )
-    assert result.exit_code == 0, result.output
+    def all_tracked() -> bool:
+        tracked = query_prometheus(
+            prometheus.url, f'mhst_referrals_tracked{{instance="{worker.target}"}}'
+        )
+        return [sample.value for sample in tracked] == [referrals]
+
+    wait_until(all_tracked, "Prometheus to scrape a worker tracking every referral")
+
     overall = events.result.summary.overall
     assert overall.seen_within_standard_share is not None
-    lines = result.output.splitlines()
+    lines: list[str] = []
+
+    def headline_shown() -> bool:
+        result = CliRunner().invoke(
+            dashboard_check_command,
+            ["--dashboard", "mhst-service-manager"],
+            env={"MHST_PROMETHEUS_URL": prometheus.url},
+        )
+        assert result.exit_code == 0, result.output
+        assert "MHST: commissioner" not in result.output
+        lines[:] = result.output.splitlines()
+        waiting = lines.index("  [3] Waiting (stat)")
+        return lines[waiting + 1] == f"    A: value: {overall.waiting}"
+
+    wait_until(headline_shown, "the worker to report every waiting referral")
     headline = lines.index("  [2] Seen within four weeks (stat)")
     assert lines[headline + 1] == (
         f"    A: value: {format_value(overall.seen_within_standard_share, 'percentunit')}"
     )
     assert lines[headline + 2] == "    B: value: 90.0%"
-    waiting = lines.index("  [3] Waiting (stat)")
-    assert lines[waiting + 1] == f"    A: value: {overall.waiting}"
     for band, count in overall.waiting_by_band.items():
         assert f"    A: band={band}: {count}" in lines
     assert "    A: PostgreSQL store table referrals" in lines
-    assert "MHST: commissioner" not in result.output
 
 
 def test_a_failing_query_fails_the_command() -> None:
