@@ -24,10 +24,11 @@ referral's state shows the breach. This keeps "exactly one breach per referral a
 true, and the case needs two contradictory corrections to the record.
 """
 
+import hashlib
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -36,7 +37,7 @@ from mhst_tracker.domain.clock import ReferralClock, ReferralState, StageState, 
 from mhst_tracker.domain.errors import AlertError
 from mhst_tracker.domain.profile import Profile
 
-_ALERT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mhst-tracker:alert")
+_ALERT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mhst-tracker:alert").bytes
 
 
 class AlertKind(StrEnum):
@@ -85,7 +86,12 @@ def alert_id(referral_id: str, stage: str, kind: AlertKind | str) -> str:
 
     A re-sent alert has the same id, so consumers can recognise and drop it.
     """
-    return str(uuid.uuid5(_ALERT_NAMESPACE, f"{referral_id}\x1f{stage}\x1f{kind}"))
+    name = f"{referral_id}\x1f{stage}\x1f{kind}".encode()
+    digest = bytearray(hashlib.sha1(_ALERT_NAMESPACE + name, usedforsecurity=False).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5, as uuid.uuid5 sets it
+    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def decide_alerts(
@@ -160,23 +166,20 @@ def next_deadline(
             raise AlertError("next_deadline needs now for a clock")
         now = source.as_of
     state = _state_as_of(source, profile, now)
-    if not state.is_waiting:
+    if not state.is_waiting or state.received_on is None or state.days_waited is None:
         return None
-    assert state.received_on is not None
-    zone = profile.timezone
-    moment = now.astimezone(UTC)
-    candidates: list[datetime] = []
+    received = state.received_on.toordinal()
+    today = received + state.days_waited
+    candidates: list[int] = []
     for stage in profile.stages:
         stage_state = state.stages[stage.name]
         if stage_state is None or stage_state.state is not StageStatus.PENDING:
             continue
-        days: list[date] = [stage_state.due_on + timedelta(days=1)]
+        candidates.append(stage_state.due_on.toordinal() + 1)
         if stage.at_risk_day is not None:
-            days.append(state.received_on + timedelta(days=stage.at_risk_day))
-        candidates.extend(
-            start for start in (_local_midnight(day, zone) for day in days) if start > moment
-        )
-    return min(candidates, default=None)
+            candidates.append(received + stage.at_risk_day)
+    day = min((candidate for candidate in candidates if candidate > today), default=None)
+    return None if day is None else _local_midnight(date.fromordinal(day), profile.timezone)
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:

@@ -1,5 +1,6 @@
 """Alert decisions and deadlines: breach, at risk, withdrawal, idempotence, next deadline."""
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -162,6 +163,13 @@ def test_a_state_must_be_as_of_now() -> None:
     assert decide_alerts(state, P, state.as_of) == decide_alerts(clock, P, state.as_of)
     with pytest.raises(AlertError):
         decide_alerts(state, P, state.as_of + timedelta(days=1))
+
+
+def test_alert_ids_are_uuid5_of_referral_stage_and_kind() -> None:
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mhst-tracker:alert")
+    for referral, stage, kind in [("R1", "allocation", "breach"), ("Ré-9", "x", "at_risk")]:
+        expected = uuid.uuid5(namespace, f"{referral}\x1f{stage}\x1f{kind}")
+        assert alert_id(referral, stage, kind) == str(expected)
 
 
 def test_alert_ids_are_deterministic_and_distinct() -> None:
