@@ -100,7 +100,8 @@ def decide_alerts(
     now: datetime,
     raised: Collection[tuple[str, str]] = (),
 ) -> list[Alert]:
-    """The alerts due as of ``now`` that are not in ``raised``, in pathway then kind order.
+    """The alerts due as of ``now`` that are not in ``raised``, in pathway order (at most
+    one per stage).
 
     ``source`` is a clock (evaluated as of ``now``) or a state computed as of ``now``.
     ``raised`` holds ``(stage, kind)`` pairs already raised for this referral.
@@ -113,35 +114,38 @@ def decide_alerts(
     for stage in profile.stages:
         stage_state = state.stages[stage.name]
         assert stage_state is not None
-        for kind in _due_kinds(stage.name, stage_state.state, state, raised):
-            alerts.append(
-                Alert(
-                    alert_id=alert_id(state.referral_id, stage.name, kind),
-                    referral_id=state.referral_id,
-                    team_id=state.team_id,
-                    school_id=state.school_id,
-                    stage=stage.name,
-                    kind=kind,
-                    due_on=stage_state.due_on,
-                    days_waited=_stage_days_waited(received_on, days_waited, stage_state),
-                    detected_at=now,
-                )
+        kind = _due_kind(stage.name, stage_state.state, state, raised)
+        if kind is None:
+            continue
+        alerts.append(
+            Alert(
+                alert_id=alert_id(state.referral_id, stage.name, kind),
+                referral_id=state.referral_id,
+                team_id=state.team_id,
+                school_id=state.school_id,
+                stage=stage.name,
+                kind=kind,
+                due_on=stage_state.due_on,
+                days_waited=_stage_days_waited(received_on, days_waited, stage_state),
+                detected_at=now,
             )
+        )
     return alerts
 
 
-def _due_kinds(
+def _due_kind(
     stage: str, stage_status: StageStatus, state: ReferralState, raised: Collection[tuple[str, str]]
-) -> list[AlertKind]:
+) -> AlertKind | None:
+    """The one alert a stage can be due: its states exclude each other."""
     breach_raised = (stage, AlertKind.BREACH) in raised
     if stage_status is StageStatus.BREACHED:
-        return [] if breach_raised else [AlertKind.BREACH]
+        return None if breach_raised else AlertKind.BREACH
     if stage_status in (StageStatus.MET, StageStatus.NOT_APPLICABLE):
         withdrawn = (stage, AlertKind.BREACH_WITHDRAWN) in raised
-        return [AlertKind.BREACH_WITHDRAWN] if breach_raised and not withdrawn else []
+        return AlertKind.BREACH_WITHDRAWN if breach_raised and not withdrawn else None
     if stage in state.at_risk_stages and (stage, AlertKind.AT_RISK) not in raised:
-        return [AlertKind.AT_RISK]
-    return []
+        return AlertKind.AT_RISK
+    return None
 
 
 def _stage_days_waited(received_on: date, referral_days: int, stage_state: StageState) -> int:

@@ -141,7 +141,7 @@ def test_a_withdrawn_breach_that_comes_back_is_not_raised_twice() -> None:
     assert decide_alerts(clock, P, at("2026-06-25T10:00:00+01:00"), raised) == []
 
 
-def test_alerts_follow_pathway_then_kind_order() -> None:
+def test_alerts_follow_pathway_order() -> None:
     clock = clock_of([event("referral_received", RECEIVED)])
     alerts = decide_alerts(clock, P, at("2026-06-23T10:00:00+01:00"))
     assert kinds(alerts) == [
