@@ -51,7 +51,6 @@ from streams.monitoring import (
     serve_metrics,
     wall_seconds_since,
 )
-from streams.record_cache import RecordCache
 from streams.topics import TopicNames
 from streams.tracking import Outcome, ReferralRecord, accept, apply_event, apply_tick, deadline_of
 
@@ -66,13 +65,6 @@ the agent; the rest go on the next run."""
 SESSION_TIMEOUT: Final = 10.0
 """Seconds after which the group gives a crashed worker's partitions to the others (Faust's
 default, 60 s, would leave a crashed worker's referrals untimed for a minute)."""
-PRODUCER_LINGER: Final = 0.005
-"""Seconds the producer waits to fill a batch: one produce request carries the changelog
-writes and alerts of many events instead of one each (Faust's default is no wait)."""
-PRODUCER_BATCH_BYTES: Final = 262144
-"""Largest batch per partition the producer builds (Faust's default is 16 KiB)."""
-RECORD_CACHE_SIZE: Final = 200_000
-"""Decoded referral records a worker keeps in memory (:mod:`streams.record_cache`)."""
 DATE_CHECK_INTERVAL: Final = 1.0
 """Seconds of wall time between two looks at the local date (a comparison, nothing more)."""
 
@@ -108,7 +100,6 @@ class ReferralTracker:
         self.metrics_date = local_date(profile, time_source.now())
         self.names = TopicNames.of(settings)
         self.index = DeadlineIndex()
-        self.cache = RecordCache(RECORD_CACHE_SIZE)
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = app.topic(
             self.names.events, self.names.ticks, partitions=settings.partitions, **raw
@@ -126,26 +117,10 @@ class ReferralTracker:
     async def handle(self, event: EventT[Any]) -> None:
         """Process one message of the events or tick topic (inside stream iteration)."""
         message = event.message
-        try:
-            if message.topic == self.names.ticks:
-                await self._on_tick(message.key, message.partition)
-            else:
-                await self._on_event(message.key, message.value, message)
-        except BaseException:
-            if message.key is not None:
-                self.cache.discard(message.key)
-            raise
-
-    def _record(self, key: bytes) -> ReferralRecord | None:
-        """The referral's record: cached, else read from the table (and cached)."""
-        record = self.cache.get(key)
-        if record is None:
-            raw = self.table.get(key)
-            if raw is None:
-                return None
-            record = ReferralRecord.from_bytes(raw)
-            self.cache.put(key, record)
-        return record
+        if message.topic == self.names.ticks:
+            await self._on_tick(message.key, message.partition)
+        else:
+            await self._on_event(message.key, message.value, message)
 
     async def _on_event(self, key: bytes | None, value: bytes | None, message: Any) -> None:
         try:
@@ -154,7 +129,8 @@ class ReferralTracker:
             await self._dead_letter(rejection.reason, key, value, message)
             return
         assert key is not None
-        record = self._record(key)
+        raw = self.table.get(key)
+        record = None if raw is None else ReferralRecord.from_bytes(raw)
         now = self.time_source.now()
         outcome = apply_event(record, parsed, message.partition, self.profile, now)
         await self._store(key, outcome, message.partition)
@@ -162,9 +138,10 @@ class ReferralTracker:
         self.metrics.observe_processing_lag(time.time() - message.timestamp)
 
     async def _on_tick(self, key: bytes | None, partition: int) -> None:
-        record = None if key is None else self._record(key)
-        if key is None or record is None:
+        raw = None if key is None else self.table.get(key)
+        if key is None or raw is None:
             return
+        record = ReferralRecord.from_bytes(raw)
         deadline = record.deadline
         outcome = apply_tick(record, self.profile, self.time_source.now())
         await self._store(key, outcome, partition)
@@ -182,7 +159,6 @@ class ReferralTracker:
             await self.alerts.send(key=key, value=orjson.dumps(alert.to_dict()))
             self.metrics.observe_alert(alert)
         self.table[key] = record.to_bytes()
-        self.cache.put(key, record)
         deadline = None if record.deadline is None else record.deadline.timestamp()
         self.index.schedule(record.partition, key, deadline)
 
@@ -229,7 +205,6 @@ class ReferralTracker:
         owned = self.owned_partitions()
         for partition in self.index.partitions() - owned:
             self.index.drop(partition)
-        self.cache.drop(set(range(self.settings.partitions)) - (owned & self.index.partitions()))
         self.reload_metrics(owned)
         gained = owned - self.index.partitions()
         if not gained:
@@ -280,7 +255,6 @@ class ReferralTracker:
         partitions = {tp.partition for tp in revoked if tp.topic == self.names.events}
         for partition in partitions:
             self.index.drop(partition)
-        self.cache.drop(partitions)
         self.metrics.partitions_revoked(partitions)
 
 
@@ -307,8 +281,6 @@ def create_app(
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=SESSION_TIMEOUT,
-        producer_linger=PRODUCER_LINGER,
-        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         web_enabled=False,
         autodiscover=False,
     )
