@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from mhst_tracker.domain.clock import ReferralClock, ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
@@ -45,10 +47,41 @@ class ReplayResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The replay output object of the domain page."""
+        return self._document([state.to_dict() for state in self.referrals])
+
+    def to_json(self) -> bytes:
+        """The output of ``replay --format json``: :meth:`to_dict` as JSON indented by two
+        spaces, without a trailing newline.
+
+        Byte for byte ``orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)``, but
+        several times faster on a large replay: each referral becomes one small dict of its
+        own field values, and orjson writes the rest natively exactly as ``to_dict`` spells
+        it (a ``date`` as ``YYYY-MM-DD``, an enum member as its value, a tuple as an array,
+        a :class:`~mhst_tracker.domain.clock.StageState` dataclass as ``due_on``,
+        ``done_on``, ``state`` in field order), so no date is formatted and no dict is built
+        per stage in Python. A test compares both on a simulated stream.
+        """
+        referrals = [
+            {
+                "referral_id": state.referral_id,
+                "team_id": state.team_id,
+                "school_id": state.school_id,
+                "status": state.status,
+                "received_on": state.received_on,
+                "days_waited": state.days_waited,
+                "dna_count": state.dna_count,
+                "flags": state.flags,
+                "stages": stages if type(stages := state.stages) is dict else dict(stages),
+            }
+            for state in self.referrals
+        ]
+        return orjson.dumps(self._document(referrals), option=orjson.OPT_INDENT_2)
+
+    def _document(self, referrals: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "as_of": self.as_of.isoformat(),
             "profile": self.profile.name,
-            "referrals": [state.to_dict() for state in self.referrals],
+            "referrals": referrals,
             "rejected": [{"line": item.line, "reason": item.reason} for item in self.rejected],
             "duplicates": self.duplicates,
             "summary": self.summary.to_dict(),

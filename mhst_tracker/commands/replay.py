@@ -5,6 +5,7 @@ to standard error only when it is a terminal and the input is a file of at least
 :data:`PROGRESS_MIN_BYTES`.
 """
 
+import gc
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-import orjson
 
 from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.events import parse_timestamp
@@ -75,16 +75,23 @@ def replay_command(
     except ProfileError as error:
         raise click.ClickException(str(error)) from None
     moment = datetime.now(UTC) if as_of is None else as_of
-    if events_file == "-":
-        result = replay(click.get_binary_stream("stdin"), moment, profile)
-    else:
-        with open(events_file, "rb") as file:
-            result = replay(_with_progress(file, events_file), moment, profile)
+    # One pause of the cyclic collector over the whole command: re-enabled between
+    # phases, its next young collection would walk every object the replay has built so
+    # far (about 0.7 s per walk on a million events).
     with cyclic_gc_paused():
+        if events_file == "-":
+            result = replay(click.get_binary_stream("stdin"), moment, profile)
+        else:
+            with open(events_file, "rb") as file:
+                result = replay(_with_progress(file, events_file), moment, profile)
         if output_format == "json":
-            output = orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+            output = result.to_json() + b"\n"
         else:
             output = render_tables(result).encode()
+        # The command ends once the output is written, and reference counting frees the
+        # replay's objects (none is in a cycle). Freezing them keeps the collector from
+        # walking them all once more when it is re-enabled and at interpreter exit.
+        gc.freeze()
     stdout = click.get_binary_stream("stdout")
     stdout.write(output)
     stdout.flush()
