@@ -178,6 +178,41 @@ _new_referral_state: Callable[
 _Mark = tuple[datetime, str]
 """An event's instant (in UTC) and id: the key that decides which event is earliest."""
 
+_fromordinal: Final = date.fromordinal
+
+_StagePlan = tuple[str, EventType, int, int | None]
+"""A stage's ``name``, ``completed_by``, ``target_days`` and ``at_risk_day``."""
+
+_Context = tuple[datetime, Profile, datetime, int, tuple[_StagePlan, ...], tuple[str, ...]]
+"""What an evaluation needs that depends only on ``as_of`` and the profile: ``as_of``, the
+profile, ``as_of`` in UTC, the local date of ``as_of`` as an ordinal, the stages as plain
+tuples, and the stage names."""
+
+_last_context: _Context | None = None
+
+
+def _evaluation_context(as_of: datetime, profile: Profile) -> _Context:
+    """Work out, check and remember the context of an evaluation as of ``as_of``.
+
+    A replay, a partition restatement or a metrics refresh evaluates every referral as of
+    the same moment under the same profile, so :meth:`ReferralClock.state` keeps the last
+    context and reuses it while it is handed the very same ``as_of`` and profile objects
+    (compared by identity: cheap, and both are immutable). The cache is one tuple,
+    replaced whole, so a reader never sees a half-updated one.
+    """
+    global _last_context
+    if as_of.utcoffset() is None:
+        raise ClockError("as_of must be timezone-aware")
+    moment = as_of if as_of.tzinfo is UTC else as_of.astimezone(UTC)
+    today = moment.astimezone(profile.timezone).date().toordinal()
+    plan = tuple(
+        (stage.name, stage.completed_by, stage.target_days, stage.at_risk_day)
+        for stage in profile.stages
+    )
+    context = (as_of, profile, moment, today, plan, tuple(name for name, *_ in plan))
+    _last_context = context
+    return context
+
 
 class ReferralClock:
     """The accumulated facts of one referral; apply events in any order, ask for a state."""
@@ -230,51 +265,67 @@ class ReferralClock:
 
     def state(self, as_of: datetime, profile: Profile) -> ReferralState:
         """The referral as of ``as_of`` (an aware datetime) under ``profile``."""
-        if as_of.utcoffset() is None:
-            raise ClockError("as_of must be timezone-aware")
-        moment = as_of if as_of.tzinfo is UTC else as_of.astimezone(UTC)
+        context = _last_context
+        if context is None or context[0] is not as_of or context[1] is not profile:
+            context = _evaluation_context(as_of, profile)
+        moment = context[2]
         dnas = self._dnas
         dna_count = sum(1 for mark in dnas if mark[0] <= moment) if dnas else 0
-        stages = profile.stages
         receipt = self._receipt
         if receipt is None or receipt[0] > moment:
-            return ReferralState(
-                referral_id=self.referral_id,
-                team_id=None,
-                school_id=None,
-                status=_NO_RECEIPT,
-                received_on=None,
-                days_waited=None,
-                dna_count=dna_count,
-                flags=(),
-                stages=dict.fromkeys((stage.name for stage in stages), None),
-                as_of=as_of,
+            return _new_referral_state(
+                self.referral_id,
+                None,
+                None,
+                _NO_RECEIPT,
+                None,
+                None,
+                dna_count,
+                (),
+                dict.fromkeys(context[5]),
+                as_of,
+                (),
             )
         zone = profile.timezone
+        today = context[3]
         received_on = receipt[0].astimezone(zone).date()
         received = received_on.toordinal()
-        today = moment.astimezone(zone).date().toordinal()
+        plan = context[4]
 
-        done_dates = self._completion_dates(moment, profile)
+        # Local completion date of each stage: its own earliest event or a later stage's,
+        # found walking the pathway backwards; each instant converted once.
+        done_dates: list[date | None] = [None] * len(plan)
         flags: tuple[Flag, ...] = ()
-        for done_on in done_dates:
-            if done_on is not None and done_on < received_on:
-                flags = (_STAGE_BEFORE_RECEIPT,)
-                break
-
         closed: int | None = None
-        closure = self._firsts.get(_REFERRAL_CLOSED)
-        if closure is not None and closure[0] <= moment:
-            closed = closure[0].astimezone(zone).date().toordinal()
-            if closed < received:
-                flags = (*flags, _CLOSED_BEFORE_RECEIPT)
-                closed = received
+        firsts = self._firsts
+        if firsts:
+            completed_at: datetime | None = None
+            completed_on: date | None = None
+            for index in range(len(plan) - 1, -1, -1):
+                mark = firsts.get(plan[index][1])
+                if (
+                    mark is not None
+                    and mark[0] <= moment
+                    and (completed_at is None or mark[0] < completed_at)
+                ):
+                    completed_at = mark[0]
+                    completed_on = completed_at.astimezone(zone).date()
+                    if completed_on < received_on:
+                        flags = (_STAGE_BEFORE_RECEIPT,)
+                done_dates[index] = completed_on
+            closure = firsts.get(_REFERRAL_CLOSED)
+            if closure is not None and closure[0] <= moment:
+                closed = closure[0].astimezone(zone).date().toordinal()
+                if closed < received:
+                    flags = (*flags, _CLOSED_BEFORE_RECEIPT)
+                    closed = received
 
         stage_states: dict[str, StageState | None] = {}
         at_risk: tuple[str, ...] = ()
         stage_status = _PENDING
-        for stage, done_on in zip(stages, done_dates, strict=True):
-            due = received + stage.target_days
+        done_on: date | None = None
+        for (name, _, target_days, at_risk_day), done_on in zip(plan, done_dates, strict=True):
+            due = received + target_days
             if done_on is not None:
                 stage_status = _MET if done_on.toordinal() <= due else _BREACHED
             elif closed is not None:
@@ -283,17 +334,15 @@ class ReferralClock:
                 stage_status = _BREACHED
             else:
                 stage_status = _PENDING
-                if stage.at_risk_day is not None and today - received >= stage.at_risk_day:
-                    at_risk = (*at_risk, stage.name)
-            stage_states[stage.name] = _new_stage_state(
-                date.fromordinal(due), done_on, stage_status
-            )
+                if at_risk_day is not None and today - received >= at_risk_day:
+                    at_risk = (*at_risk, name)
+            stage_states[name] = _new_stage_state(_fromordinal(due), done_on, stage_status)
 
-        final_done_on = done_dates[-1]
-        if final_done_on is not None:
+        # done_on and stage_status are now the final stage's.
+        if done_on is not None:
             met = stage_status is _MET
             status = _SEEN_WITHIN_STANDARD if met else _SEEN_LATE
-            days_waited = max(0, final_done_on.toordinal() - received)
+            days_waited = max(0, done_on.toordinal() - received)
         elif closed is not None:
             status = _CLOSED_BEFORE_INTERVENTION
             days_waited = closed - received
@@ -314,28 +363,6 @@ class ReferralClock:
             as_of,
             at_risk,
         )
-
-    def _completion_dates(self, moment: datetime, profile: Profile) -> list[date | None]:
-        """Local completion date of each stage: its own earliest event or a later stage's."""
-        stages = profile.stages
-        dates: list[date | None] = [None] * len(stages)
-        firsts = self._firsts
-        if not firsts:
-            return dates
-        zone = profile.timezone
-        completed_at: datetime | None = None
-        completed_on: date | None = None
-        for index in range(len(stages) - 1, -1, -1):
-            mark = firsts.get(stages[index].completed_by)
-            if (
-                mark is not None
-                and mark[0] <= moment
-                and (completed_at is None or mark[0] < completed_at)
-            ):
-                completed_at = mark[0]
-                completed_on = completed_at.astimezone(zone).date()
-            dates[index] = completed_on
-        return dates
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible snapshot, canonical (equal clocks give equal dicts).
