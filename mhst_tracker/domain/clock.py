@@ -240,23 +240,34 @@ class ReferralClock:
         """Fold one event in; ``False`` (and no change) if its ``event_id`` was seen before."""
         if event.referral_id != self.referral_id:
             raise ClockError("event belongs to another referral")
-        event_id = event.event_id
+        return self.fold(
+            event.event_id, event.type, event.occurred_at, event.team_id, event.school_id
+        )
+
+    def fold(
+        self,
+        event_id: str,
+        event_type: EventType,
+        occurred_at: datetime,
+        team_id: str | None,
+        school_id: str | None,
+    ) -> bool:
+        """:meth:`apply` given the fields of a valid event of this referral that the clock
+        uses, for bulk callers that have them without an :class:`Event` (replay)."""
         event_ids = self._event_ids
         if event_id in event_ids:
             return False
         event_ids.add(event_id)
-        occurred_at = event.occurred_at
         if occurred_at.tzinfo is not UTC:
             occurred_at = occurred_at.astimezone(UTC)
         mark = (occurred_at, event_id)
-        event_type = event.type
         if event_type is _APPOINTMENT_DNA:
             self._dnas.append(mark)
         elif event_type is _REFERRAL_RECEIVED:
             if self._receipt is None or mark < self._receipt:
                 self._receipt = mark
-                self._team_id = event.team_id
-                self._school_id = event.school_id
+                self._team_id = team_id
+                self._school_id = school_id
         else:
             first = self._firsts.get(event_type)
             if first is None or mark < first:
