@@ -380,8 +380,13 @@ async def on_ingest_latency(bench: Bench, worker: ManagedProcess) -> dict[str, A
         await producer.send_and_wait(names.events, key=referral_id.encode(), value=value)
         await asyncio.sleep(0.002)
     await producer.stop()
-    last = probes[-1]
-    seen = await watch.until(lambda body: body.get("referral_id") == last, 300, worker)
+    waiting = set(probes)
+
+    def all_probes(body: dict[str, Any]) -> bool:
+        waiting.discard(body.get("referral_id", ""))
+        return not waiting
+
+    seen = await watch.until(all_probes, 300, worker)
     await watch.stop()
     latencies = [
         stamp - sent[body["referral_id"]]
