@@ -2,12 +2,13 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.bench_replay --events 1000000 --seed 1
+    .venv/bin/python -m bench.bench_replay --events 1000000 --seed 1 --runs 3
 
 It simulates the stream into a scratch file (or takes ``--data FILE`` as it is), then
 replays it in fresh child processes so each run's peak RSS is its own: ingest (read, parse
 and fold every line), evaluation (every referral's state as of the stream's last moment,
-sorted, and the measures) and the JSON rendering of the replay output. Another child times
+sorted, and the measures) and the JSON rendering of the replay output (``replay --format
+json``); the total and the replay's events/s cover all three phases. Another child times
 the JSON decoders on the same lines: the standard library's ``json``, ``orjson`` and
 ``msgspec`` alone, and :func:`parse_event` on bytes (its msgspec fast path) against
 ``parse_event`` on mappings decoded by ``json`` or ``orjson``. Figures go to
