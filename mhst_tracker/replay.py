@@ -21,7 +21,14 @@ import orjson
 
 from mhst_tracker.domain.clock import ReferralClock, ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import parse_event, parse_fast
+from mhst_tracker.domain.events import (
+    _REFERRAL_RECEIVED,
+    _WIRE_ERRORS,
+    SCHEMA_VERSION,
+    _decode_wire,
+    _fast_timestamp,
+    parse_event,
+)
 from mhst_tracker.domain.measures import Summary, summarise
 from mhst_tracker.domain.profile import Profile
 
@@ -104,30 +111,46 @@ class Replayer:
 
     def _feed(self, lines: Iterable[bytes | str]) -> None:
         clocks = self.clocks
+        get_clock = clocks.get
+        decode = _decode_wire
+        fast_timestamp = _fast_timestamp
         number = self.lines
         for number, line in enumerate(lines, start=self.lines + 1):
-            if not line or line.isspace():
-                continue
-            # Most lines take parse_event's fast path: fold its fields straight into the
-            # clock without building an Event. The rest go through parse_event itself.
-            fast = parse_fast(line)
-            if fast is not None:
-                wire, occurred_at = fast
-                referral_id = wire.referral_id
-                clock = clocks.get(referral_id)
-                if clock is None:
-                    clock = clocks[referral_id] = ReferralClock(referral_id)
-                if not clock.fold(
-                    wire.event_id, wire.type, occurred_at, wire.team_id, wire.school_id
+            # Most lines take parse_event's fast path, written out here (it is parse_fast,
+            # without two calls per line) and folded straight into the clock without
+            # building an Event. It must accept exactly what parse_fast accepts; the rest
+            # (blank lines too: the decoder rejects them) go through parse_event itself.
+            try:
+                wire = decode(line)
+            except _WIRE_ERRORS:
+                wire = None
+            if wire is not None:
+                occurred_at = fast_timestamp(wire.occurred_at)
+                team_id = wire.team_id
+                school_id = wire.school_id
+                event_type = wire.type
+                if (
+                    occurred_at is not None
+                    and team_id != ""
+                    and school_id != ""
+                    and (team_id is not None or event_type is not _REFERRAL_RECEIVED)
+                    and wire.schema_version == SCHEMA_VERSION
                 ):
-                    self.duplicates += 1
+                    referral_id = wire.referral_id
+                    clock = get_clock(referral_id)
+                    if clock is None:
+                        clock = clocks[referral_id] = ReferralClock(referral_id)
+                    if not clock.fold(wire.event_id, event_type, occurred_at, team_id, school_id):
+                        self.duplicates += 1
+                    continue
+            if not line or line.isspace():
                 continue
             try:
                 event = parse_event(line)
             except InvalidEvent as error:
                 self.rejected.append(RejectedLine(number, error.reason))
                 continue
-            clock = clocks.get(event.referral_id)
+            clock = get_clock(event.referral_id)
             if clock is None:
                 clock = clocks[event.referral_id] = ReferralClock(event.referral_id)
             if not clock.apply(event):
