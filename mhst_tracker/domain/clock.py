@@ -175,6 +175,20 @@ _new_referral_state: Callable[
     ReferralState,
 ] = frozen_constructor(ReferralState)
 
+_stage_cache: dict[int, StageState] = {}
+"""Shared :class:`StageState` instances, keyed by one int standing for ``(due_on, done_on,
+state)``: ``done * _ORDINAL_SPAN + due`` (date ordinals) for a completed stage, whose state
+follows from the two dates, else ``-(4 * due + n)`` with ``n`` 1 not applicable, 2 breached,
+3 pending. StageState is frozen, so equal instances can be shared: a replay evaluates
+hundreds of thousands of referrals over a few thousand distinct stage states, and a lookup
+costs a fraction of building one (and of the memory). Cleared when full, to stay bounded in
+a long-running worker."""
+
+_ORDINAL_SPAN: Final = 4_000_000
+"""More than the largest date ordinal (9999-12-31 is 3,652,059)."""
+
+_STAGE_CACHE_LIMIT: Final = 100_000
+
 _Mark = tuple[datetime, str]
 """An event's instant (in UTC) and id: the key that decides which event is earliest."""
 
@@ -335,19 +349,33 @@ class ReferralClock:
         at_risk: tuple[str, ...] = ()
         stage_status = _PENDING
         done_on: date | None = None
+        stage_cache = _stage_cache
         for (name, _, target_days, at_risk_day), done_on in zip(plan, done_dates, strict=True):
             due = received + target_days
+            # key identifies (due, done_on, stage_status) as one int for _stage_cache.
             if done_on is not None:
-                stage_status = _MET if done_on.toordinal() <= due else _BREACHED
+                done = done_on.toordinal()
+                stage_status = _MET if done <= due else _BREACHED
+                key = done * _ORDINAL_SPAN + due
             elif closed is not None:
-                stage_status = _NOT_APPLICABLE if closed <= due else _BREACHED
+                if closed <= due:
+                    stage_status, key = _NOT_APPLICABLE, -4 * due - 1
+                else:
+                    stage_status, key = _BREACHED, -4 * due - 2
             elif today > due:
-                stage_status = _BREACHED
+                stage_status, key = _BREACHED, -4 * due - 2
             else:
-                stage_status = _PENDING
+                stage_status, key = _PENDING, -4 * due - 3
                 if at_risk_day is not None and today - received >= at_risk_day:
                     at_risk = (*at_risk, name)
-            stage_states[name] = _new_stage_state(_fromordinal(due), done_on, stage_status)
+            stage_state = stage_cache.get(key)
+            if stage_state is None:
+                if len(stage_cache) >= _STAGE_CACHE_LIMIT:
+                    stage_cache.clear()
+                stage_state = stage_cache[key] = _new_stage_state(
+                    _fromordinal(due), done_on, stage_status
+                )
+            stage_states[name] = stage_state
 
         # done_on and stage_status are now the final stage's.
         if done_on is not None:

@@ -690,3 +690,16 @@ def test_a_snapshot_round_trip_gives_the_same_clock(events: list[Event], as_of: 
     assert restored.to_dict() == clock.to_dict()
     assert restored.state(as_of, TRAILBLAZER_4WW) == clock.state(as_of, TRAILBLAZER_4WW)
     assert all(not restored.apply(item) for item in events)
+
+
+@settings(max_examples=100)
+@given(events=referral_events(), as_of=as_of_moments)
+def test_shared_stage_states_match_freshly_built_ones(events: list[Event], as_of: datetime) -> None:
+    from mhst_tracker.domain import clock as clock_module
+
+    clock = clock_of(events)
+    cached = clock.state(as_of, TRAILBLAZER_4WW)
+    clock_module._stage_cache.clear()
+    fresh = clock.state(as_of, TRAILBLAZER_4WW)
+    assert cached == fresh
+    assert len(clock_module._stage_cache) <= clock_module._STAGE_CACHE_LIMIT
