@@ -13,11 +13,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local.process import ManagedProcess
 from mhst_tracker.config import Settings
 from streams.topics import TopicNames, create_topics
-from streams.tracker import changelog_topic
+from streams.tracker import app_id, changelog_topic
 
 MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"
 
@@ -62,6 +63,29 @@ class Deployment:
         worker.start()
         self.workers.append(worker)
         return worker
+
+    async def consumer_positions(self) -> str:
+        """Committed offset and log end of each events partition, for failure messages."""
+        group = app_id(self.settings)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+            partitions = [
+                TopicPartition(self.names.events, p) for p in range(self.settings.partitions)
+            ]
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+            await admin.close()
+        rows = [
+            f"{tp.partition}: committed {committed[tp].offset if tp in committed else None}"
+            f" of {ends[tp]}"
+            for tp in partitions
+        ]
+        return f"events partitions of group {group}: " + ", ".join(rows)
 
     def reader(self, topic: str) -> TopicReader:
         """A reader of one of the deployment's topics (all have the same partition count)."""
