@@ -39,6 +39,7 @@ from deploy.local.process import CACHE_DIR, ManagedProcess, free_port
 from mhst_tracker.config import ALERTS_TOPIC, EVENTS_TOPIC
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.measures import WAIT_BANDS
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
@@ -49,6 +50,7 @@ START = date(2026, 9, 7)
 WORKER_START_SECONDS = 12.0
 """Wall seconds given to the workers to start before the simulated clock reaches the first day."""
 TRACKER = [str(Path(sys.executable).with_name("mhst-tracker"))]
+_WAITING_SERIES = re.compile(r'^mhst_referrals_waiting\{band="(?P<band>[^"]+)".*\} (?P<value>\S+)$')
 _REFERRAL_ID = re.compile(rb'"referral_id"\s*:\s*"([^"]{1,64})"')
 
 
@@ -137,7 +139,7 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
             f"{seconds_per_day:g} s, from {begin:%a %d %b %Y} to {end:%a %d %b %Y}"
         )
         counts = asyncio.run(_play(broker.bootstrap, lines, clock, end, processes))
-        _report(lines, end, counts, env, metrics_ports)
+        _report(lines, clock, end, counts, env, metrics_ports)
         if keep:
             print("workers still running; Ctrl-C stops everything")
             while True:
@@ -282,6 +284,7 @@ async def _print_alerts(
 
 def _report(
     lines: list[str],
+    clock: SimulatedClock,
     end: datetime,
     counts: Counter[str],
     env: dict[str, str],
@@ -316,24 +319,30 @@ def _report(
     )
     print(f"\n==> waiting list of team {team} from the store (mhst-tracker waiting-list):")
     print(listing.stdout or listing.stderr)
-    print("==> metrics served by the workers while they ran:")
+    print("==> metrics served by the workers (each reports only the partitions it owns):")
     for port in metrics_ports:
         print(f"    http://127.0.0.1:{port}/metrics")
-        sample = _metrics_sample(port)
-        for metric_line in sample[:6]:
-            print(f"      {metric_line}")
+    seen_at = clock.now()
+    bands = _waiting_by_band(metrics_ports)
+    expected = replay(lines, seen_at, TRAILBLAZER_4WW).summary.overall.waiting_by_band
+    print(f"    waiting by band, summed over both workers at {seen_at:%d %b %H:%M}: {bands}")
+    print(f"    replay of the same events as of that moment:       {dict(expected)}")
     print(
         f"\nevents file: {CACHE_DIR / 'demo' / 'events.jsonl'}; store: {env['MHST_DATABASE_URL']}"
     )
 
 
-def _metrics_sample(port: int) -> list[str]:
-    try:
+def _waiting_by_band(ports: list[int]) -> dict[str, int]:
+    """``mhst_referrals_waiting`` summed over every worker's series, by wait band."""
+    totals: Counter[str] = Counter()
+    for port in ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
             text = resp.read().decode()
-    except OSError as err:
-        return [f"(not reachable: {err})"]
-    return [line for line in text.splitlines() if line.startswith("mhst_referrals_waiting")]
+        for line in text.splitlines():
+            match = _WAITING_SERIES.match(line)
+            if match:
+                totals[match["band"]] += int(float(match["value"]))
+    return {band: totals[band] for band, _upper in WAIT_BANDS}
 
 
 if __name__ == "__main__":
