@@ -77,6 +77,21 @@ class SimulatedClock:
         return max(0.0, (moment - self.now()).total_seconds() / self.speed)
 
 
+@dataclass
+class ManualClock:
+    """A clock that reads ``moment`` until someone sets it again (replays, tests)."""
+
+    moment: datetime
+
+    def now(self) -> datetime:
+        """The moment last set."""
+        return self.moment
+
+    def wall_seconds_until(self, moment: datetime) -> float:
+        """Simulated seconds until ``moment``: this clock only moves when it is set."""
+        return max(0.0, (moment - self.moment).total_seconds())
+
+
 def parse_time_source(spec: str) -> TimeSource:
     """Build a time source from an ``MHST_CLOCK`` value; raises ValueError with the reason."""
     spec = spec.strip()

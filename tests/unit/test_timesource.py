@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mhst_tracker.timesource import SimulatedClock, WallClock, parse_time_source
+from mhst_tracker.timesource import ManualClock, SimulatedClock, WallClock, parse_time_source
 
 START = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 
@@ -66,3 +66,12 @@ def test_parse_wall(spec: str) -> None:
 def test_parse_rejects_bad_specs_with_the_reason(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_time_source(spec)
+
+
+def test_manual_clock_moves_only_when_set() -> None:
+    clock = ManualClock(START)
+    assert clock.now() == START
+    assert clock.wall_seconds_until(START + timedelta(minutes=2)) == 120
+    clock.moment = START + timedelta(days=1)
+    assert clock.now() == START + timedelta(days=1)
+    assert clock.wall_seconds_until(START) == 0.0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,21 +24,9 @@ from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.timesource import ManualClock
 
 NOW = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class FixedClock:
-    """A time source that always says ``moment``."""
-
-    moment: datetime
-
-    def now(self) -> datetime:
-        return self.moment
-
-    def wall_seconds_until(self, moment: datetime) -> float:
-        return max(0.0, (moment - self.moment).total_seconds())
 
 
 async def create_database(server_url: str) -> str:
@@ -86,7 +73,7 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     """A migrated store whose clock says :data:`NOW`."""
     engine = create_engine(store_url)
     await upgrade(engine)
-    store = Store(engine, TRAILBLAZER_4WW, FixedClock(NOW))
+    store = Store(engine, TRAILBLAZER_4WW, ManualClock(NOW))
     try:
         yield store
     finally:

@@ -21,9 +21,9 @@ from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
+from mhst_tracker.timesource import ManualClock
 from tests.adapters.store.conftest import (
     NOW,
-    FixedClock,
     create_database,
     drop_database,
     incoming,
@@ -52,7 +52,7 @@ async def stores(database_url: str) -> AsyncIterator[list[Store]]:
     await upgrade(engine)
     await engine.dispose()
     writers = [
-        Store(create_engine(database_url), TRAILBLAZER_4WW, FixedClock(NOW)) for _ in range(4)
+        Store(create_engine(database_url), TRAILBLAZER_4WW, ManualClock(NOW)) for _ in range(4)
     ]
     try:
         yield writers

@@ -16,7 +16,8 @@ from mhst_tracker.cli import main
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
-from tests.adapters.store.conftest import NOW, FixedClock, event, jsonl
+from mhst_tracker.timesource import ManualClock
+from tests.adapters.store.conftest import NOW, event, jsonl
 
 CSV_EXTRACT = """\
 ServiceRequestId,ReferralRequestReceivedDate,AssessmentDate,AllocationDate,FirstInterventionContactDate,DischargeDate,TeamId,SchoolURN
@@ -42,7 +43,7 @@ def migrate(url: str) -> None:
 
 
 async def _counts(url: str) -> tuple[int, int]:
-    store = Store(create_engine(url), TRAILBLAZER_4WW, FixedClock(NOW))
+    store = Store(create_engine(url), TRAILBLAZER_4WW, ManualClock(NOW))
     try:
         return await store.count(EventRow), await store.count(RejectedEventRow)
     finally:
@@ -117,7 +118,7 @@ def test_commands_refuse_an_unmigrated_store(store_url: str) -> None:
 
 
 async def _states(url: str, as_of: datetime) -> list[dict[str, object]]:
-    store = Store(create_engine(url), TRAILBLAZER_4WW, FixedClock(NOW))
+    store = Store(create_engine(url), TRAILBLAZER_4WW, ManualClock(NOW))
     try:
         return [state.to_dict() for state in await store.states_as_of(as_of)]
     finally:

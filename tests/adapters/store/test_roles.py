@@ -14,9 +14,9 @@ from mhst_tracker.adapters.store.database import create_engine, upgrade, writer_
 from mhst_tracker.adapters.store.models import EventRow, ReferralRow
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.timesource import ManualClock
 from tests.adapters.store.conftest import (
     NOW,
-    FixedClock,
     create_database,
     drop_database,
     event,
@@ -68,7 +68,7 @@ async def test_writer_role_writes_rows_but_cannot_create_tables(owner_url: str) 
             await _execute(writer_url, "CREATE TABLE intruder (id integer)")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await _execute(writer_url, "DROP TABLE events")
-        store = Store(create_engine(writer_url), TRAILBLAZER_4WW, FixedClock(NOW))
+        store = Store(create_engine(writer_url), TRAILBLAZER_4WW, ManualClock(NOW))
         try:
             await store.write(incoming(T1_EVENTS))
             late = event("r2-all", "allocated", "R2", "2026-09-12T10:00:00+01:00")

@@ -27,8 +27,9 @@ from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.simulate import simulate
+from mhst_tracker.timesource import ManualClock
 from streams.dead_letters import DeadLetter
-from tests.adapters.store.conftest import NOW, FixedClock, valid_bodies
+from tests.adapters.store.conftest import NOW, valid_bodies
 from tests.adapters.store.test_repository import T1_EVENTS
 
 pytestmark = pytest.mark.kafka
@@ -188,7 +189,7 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
         await asyncio.to_thread(server.wait_ready)
         engine = create_engine(server.url)
         await upgrade(engine)
-        store = Store(engine, TRAILBLAZER_4WW, FixedClock(NOW))
+        store = Store(engine, TRAILBLAZER_4WW, ManualClock(NOW))
         settings = Settings(
             kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}."
         )

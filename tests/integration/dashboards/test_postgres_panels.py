@@ -31,7 +31,8 @@ from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
-from tests.adapters.store.conftest import FixedClock, create_database, drop_database
+from mhst_tracker.timesource import ManualClock
+from tests.adapters.store.conftest import create_database, drop_database
 from tests.integration.dashboards.conftest import AS_OF, Events
 
 pytestmark = pytest.mark.postgres
@@ -45,7 +46,7 @@ async def fill_store(url: str, events: Events) -> int:
     returns how many alerts were written."""
     engine = create_engine(url)
     await upgrade(engine)
-    store = Store(engine, TRAILBLAZER_4WW, FixedClock(AS_OF))
+    store = Store(engine, TRAILBLAZER_4WW, ManualClock(AS_OF))
     batch = Batch()
     clocks: dict[str, ReferralClock] = {}
     for number, line in enumerate(events.lines, start=1):

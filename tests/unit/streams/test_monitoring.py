@@ -4,7 +4,6 @@ assignment and revocation, the restatement when the local date changes, and the 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import faust
@@ -20,26 +19,13 @@ from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.measures import summarise
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.simulate import simulate
-from mhst_tracker.timesource import SimulatedClock, WallClock
+from mhst_tracker.timesource import ManualClock, SimulatedClock, WallClock
 from streams.monitoring import declared_type, local_date, partition_states, wall_seconds_since
 from streams.tracker import ReferralTracker
 from streams.tracking import ReferralRecord
 
 PARTITIONS = 3
 START = datetime(2025, 12, 19, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class SetClock:
-    """A clock the test moves by hand."""
-
-    moment: datetime
-
-    def now(self) -> datetime:
-        return self.moment
-
-    def wall_seconds_until(self, moment: datetime) -> float:
-        return max(0.0, (moment - self.moment).total_seconds())
 
 
 def partition_of(referral_id: str) -> int:
@@ -58,7 +44,7 @@ def clocks() -> dict[str, ReferralClock]:
     return clocks
 
 
-def tracker_with(clocks: dict[str, ReferralClock], clock: SetClock) -> ReferralTracker:
+def tracker_with(clocks: dict[str, ReferralClock], clock: ManualClock) -> ReferralTracker:
     """A tracker whose table holds ``clocks`` (written to the store directly)."""
     app = faust.App("test-monitoring", store="memory://", autodiscover=False)
     metrics = ClinicalMetrics(TRAILBLAZER_4WW, CollectorRegistry())
@@ -102,7 +88,7 @@ def assert_metrics_show(
 
 
 def test_reload_reports_exactly_the_owned_partitions(clocks: dict[str, ReferralClock]) -> None:
-    clock = SetClock(START)
+    clock = ManualClock(START)
     tracker = tracker_with(clocks, clock)
     tracker.reload_metrics({0, 1})
     assert_metrics_show(tracker, clocks, {0, 1}, START)
@@ -111,7 +97,7 @@ def test_reload_reports_exactly_the_owned_partitions(clocks: dict[str, ReferralC
 
 
 async def test_revoked_partitions_disappear_at_once(clocks: dict[str, ReferralClock]) -> None:
-    tracker = tracker_with(clocks, SetClock(START))
+    tracker = tracker_with(clocks, ManualClock(START))
     tracker.reload_metrics({0, 1, 2})
     events_topic = tracker.names.events
     await tracker.forget_revoked({faust.types.TP(events_topic, 2), faust.types.TP("other", 0)})
@@ -121,7 +107,7 @@ async def test_revoked_partitions_disappear_at_once(clocks: dict[str, ReferralCl
 async def test_a_new_local_date_restates_the_owned_partitions_once(
     clocks: dict[str, ReferralClock],
 ) -> None:
-    clock = SetClock(START)
+    clock = ManualClock(START)
     tracker = tracker_with(clocks, clock)
     tracker.reload_metrics({0, 2})
     later_today = START + timedelta(hours=11)
