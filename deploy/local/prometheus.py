@@ -117,29 +117,6 @@ class PrometheusServer:
             if resp.status != 200:
                 raise ServiceError(f"Prometheus refused the new configuration: {resp.status}")
 
-    def query(self, promql: str, time: float | None = None) -> list[dict[str, Any]]:
-        """Run an instant query; returns the result vector, raising on a query error."""
-        params = {"query": promql}
-        if time is not None:
-            params["time"] = str(time)
-        return self._api("query", params)["result"]  # type: ignore[no-any-return]
-
-    def targets_up(self) -> dict[str, str]:
-        """Each active target's scrape URL and health (``up``, ``down``, ``unknown``)."""
-        data = self._api("targets", {"state": "active"})
-        return {t["scrapeUrl"]: t["health"] for t in data["activeTargets"]}
-
-    def _api(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
-        url = f"{self.url}/api/v1/{endpoint}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                body = json.load(resp)
-        except urllib.error.HTTPError as err:
-            body = json.load(err)
-        if body.get("status") != "success":
-            raise ServiceError(f"Prometheus {endpoint} failed: {body.get('error')}")
-        return body["data"]  # type: ignore[no-any-return]
-
     def stop(self) -> None:
         """Stop the server and delete its data."""
         if self.process is not None:

@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.local import KafkaBroker, PrometheusServer, ServiceError
 from deploy.local.process import REPO_ROOT, free_port
+from mhst_tracker.dashboards import DashboardError, Sample, query_prometheus
 
 MESSAGES = 10_000
 PARTITIONS = 6
@@ -123,16 +124,16 @@ def test_prometheus_scrapes_a_local_target(prometheus: PrometheusServer) -> None
     try:
         prometheus.set_targets([f"127.0.0.1:{port}"])
         deadline = time.monotonic() + 30
-        result: list[dict[str, object]] = []
+        result: list[Sample] = []
         while time.monotonic() < deadline and not result:
-            result = prometheus.query(f'foundation_probe{{instance="127.0.0.1:{port}"}}')
+            result = query_prometheus(
+                prometheus.url, f'foundation_probe{{instance="127.0.0.1:{port}"}}'
+            )
             time.sleep(0.5)
         assert result, "Prometheus never scraped the target"
-        value = result[0]["value"]
-        assert isinstance(value, list)
-        assert float(value[1]) == 42
-        with pytest.raises(ServiceError, match="parse error"):
-            prometheus.query("sum(")
+        assert result[0].value == 42
+        with pytest.raises(DashboardError, match="parse error"):
+            query_prometheus(prometheus.url, "sum(")
     finally:
         server.shutdown()
 
