@@ -10,8 +10,10 @@
   the due referrals from the in-memory :class:`~streams.deadlines.DeadlineIndex` of each
   partition the worker actively owns and sends a tick for each to the partition that holds
   the referral; the agent does the work, because only stream iteration may write the table.
-* After every rebalance (the table's recovery callback) the index drops the partitions the
-  worker no longer owns and is rebuilt from the table for those it gained.
+* After every rebalance (the table's recovery callbacks) a stream partition with no
+  committed offset is read again from its start (:meth:`ReferralTracker.rewind_uncommitted`),
+  and the index drops the partitions the worker no longer owns and is rebuilt from the
+  table for those it gained.
 * Everything the worker decides is reported to :class:`ClinicalMetrics` as it happens:
   each referral's new state, alerts, events, dead letters, processing lag and timer
   lateness. The metrics hold exactly the partitions the worker owns: a gained partition is
@@ -29,11 +31,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import faust
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.transport.consumer import Consumer
 from faust.types import TP, EventT
 
 from mhst_tracker.adapters.metrics import ClinicalMetrics
@@ -200,6 +203,33 @@ class ReferralTracker:
             for key in self.index.pop_due(partition, now, MAX_TICKS_PER_PARTITION):
                 await self.ticks.send(key=key, value=b"", partition=partition)
 
+    async def rewind_uncommitted(self) -> None:
+        """After a restore: read the stream partitions with no committed offset from the start.
+
+        Faust drops the records it fetched while the group was rebalancing or the table was
+        being restored and then seeks every stream partition back to its committed offset,
+        but a partition without one (a worker killed before its first commit) is not moved
+        (aiokafka's ``seek_to_committed`` skips it), so everything fetched and dropped there
+        would never be processed. Reading such a partition again from its first offset is
+        ``auto_offset_reset="earliest"``; processing is idempotent (duplicate events change
+        nothing, an alert already raised is not raised again).
+        """
+        consumer = cast(Consumer, self.app.consumer)
+        streams = {self.names.events, self.names.ticks}
+        assigned = {tp for tp in consumer.assignment() if tp.topic in streams}
+        if not assigned:
+            return
+        committed = await consumer.seek_to_committed()
+        uncommitted = [tp for tp in assigned if not committed.get(tp)]
+        if not uncommitted:
+            return
+        earliest = await consumer.earliest_offsets(*uncommitted)
+        await consumer.seek_wait({tp: earliest.get(tp) or 0 for tp in uncommitted})
+        log.info(
+            "%d stream partitions without a committed offset read from their start",
+            len(uncommitted),
+        )
+
     async def rebuild_index(self) -> None:
         """After a rebalance: forget lost partitions, index gained ones from the table."""
         owned = self.owned_partitions()
@@ -303,6 +333,7 @@ def create_app(
 
     app.task(expose_metrics)
 
+    tracker.table.on_recover(tracker.rewind_uncommitted)
     tracker.table.on_recover(tracker.rebuild_index)
 
     @app.on_partitions_revoked.connect

@@ -42,13 +42,6 @@ pytestmark = pytest.mark.kafka
 
 WAIT = 90.0
 
-KNOWN_RESTART_DEFECT = pytest.mark.xfail(
-    strict=False,
-    reason="known defect under investigation: after a worker joins, leaves or restarts, the "
-    "worker that takes the partitions over sometimes processes none of the newly arrived "
-    "events, or raises an alert replay does not expect; see docs/streams.md",
-)
-
 
 def _configure(deployment: Deployment, scenario: Scenario, max_event_bytes: int = 65536) -> None:
     deployment.settings = dataclasses.replace(
@@ -236,7 +229,6 @@ async def _has(reader: TopicReader, count: int) -> bool:
     return len(await reader.poll()) >= count
 
 
-@KNOWN_RESTART_DEFECT
 async def test_a_second_worker_joins_and_leaves_and_every_alert_is_raised_once(
     deployment: Deployment,
 ) -> None:
@@ -267,7 +259,6 @@ async def test_a_second_worker_joins_and_leaves_and_every_alert_is_raised_once(
     await _assert_states_equal_replay(deployment, scenario, scenario.midnight + timedelta(hours=1))
 
 
-@KNOWN_RESTART_DEFECT
 async def test_a_killed_worker_restores_from_the_changelog_and_loses_nothing(
     deployment: Deployment,
 ) -> None:
