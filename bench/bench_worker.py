@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -461,7 +462,8 @@ async def run(events: int, count: int, seed: int, bootstrap: str, profile: Path 
         kafka_bootstrap=bootstrap, topic_prefix=f"bench{int(time.time())}.", partitions=PARTITIONS
     )
     await create_topics(settings)
-    bench = Bench(settings, Path(tempfile.mkdtemp(prefix="mhst-bench-")), [])
+    scratch = Path(tempfile.mkdtemp(prefix="mhst-bench-"))
+    bench = Bench(settings, scratch, [])
     try:
         figures, worker = await throughput(bench, valid_messages(events, seed), profile)
         if profile is not None:
@@ -473,6 +475,7 @@ async def run(events: int, count: int, seed: int, bootstrap: str, profile: Path 
         return figures
     finally:
         bench.stop_all()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main() -> None:
