@@ -18,24 +18,14 @@ import faust
 
 from mhst_tracker.config import Settings
 from streams.topics import TopicNames
+from streams.tracker import faust_settings
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, count: int) -> faust.App:
     """A Faust app whose one agent only counts the events topic's messages."""
-    app = faust.App(
-        f"{settings.topic_prefix}bench-noop",
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
-        store="memory://",
-        datadir=str(settings.worker_data_dir),
-        topic_partitions=settings.partitions,
-        topic_disable_leader=True,
-        processing_guarantee="at_least_once",
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        autodiscover=False,
-    )
+    app = faust.App(f"{settings.topic_prefix}bench-noop", **faust_settings(settings, "memory://"))
     events = app.topic(
         TopicNames.of(settings).events,
         partitions=settings.partitions,

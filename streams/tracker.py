@@ -291,6 +291,22 @@ class ReferralTracker:
         self.metrics.partitions_revoked(partitions)
 
 
+def faust_settings(settings: Settings, store: str) -> dict[str, Any]:
+    """The Faust settings of a worker (also used by the no-op benchmark agent)."""
+    return {
+        "broker": [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        "store": store,
+        "datadir": str(settings.worker_data_dir),
+        "topic_partitions": settings.partitions,
+        "topic_disable_leader": True,
+        "processing_guarantee": "at_least_once",
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": SESSION_TIMEOUT,
+        "web_enabled": False,
+        "autodiscover": False,
+    }
+
+
 def create_app(
     settings: Settings,
     *,
@@ -304,19 +320,7 @@ def create_app(
     a started worker serves it on ``/metrics`` at ``settings.metrics_port`` (0: a free
     port, logged).
     """
-    app = faust.App(
-        app_id(settings),
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
-        store=store,
-        datadir=str(settings.worker_data_dir),
-        topic_partitions=settings.partitions,
-        topic_disable_leader=True,
-        processing_guarantee="at_least_once",
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=SESSION_TIMEOUT,
-        web_enabled=False,
-        autodiscover=False,
-    )
+    app = faust.App(app_id(settings), **faust_settings(settings, store))
     profile = settings.profile()
     if metrics is None:
         metrics = ClinicalMetrics(profile, school_labels=settings.metrics_school_labels)

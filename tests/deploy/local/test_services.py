@@ -165,7 +165,7 @@ def test_killed_run_leaves_no_service_running(how: str) -> None:
         "for s in services: s.wait_ready()\n"
         "print(' '.join(str(s.process.pid) for s in services), flush=True)\n"
         "print(' '.join(str(s.run_dir) for s in services), flush=True)\n"
-        "import time; time.sleep(600)\n"
+        "import signal; signal.pause()  # until the test kills this run\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
