@@ -37,14 +37,20 @@ def prometheus_binary() -> str:
 
 
 def render_config(
-    targets: Sequence[str], scrape_interval: str = "1s", rule_files: Iterable[Path] = ()
+    targets: Sequence[str],
+    scrape_interval: str = "1s",
+    rule_files: Iterable[Path] = (),
+    sink_targets: Sequence[str] = (),
 ) -> str:
-    """A prometheus.yml scraping ``targets`` (host:port) as job ``mhst-worker``."""
+    """A prometheus.yml scraping ``targets`` (host:port) as job ``mhst-worker`` and
+    ``sink_targets`` as job ``mhst-sink``, the jobs of ``deploy/prometheus/prometheus.yml``."""
+    jobs = {"mhst-worker": targets, "mhst-sink": sink_targets}
     config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(path) for path in rule_files],
         "scrape_configs": [
-            {"job_name": "mhst-worker", "static_configs": [{"targets": list(targets)}]}
+            {"job_name": job, "static_configs": [{"targets": list(addresses)}]}
+            for job, addresses in jobs.items()
         ],
     }
     return json.dumps(config, indent=2)  # JSON is valid YAML
@@ -109,9 +115,11 @@ class PrometheusServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def set_targets(self, targets: Sequence[str]) -> None:
-        """Scrape exactly these host:port targets from now on."""
-        self.config_path.write_text(render_config(targets, self.scrape_interval, self._rule_files))
+    def set_targets(self, targets: Sequence[str], sink_targets: Sequence[str] = ()) -> None:
+        """Scrape exactly these host:port targets (workers, then store sinks) from now on."""
+        self.config_path.write_text(
+            render_config(targets, self.scrape_interval, self._rule_files, sink_targets)
+        )
         request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
         with urllib.request.urlopen(request, timeout=10) as resp:
             if resp.status != 200:

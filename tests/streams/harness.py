@@ -30,6 +30,7 @@ class Deployment:
     settings: Settings
     base_dir: Path
     workers: list[ManagedProcess] = field(default_factory=list)
+    sinks: list[ManagedProcess] = field(default_factory=list)
 
     @property
     def names(self) -> TopicNames:
@@ -45,24 +46,43 @@ class Deployment:
 
         It serves its metrics on ``metrics_port`` (0: a free port of its choosing).
         """
-        data_dir = self.base_dir / name
         env = {
-            **os.environ,
-            "MHST_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
-            "MHST_TOPIC_PREFIX": self.settings.topic_prefix,
-            "MHST_PARTITIONS": str(self.settings.partitions),
-            "MHST_CLOCK": self.settings.clock,
-            "MHST_WORKER_DATA_DIR": str(data_dir),
-            "MHST_MAX_EVENT_BYTES": str(self.settings.max_event_bytes),
+            "MHST_WORKER_DATA_DIR": str(self.base_dir / name),
             "MHST_METRICS_PORT": str(metrics_port),
             "MHST_METRICS_SCHOOL_LABELS": str(self.settings.metrics_school_labels).lower(),
         }
-        worker = ManagedProcess(
-            name, [str(MHST_TRACKER), "worker"], self.base_dir / f"{name}.log", env=env
-        )
-        worker.start()
+        worker = self._start(name, "worker", env)
         self.workers.append(worker)
         return worker
+
+    def start_sink(self, name: str, database_url: str, metrics_port: int) -> ManagedProcess:
+        """Start ``mhst-tracker sink`` into the (migrated) store at ``database_url``.
+
+        It serves its metrics on ``metrics_port`` and keeps time by the deployment's clock.
+        """
+        env = {"MHST_DATABASE_URL": database_url, "MHST_SINK_METRICS_PORT": str(metrics_port)}
+        sink = self._start(name, "sink", env)
+        self.sinks.append(sink)
+        return sink
+
+    def _start(self, name: str, command: str, env: dict[str, str]) -> ManagedProcess:
+        """Start ``mhst-tracker <command>`` on the deployment's broker, topics and clock."""
+        process = ManagedProcess(
+            name,
+            [str(MHST_TRACKER), command],
+            self.base_dir / f"{name}.log",
+            env={
+                **os.environ,
+                "MHST_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+                "MHST_TOPIC_PREFIX": self.settings.topic_prefix,
+                "MHST_PARTITIONS": str(self.settings.partitions),
+                "MHST_CLOCK": self.settings.clock,
+                "MHST_MAX_EVENT_BYTES": str(self.settings.max_event_bytes),
+                **env,
+            },
+        )
+        process.start()
+        return process
 
     async def consumer_positions(self) -> str:
         """Committed offset and log end of each events partition, for failure messages."""
@@ -92,9 +112,9 @@ class Deployment:
         return TopicReader(self.settings.kafka_bootstrap, topic, self.settings.partitions)
 
     def stop_all(self) -> None:
-        """Stop every worker still running."""
-        for worker in self.workers:
-            worker.stop()
+        """Stop every worker and sink still running."""
+        for process in [*self.workers, *self.sinks]:
+            process.stop()
 
 
 async def wait_for(

@@ -1,5 +1,6 @@
 """Fixtures of the dashboard tests: simulated events, the engine's replay of them, and real
-stream workers (``mhst-tracker worker`` processes) that consume them from the real broker.
+stream workers (``mhst-tracker worker`` processes) that consume them from the real broker,
+with the real store sink (``mhst-tracker sink``) writing the same topics into PostgreSQL.
 
 The workers run on a simulated clock that reads ``AS_OF`` when the deployment is created and
 then runs at wall speed. Every simulated event is older than ``AS_OF`` and the engine's
@@ -23,6 +24,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.process import REPO_ROOT, ManagedProcess, free_port
+from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
@@ -30,6 +32,7 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import ReplayResult, replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import SimulatedClock
+from tests.adapters.store.conftest import create_database, drop_database
 from tests.streams.harness import Deployment, produce
 
 AS_OF = datetime(2025, 12, 20, 12, 0, tzinfo=UTC)
@@ -98,8 +101,20 @@ class Worker:
         self.process.stop()
 
 
+@dataclass
+class StoreSink:
+    """A running ``mhst-tracker sink``, the address of its ``/metrics`` and its store."""
+
+    process: ManagedProcess
+    target: str
+    database_url: str
+    started_at: float
+    """Wall time (POSIX seconds) just before it was started."""
+
+
 class Workers:
-    """Starts workers of one deployment whose events topic holds the simulated events."""
+    """Starts workers (and a store sink) of one deployment whose events topic holds the
+    simulated events."""
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -108,6 +123,13 @@ class Workers:
         """A new worker with its own data directory and metrics port."""
         port = free_port()
         return Worker(self.deployment.start_worker(name, metrics_port=port), f"127.0.0.1:{port}")
+
+    def start_sink(self, database_url: str) -> StoreSink:
+        """The store sink of the deployment's topics into the migrated store at the URL."""
+        port = free_port()
+        started_at = time.time()
+        process = self.deployment.start_sink("sink", database_url, metrics_port=port)
+        return StoreSink(process, f"127.0.0.1:{port}", database_url, started_at)
 
     async def probe_every_partition(self) -> None:
         """Send one non-event to each events partition (it goes to the dead-letter topic).
@@ -129,6 +151,21 @@ class Workers:
             await producer.flush()
         finally:
             await producer.stop()
+
+
+@pytest.fixture
+async def store_database(postgres_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated PostgreSQL store (its URL), dropped after the test."""
+    url = await create_database(postgres_url)
+    try:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+        yield url
+    finally:
+        await drop_database(url)
 
 
 @pytest.fixture

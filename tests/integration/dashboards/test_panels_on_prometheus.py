@@ -1,33 +1,45 @@
 """Every dashboard panel's PromQL on a real Prometheus scraping real stream workers.
 
-One worker owning every partition, then a second joining it: each time the headline share,
-the waiting counts and the wait bands the dashboards show equal the engine's replay summary
-of the same events as of the same moment, and every panel's query runs and returns data,
-Faust's pipeline panels included. Only the store sink's panels have no data here (the sink
-is another process, tested with the store).
+One worker owning every partition, then a second joining it, and the store sink writing the
+same topics into PostgreSQL: each time the headline share, the waiting counts and the wait
+bands the dashboards show equal the engine's replay summary of the same events as of the
+same moment, every panel's query runs and returns data (Faust's pipeline panels and the
+sink's included), and the sink panels' figures are the run's: rows written equal the
+events, alerts and rejections sent and the rows in the store, lag back to 0 once drained.
 """
 
 from __future__ import annotations
 
+import re
+import time
 import urllib.request
 from collections.abc import Sequence
 
 import pytest
+from sqlalchemy import func, select
 
 from deploy.local import PrometheusServer
-from mhst_tracker.dashboards import Dashboard, load_dashboards, query_prometheus, substitute_promql
+from mhst_tracker.adapters.store.database import create_engine
+from mhst_tracker.adapters.store.models import AlertRow, EventRow, RejectedEventRow
+from mhst_tracker.dashboards import (
+    Dashboard,
+    load_dashboards,
+    query_prometheus,
+    substitute_promql,
+)
 from mhst_tracker.domain.measures import GroupMeasures
 from tests.integration.dashboards.conftest import (
     PARTITIONS,
     Events,
+    StoreSink,
     Worker,
     Workers,
     wait_until,
 )
+from tests.streams.harness import alert_bodies, wait_for
 
-pytestmark = [pytest.mark.prometheus, pytest.mark.kafka]
+pytestmark = [pytest.mark.prometheus, pytest.mark.kafka, pytest.mark.postgres]
 
-SINK_METRICS = "mhst_store_sink_"
 HEADLINE = "Seen within four weeks"
 STATS = (
     HEADLINE,
@@ -87,17 +99,21 @@ def shown_figures(prometheus: PrometheusServer, team: str | None = None) -> Figu
     return figures
 
 
-def scraped(prometheus: PrometheusServer, workers: Sequence[Worker]) -> None:
-    """Prometheus scrapes exactly these workers, and together they own every partition."""
+def scraped(prometheus: PrometheusServer, workers: Sequence[Worker], sink: StoreSink) -> None:
+    """Prometheus scrapes exactly these workers and the sink, and together the workers own
+    every partition."""
     targets = sorted(worker.target for worker in workers)
-    prometheus.set_targets(targets)
+    prometheus.set_targets(targets, [sink.target])
 
     def settled() -> bool:
         owned = query_prometheus(prometheus.url, "mhst_worker_partitions_owned")
+        sinks = query_prometheus(prometheus.url, 'up{job="mhst-sink"}')
         return (
             sorted(sample.labels["instance"] for sample in owned) == targets
             and all(sample.value > 0 for sample in owned)
             and sum(sample.value for sample in owned) == PARTITIONS
+            and [(sample.labels["instance"], sample.value) for sample in sinks]
+            == [(sink.target, 1.0)]
         )
 
     wait_until(settled, f"the workers {targets} to own the {PARTITIONS} partitions")
@@ -137,40 +153,146 @@ def panels_without_data(prometheus: PrometheusServer) -> list[str]:
 
 
 async def assert_every_panel_returns_data(prometheus: PrometheusServer, workers: Workers) -> None:
-    """After a probe on every partition, only the sink's panels lack data."""
+    """After a probe on every partition, every panel of every dashboard has data."""
     await workers.probe_every_partition()
     last: list[list[str]] = [[]]
 
-    def only_sink_panels_empty() -> bool:
+    def none_empty() -> bool:
         last[0] = panels_without_data(prometheus)
-        return all(SINK_METRICS in panel for panel in last[0])
+        return not last[0]
 
     try:
-        wait_until(only_sink_panels_empty, "every panel to return data")
+        wait_until(none_empty, "every panel to return data")
     except AssertionError as error:
         raise AssertionError(f"{error}: empty {last[0]}") from None
-    assert last[0], "the sink panels are expected to be empty without a sink"
+
+
+def sink_query(title: str) -> str:
+    """The PromQL of one of the operations dashboard's sink panels (it has one query)."""
+    board = dashboard("mhst-operations")
+    (panel,) = [panel for panel in board.panels if panel.title == title]
+    (query,) = panel.queries
+    assert query.expr is not None
+    assert "mhst_store_sink_" in query.expr
+    return substitute_promql(query.expr, board)
+
+
+def without_rate(expr: str) -> str:
+    """``expr`` with each ``rate(counter[window])`` replaced by the counter: what it counts."""
+    counted = re.sub(r"rate\((\w+)\[\w+\]\)", r"\1", expr)
+    assert counted != expr, f"no rate in {expr}"
+    return counted
+
+
+RowCounts = dict[tuple[str, str], float]
+
+
+async def stored_rows(database_url: str) -> RowCounts:
+    """The rows in the sink's store, keyed as the sink's rows counter is labelled."""
+    tables = {"events": EventRow, "alerts": AlertRow, "rejected_events": RejectedEventRow}
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return {
+                (table, "new"): float(
+                    (await connection.execute(select(func.count()).select_from(model))).scalar_one()
+                )
+                for table, model in tables.items()
+            }
+    finally:
+        await engine.dispose()
+
+
+async def assert_sink_panels_true(
+    prometheus: PrometheusServer, events: Events, workers: Workers, sink: StoreSink, probes: int
+) -> None:
+    """The sink panels show the run: every event, alert and rejection written once (as the
+    store holds them), duplicates counted as such, no lag, a commit made by this sink, and
+    the probes' rejections being written now.
+
+    ``probes`` is how many times :meth:`Workers.probe_every_partition` has run.
+    """
+    deployment = workers.deployment
+    names = deployment.names
+    result = events.result
+    alerts_topic = deployment.reader(names.alerts)
+    rows_query = sink_query("Sink rows per second")
+    shown: dict[str, object] = {}
+    sent: RowCounts = {}
+
+    async def true() -> bool:
+        alerts = alert_bodies(await alerts_topic.poll())
+        alert_ids = {alert["alert_id"] for alert in alerts}
+        sent.clear()
+        sent.update(
+            {
+                ("events", "new"): len(events.lines) - len(result.rejected) - result.duplicates,
+                ("events", "duplicate"): result.duplicates,
+                ("alerts", "new"): len(alert_ids),
+                ("alerts", "duplicate"): len(alerts) - len(alert_ids),
+                ("rejected_events", "new"): len(result.rejected) + probes * PARTITIONS,
+            }
+        )
+        written = {
+            (sample.labels["table"], sample.labels["outcome"]): sample.value
+            for sample in query_prometheus(prometheus.url, without_rate(rows_query))
+        }
+        rates = {
+            (sample.labels["table"], sample.labels["outcome"]): sample.value
+            for sample in query_prometheus(prometheus.url, rows_query)
+        }
+        lag = {
+            sample.labels["topic"]: sample.value
+            for sample in query_prometheus(prometheus.url, sink_query("Sink lag (messages)"))
+        }
+        since = query_prometheus(prometheus.url, sink_query("Seconds since the sink's last commit"))
+        stored = await stored_rows(sink.database_url)
+        shown.update(sent=sent, written=written, stored=stored, rates=rates, lag=lag)
+        shown.update(since_commit=[sample.value for sample in since])
+        return (
+            written == sent
+            and stored == {key: value for key, value in sent.items() if key[1] == "new"}
+            and set(rates) == set(sent)
+            and all(value >= 0 for value in rates.values())
+            and rates[("rejected_events", "new")] > 0
+            and lag == dict.fromkeys([names.events, names.alerts, names.dlq], 0.0)
+            and len(since) == 1
+            and 0 <= since[0].value <= time.time() - sink.started_at
+        )
+
+    try:
+        await wait_for("the sink panels to show the run", true, 90, [sink.process])
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nshown: {shown}") from None
+    finally:
+        await alerts_topic.close()
+    assert sent[("events", "new")]
+    assert sent[("alerts", "new")]
+    assert result.rejected
 
 
 async def test_one_worker_then_two_show_the_replay_summary(
-    prometheus: PrometheusServer, events: Events, workers: Workers
+    prometheus: PrometheusServer, events: Events, store_database: str, workers: Workers
 ) -> None:
     summary = events.result.summary
     assert summary.overall.waiting
     assert summary.overall.completed
     assert summary.overall.at_risk
+    sink = workers.start_sink(store_database)
     first = workers.start("w1")
-    scraped(prometheus, [first])
+    scraped(prometheus, [first], sink)
     assert_dashboards_equal_replay(prometheus, summary.overall)
     await assert_every_panel_returns_data(prometheus, workers)
+    await assert_sink_panels_true(prometheus, events, workers, sink, probes=1)
 
     second = workers.start("w2")
-    scraped(prometheus, [first, second])
+    scraped(prometheus, [first, second], sink)
     assert_dashboards_equal_replay(prometheus, summary.overall)
     for team, measures in summary.by_team.items():
         if measures.completed:
             assert_dashboards_equal_replay(prometheus, measures, team)
     await assert_every_panel_returns_data(prometheus, workers)
+    await assert_sink_panels_true(prometheus, events, workers, sink, probes=2)
 
 
 def test_nothing_served_on_metrics_names_a_referral(events: Events, workers: Workers) -> None:
