@@ -6,6 +6,7 @@ bands the dashboards show equal the engine's replay summary of the same events a
 same moment, every panel's query runs and returns data (Faust's pipeline panels and the
 sink's included), and the sink panels' figures are the run's: rows written equal the
 events, alerts and rejections sent and the rows in the store, lag back to 0 once drained.
+The PostgreSQL panels then read the store the sink wrote and show replay's waiting list.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import time
 import urllib.request
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -27,6 +29,7 @@ from mhst_tracker.dashboards import (
     query_prometheus,
     substitute_promql,
 )
+from mhst_tracker.domain.alerts import AlertKind
 from mhst_tracker.domain.measures import GroupMeasures
 from tests.integration.dashboards.conftest import (
     PARTITIONS,
@@ -35,6 +38,10 @@ from tests.integration.dashboards.conftest import (
     Worker,
     Workers,
     wait_until,
+)
+from tests.integration.dashboards.test_postgres_panels import (
+    assert_alerts_and_rejections,
+    assert_waiting_list,
 )
 from tests.streams.harness import alert_bodies, wait_for
 
@@ -205,10 +212,10 @@ async def stored_rows(database_url: str) -> RowCounts:
 
 async def assert_sink_panels_true(
     prometheus: PrometheusServer, events: Events, workers: Workers, sink: StoreSink, probes: int
-) -> None:
+) -> RowCounts:
     """The sink panels show the run: every event, alert and rejection written once (as the
     store holds them), duplicates counted as such, no lag, a commit made by this sink, and
-    the probes' rejections being written now.
+    the probes' rejections being written now. Returns the rows written.
 
     ``probes`` is how many times :meth:`Workers.probe_every_partition` has run.
     """
@@ -269,6 +276,23 @@ async def assert_sink_panels_true(
     assert sent[("events", "new")]
     assert sent[("alerts", "new")]
     assert result.rejected
+    return sent
+
+
+async def assert_postgres_panels_read_the_sink(
+    events: Events, sink: StoreSink, written: RowCounts
+) -> None:
+    """The PostgreSQL panels show what the sink wrote. The workers also withdraw breaches
+    they raised while catching up, and the time range runs to now, since the sink dates a
+    rejection it reads on the events topic by the wall clock."""
+    await assert_waiting_list(sink.database_url, events)
+    await assert_alerts_and_rejections(
+        sink.database_url,
+        int(written[("alerts", "new")]),
+        int(written[("rejected_events", "new")]),
+        kinds=list(AlertKind),
+        end=datetime.now(UTC) + timedelta(days=1),
+    )
 
 
 async def test_one_worker_then_two_show_the_replay_summary(
@@ -283,7 +307,8 @@ async def test_one_worker_then_two_show_the_replay_summary(
     scraped(prometheus, [first], sink)
     assert_dashboards_equal_replay(prometheus, summary.overall)
     await assert_every_panel_returns_data(prometheus, workers)
-    await assert_sink_panels_true(prometheus, events, workers, sink, probes=1)
+    written = await assert_sink_panels_true(prometheus, events, workers, sink, probes=1)
+    await assert_postgres_panels_read_the_sink(events, sink, written)
 
     second = workers.start("w2")
     scraped(prometheus, [first, second], sink)

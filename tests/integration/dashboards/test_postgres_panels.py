@@ -2,14 +2,16 @@
 
 The store (the store issue's migrations and writer) holds the simulated events, the alerts
 the engine decides and the rejected lines; each panel's SQL, with Grafana's variables and
-time filter filled in, is run on PostgreSQL and its rows compared with the replay.
+time filter filled in, is run on PostgreSQL and its rows compared with the replay. The same
+checks run on the store the real sink writes during the end-to-end run
+(``test_panels_on_prometheus.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Collection, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,7 +28,7 @@ from mhst_tracker.adapters.store.records import (
 )
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.dashboards import Query, load_dashboards, substitute_sql
-from mhst_tracker.domain.alerts import decide_alerts
+from mhst_tracker.domain.alerts import AlertKind, decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
@@ -105,19 +107,21 @@ def test_there_are_three_postgres_panels() -> None:
     }
 
 
-def rows(
-    url: str, name: str, selection: dict[str, list[str]] | None = None
+async def rows(
+    url: str,
+    name: str,
+    selection: dict[str, list[str]] | None = None,
+    end: datetime = END,
 ) -> list[dict[str, Any]]:
+    """The rows of one SQL panel for the time range ``START`` to ``end``."""
     sql = sql_panels()[name].sql
     assert sql is not None
-    return asyncio.run(run_sql(url, substitute_sql(sql, START, END, selection)))
+    return await run_sql(url, substitute_sql(sql, START, end, selection))
 
 
-def test_waiting_list_holds_the_waiting_referrals_by_due_date(
-    store: tuple[str, int], events: Events
-) -> None:
-    url, _ = store
-    waiting = rows(url, "mhst-service-manager/Waiting list by due date")
+async def assert_waiting_list(url: str, events: Events) -> None:
+    """The waiting list holds replay's waiting referrals, earliest due first, flagged."""
+    waiting = await rows(url, "mhst-service-manager/Waiting list by due date")
     expected = {state.referral_id for state in events.result.referrals if state.is_waiting}
     assert expected
     assert {row["Referral"] for row in waiting} == expected
@@ -129,7 +133,7 @@ def test_waiting_list_holds_the_waiting_referrals_by_due_date(
     assert len(at_risk) == events.result.summary.overall.at_risk
 
     team = sorted(events.result.summary.by_team)[0]
-    one_team = rows(url, "mhst-service-manager/Waiting list by due date", {"team": [team]})
+    one_team = await rows(url, "mhst-service-manager/Waiting list by due date", {"team": [team]})
     assert {row["Referral"] for row in one_team} == {
         state.referral_id
         for state in events.result.referrals
@@ -137,11 +141,30 @@ def test_waiting_list_holds_the_waiting_referrals_by_due_date(
     }
 
 
-def test_recent_alerts_and_rejected_events(store: tuple[str, int], events: Events) -> None:
-    url, alert_count = store
+async def assert_alerts_and_rejections(
+    url: str,
+    alert_count: int,
+    rejected_count: int,
+    kinds: Collection[str] = (AlertKind.BREACH, AlertKind.AT_RISK),
+    end: datetime = END,
+) -> None:
+    """Recent alerts shows the latest (at most 200) of ``alert_count`` alerts, each of one
+    of ``kinds``, and the rejected events by reason add up to ``rejected_count``."""
     assert alert_count > 0
-    alerts = rows(url, "mhst-service-manager/Recent alerts")
+    alerts = await rows(url, "mhst-service-manager/Recent alerts", end=end)
     assert len(alerts) == min(alert_count, 200)
-    assert {row["Kind"] for row in alerts} <= {"breach", "at_risk"}
-    rejected = rows(url, "mhst-operations/Rejected events in the store by reason")
-    assert sum(row["Events"] for row in rejected) == len(events.result.rejected) > 0
+    assert {row["Kind"] for row in alerts} <= set(kinds)
+    rejected = await rows(url, "mhst-operations/Rejected events in the store by reason", end=end)
+    assert sum(row["Events"] for row in rejected) == rejected_count > 0
+
+
+async def test_waiting_list_holds_the_waiting_referrals_by_due_date(
+    store: tuple[str, int], events: Events
+) -> None:
+    url, _ = store
+    await assert_waiting_list(url, events)
+
+
+async def test_recent_alerts_and_rejected_events(store: tuple[str, int], events: Events) -> None:
+    url, alert_count = store
+    await assert_alerts_and_rejections(url, alert_count, len(events.result.rejected))
