@@ -4,7 +4,9 @@ One min-heap of ``(moment, key)`` per partition plus each key's current moment. 
 key's deadline pushes a new entry and leaves the old one in the heap; :meth:`pop_due`
 skips entries that are no longer a key's current deadline. So setting a deadline costs
 O(log n) and popping the k due keys costs O(k log n) (plus the superseded entries passed
-over, each once): a timer tick never walks the open referrals. Moments are POSIX seconds.
+over, each once): a timer tick never walks the open referrals. :meth:`due_by` lists the keys
+due by a moment without removing them, in O(k) too: in a min-heap the entries at or before a
+moment form a subtree at the root, so the walk never leaves it. Moments are POSIX seconds.
 """
 
 from __future__ import annotations
@@ -47,6 +49,39 @@ class DeadlineIndex:
                 del current[key]
                 due.append(key)
         return due
+
+    def earliest(self, partition: int) -> float | None:
+        """The partition's earliest current deadline (superseded heads are dropped on the way)."""
+        heap = self._heaps.get(partition)
+        if not heap:
+            return None
+        current = self._current[partition]
+        while heap:
+            moment, key = heap[0]
+            if current.get(key) == moment:
+                return moment
+            heapq.heappop(heap)
+        return None
+
+    def due_by(self, partition: int, moment: float) -> list[bytes]:
+        """The keys whose current deadline is at or before ``moment``; nothing is removed."""
+        heap = self._heaps.get(partition)
+        if not heap:
+            return []
+        current = self._current[partition]
+        due: dict[bytes, None] = {}
+        stack = [0]
+        size = len(heap)
+        while stack:
+            position = stack.pop()
+            if position >= size or heap[position][0] > moment:
+                continue
+            entry_moment, key = heap[position]
+            if current.get(key) == entry_moment:
+                due[key] = None
+            stack.append(2 * position + 1)
+            stack.append(2 * position + 2)
+        return list(due)
 
     def replace(self, partition: int, entries: Iterable[tuple[bytes, float]]) -> None:
         """Index ``partition`` afresh from ``(key, moment)`` pairs (after an assignment)."""

@@ -6,14 +6,16 @@
   rejected message goes to the dead-letter topic unchanged (:mod:`streams.dead_letters`).
   A valid event or a tick updates the referral's :class:`~streams.tracking.ReferralRecord`
   in the table ``referral-clocks`` and publishes the engine's new alerts.
-* The timer ``fire-deadlines`` (every :data:`TICK_INTERVAL` seconds, on every worker) pops
-  the due referrals from the in-memory :class:`~streams.deadlines.DeadlineIndex` of each
-  partition the worker actively owns and sends a tick for each to the partition that holds
-  the referral; the agent does the work, because only stream iteration may write the table.
+* The timer ``fire-deadlines`` (every :data:`TICK_INTERVAL` seconds, on every worker) asks
+  the :class:`~streams.timers.DeadlineTimer` of each partition the worker actively owns for
+  the referrals whose deadline has come, decided by the engine (in advance, for a moment
+  that is near), publishes their alerts in bulk (:class:`~streams.publishing.AlertPublisher`)
+  and sends one tick to each partition whose new records are pending; the agent writes them
+  when the tick reaches it, because only stream iteration may write the table.
 * After every rebalance (the table's recovery callbacks) a stream partition with no
   committed offset is read again from its start (:meth:`ReferralTracker.rewind_uncommitted`),
-  and the index drops the partitions the worker no longer owns and is rebuilt from the
-  table for those it gained.
+  and the timer drops the partitions the worker no longer owns and indexes those it gained
+  from the table.
 * Everything the worker decides is reported to :class:`ClinicalMetrics` as it happens:
   each referral's new state, alerts, events, dead letters, processing lag and timer
   lateness. The metrics hold exactly the partitions the worker owns: a gained partition is
@@ -29,8 +31,11 @@ off. ``mhst-tracker worker`` runs it; :mod:`streams.app` holds the same app for 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
+from datetime import datetime
 from typing import Any, Final, cast
 
 import faust
@@ -45,7 +50,6 @@ from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.timesource import TimeSource
 from streams.dead_letters import DeadLetter
-from streams.deadlines import DeadlineIndex
 from streams.monitoring import (
     FAUST_METRICS_PREFIX,
     declared_type,
@@ -54,16 +58,22 @@ from streams.monitoring import (
     serve_metrics,
     wall_seconds_since,
 )
+from streams.publishing import AlertPublisher
+from streams.timers import DeadlineTimer, Decision
 from streams.topics import TopicNames
-from streams.tracking import Outcome, ReferralRecord, accept, apply_event, apply_tick, deadline_of
+from streams.tracking import Outcome, ReferralRecord, accept, apply_event, deadline_of
 
 APP_ID: Final = "mhst-tracker"
 TABLE_NAME: Final = "referral-clocks"
 TICK_INTERVAL: Final = 0.25
 """Seconds of wall time between two looks at the deadline index."""
-MAX_TICKS_PER_PARTITION: Final = 5000
-"""Ticks one timer run sends per partition at most, so a burst of deadlines cannot starve
-the agent; the rest go on the next run."""
+MAX_FIRED_PER_PARTITION: Final = 20_000
+"""Due referrals one timer run decides per partition at most; the rest go on the next run."""
+PREPARE_PER_RUN: Final = 2000
+"""Referrals one timer run decides in advance at most (about 50 ms of work)."""
+FLUSH_PER_TICK: Final = 2000
+"""Pending records the agent writes for one tick at most; the timer sends another tick for
+the rest."""
 
 SESSION_TIMEOUT: Final = 10.0
 """Seconds after which the group gives a crashed worker's partitions to the others (Faust's
@@ -105,13 +115,14 @@ class ReferralTracker:
         self.metrics = metrics
         self.metrics_date = local_date(profile, time_source.now())
         self.names = TopicNames.of(settings)
-        self.index = DeadlineIndex()
+        self.timer = DeadlineTimer(profile)
+        self.flush_sent: set[int] = set()
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = app.topic(
             self.names.events, self.names.ticks, partitions=settings.partitions, **raw
         )
         self.ticks = app.topic(self.names.ticks, partitions=settings.partitions, **raw)
-        self.alerts = app.topic(self.names.alerts, **raw)
+        self.alerts = AlertPublisher(app, self.names.alerts)
         self.dlq = app.topic(self.names.dlq, **raw)
         self.table = app.Table(
             TABLE_NAME,
@@ -124,7 +135,7 @@ class ReferralTracker:
         """Process one message of the events or tick topic (inside stream iteration)."""
         message = event.message
         if message.topic == self.names.ticks:
-            await self._on_tick(message.key, message.partition)
+            self._on_tick(message.partition)
         else:
             await self._on_event(message.key, message.value, message)
 
@@ -135,7 +146,7 @@ class ReferralTracker:
             await self._dead_letter(rejection.reason, key, value, message)
             return
         assert key is not None
-        raw = self.table.get(key)
+        raw = self.timer.stored(message.partition, key, self.table.get)
         record = None if raw is None else ReferralRecord.from_bytes(raw)
         now = self.time_source.now()
         outcome = apply_event(record, parsed, message.partition, self.profile, now)
@@ -143,17 +154,11 @@ class ReferralTracker:
         self.metrics.observe_event(parsed.type.value, duplicate=outcome.state is None)
         self.metrics.observe_processing_lag(time.time() - message.timestamp)
 
-    async def _on_tick(self, key: bytes | None, partition: int) -> None:
-        raw = None if key is None else self.table.get(key)
-        if key is None or raw is None:
-            return
-        record = ReferralRecord.from_bytes(raw)
-        deadline = record.deadline
-        outcome = apply_tick(record, self.profile, self.time_source.now())
-        await self._store(key, outcome, partition)
-        if deadline is not None:
-            for _alert in outcome.alerts:
-                self.metrics.observe_timer_lateness(wall_seconds_since(self.time_source, deadline))
+    def _on_tick(self, partition: int) -> None:
+        """Write records the timer decided for ``partition`` (a flush tick)."""
+        self.flush_sent.discard(partition)
+        for key, value in self.timer.take_pending(partition, FLUSH_PER_TICK):
+            self.table[key] = value
 
     async def _store(self, key: bytes, outcome: Outcome, partition: int) -> None:
         if outcome.state is not None:
@@ -161,12 +166,15 @@ class ReferralTracker:
         record = outcome.record
         if record is None:
             return
-        for alert in outcome.alerts:
-            await self.alerts.send(key=key, value=orjson.dumps(alert.to_dict()))
-            self.metrics.observe_alert(alert)
+        if outcome.alerts:
+            await self.alerts.publish(
+                [(key, orjson.dumps(alert.to_dict())) for alert in outcome.alerts]
+            )
+            for alert in outcome.alerts:
+                self.metrics.observe_alert(alert)
         self.table[key] = record.to_bytes()
         deadline = None if record.deadline is None else record.deadline.timestamp()
-        self.index.schedule(record.partition, key, deadline)
+        self.timer.written(partition, key, deadline)
 
     async def _dead_letter(
         self, reason: str, key: bytes | None, value: bytes | None, message: Any
@@ -200,11 +208,59 @@ class ReferralTracker:
         }
 
     async def fire_deadlines(self) -> None:
-        """Send a tick for every referral whose deadline has come, on owned partitions."""
-        now = self.time_source.now().timestamp()
-        for partition in self.owned_partitions() & self.index.partitions():
-            for key in self.index.pop_due(partition, now, MAX_TICKS_PER_PARTITION):
-                await self.ticks.send(key=key, value=b"", partition=partition)
+        """Raise the alerts of every owned referral whose deadline has come; prepare the next.
+
+        Per partition: the due referrals' alerts are published (``detected_at`` is the moment
+        they are sent), then a tick asks the agent to write their new records; the event
+        loop gets a turn between partitions, so the first alerts leave at once. Metrics
+        follow when every partition's alerts are out.
+        """
+        owned = sorted(self.owned_partitions() & self.timer.partitions())
+        read = self.table.get
+        fired: list[Decision] = []
+        for partition in owned:
+            decisions = self.timer.fire(
+                partition, self.time_source.now(), read, MAX_FIRED_PER_PARTITION
+            )
+            if decisions:
+                await self._publish(decisions)
+                fired.extend(decisions)
+                await asyncio.sleep(0)
+            if self.timer.has_pending(partition) and partition not in self.flush_sent:
+                self.flush_sent.add(partition)
+                await self.ticks.send(key=None, value=b"", partition=partition)
+        self._observe(fired)
+        budget = PREPARE_PER_RUN
+        now = self.time_source.now()
+        for partition in owned:
+            budget -= self.timer.prepare(partition, now, read, budget)
+
+    async def _publish(self, decisions: list[Decision]) -> None:
+        sent_at = self.time_source.now()
+        await self.alerts.publish(
+            [
+                (
+                    decision.key,
+                    orjson.dumps(dataclasses.replace(alert, detected_at=sent_at).to_dict()),
+                )
+                for decision in decisions
+                for alert in decision.alerts
+            ]
+        )
+
+    def _observe(self, decisions: list[Decision]) -> None:
+        lateness: dict[float, float] = {}
+        for decision in decisions:
+            self.metrics.observe_state(decision.partition, decision.state)
+            if not decision.alerts:
+                continue
+            late = lateness.get(decision.due)
+            if late is None:
+                due = datetime.fromtimestamp(decision.due, self.profile.timezone)
+                late = lateness[decision.due] = wall_seconds_since(self.time_source, due)
+            for alert in decision.alerts:
+                self.metrics.observe_alert(alert)
+                self.metrics.observe_timer_lateness(late)
 
     async def rewind_uncommitted(self) -> None:
         """After a restore: read the stream partitions with no committed offset from the start.
@@ -236,10 +292,10 @@ class ReferralTracker:
     async def rebuild_index(self) -> None:
         """After a rebalance: forget lost partitions, index gained ones from the table."""
         owned = self.owned_partitions()
-        for partition in self.index.partitions() - owned:
-            self.index.drop(partition)
+        for partition in self.timer.partitions() - owned:
+            self._forget(partition)
         self.reload_metrics(owned)
-        gained = owned - self.index.partitions()
+        gained = owned - self.timer.partitions()
         if not gained:
             return
         entries: dict[int, list[tuple[bytes, float]]] = {partition: [] for partition in gained}
@@ -248,7 +304,7 @@ class ReferralTracker:
             if deadline is not None and partition in entries:
                 entries[partition].append((key, deadline))
         for partition, pairs in entries.items():
-            self.index.replace(partition, pairs)
+            self.timer.replace(partition, pairs)
         log.info(
             "deadline index rebuilt for %d partitions: %d referrals with a deadline",
             len(gained),
@@ -275,10 +331,13 @@ class ReferralTracker:
 
         Each call costs one date comparison; the table is read once per local day.
         """
-        today = local_date(self.profile, self.time_source.now())
+        now = self.time_source.now()
+        today = local_date(self.profile, now)
         if today == self.metrics_date:
             return
         owned = self.metrics.owned_partitions
+        if self.timer.due(owned, now.timestamp()):
+            return  # the alerts due first; the restatement reads the whole table
         self._load_metrics(set(owned))
         self.metrics_date = today
         log.info("metrics restated for %s over %d partitions", today, len(owned))
@@ -287,8 +346,12 @@ class ReferralTracker:
         """Stop timing and reporting partitions as soon as they are revoked."""
         partitions = {tp.partition for tp in revoked if tp.topic == self.names.events}
         for partition in partitions:
-            self.index.drop(partition)
+            self._forget(partition)
         self.metrics.partitions_revoked(partitions)
+
+    def _forget(self, partition: int) -> None:
+        self.timer.drop(partition)
+        self.flush_sent.discard(partition)
 
 
 def faust_settings(settings: Settings, store: str) -> dict[str, Any]:
