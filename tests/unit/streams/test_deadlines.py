@@ -1,5 +1,8 @@
 """The deadline index: due keys in order, superseded deadlines skipped, partitions apart."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from streams.deadlines import DeadlineIndex
 
 
@@ -48,3 +51,38 @@ def test_limit_leaves_the_rest_for_the_next_tick() -> None:
         index.schedule(0, f"k{number}".encode(), float(number))
     assert len(index.pop_due(0, 100.0, limit=4)) == 4
     assert len(index.pop_due(0, 100.0)) == 6
+
+
+def test_earliest_skips_superseded_deadlines() -> None:
+    index = DeadlineIndex()
+    assert index.earliest(0) is None
+    index.schedule(0, b"a", 10.0)
+    index.schedule(0, b"b", 20.0)
+    index.schedule(0, b"a", 30.0)
+    assert index.earliest(0) == 20.0
+    index.schedule(0, b"b", None)
+    assert index.earliest(0) == 30.0
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([b"a", b"b", b"c", b"d", b"e"]), st.none() | st.integers(0, 9)),
+        max_size=40,
+    ),
+    st.integers(-1, 10),
+)
+def test_due_by_lists_exactly_the_current_deadlines_up_to_the_moment(
+    schedule: list[tuple[bytes, int | None]], moment: int
+) -> None:
+    index = DeadlineIndex()
+    for key, deadline in schedule:
+        index.schedule(0, key, None if deadline is None else float(deadline))
+    expected = {
+        key
+        for key in {key for key, _ in schedule}
+        if (current := index.deadline(0, key)) is not None and current <= moment
+    }
+    listed = index.due_by(0, float(moment))
+    assert len(listed) == len(set(listed))
+    assert set(listed) == expected
+    assert sorted(index.pop_due(0, float(moment))) == sorted(expected)
