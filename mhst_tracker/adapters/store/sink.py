@@ -52,6 +52,9 @@ GROUP_ID = "mhst-store-sink"
 FETCH_MAX_WAIT_MS = 50
 """How long the broker may hold a fetch with no data (aiokafka's default, 500 ms, left the
 sink idle between batches while the fetcher waited on partitions already drained)."""
+GATHER_WAIT_SECONDS = 0.01
+"""While a batch is written and nothing new is fetched, how long to wait before polling
+again (the wait ends at once when the write does)."""
 
 
 class SinkMetrics:
@@ -195,6 +198,25 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError | OSError | TimeoutError)
 
 
+class _Gathered:
+    """The next batch, decoded poll by poll, and the offsets to commit after its write."""
+
+    def __init__(self) -> None:
+        self.batch = Batch()
+        self.offsets: dict[Any, int] = {}
+        self.size = 0
+
+    def add(self, polled: Mapping[Any, list[Message]], batch: Batch) -> None:
+        """Add a poll's messages (``batch`` is their decoding)."""
+        self.batch.events.extend(batch.events)
+        self.batch.alerts.extend(batch.alerts)
+        self.batch.rejections.extend(batch.rejections)
+        for tp, records in polled.items():
+            if records:
+                self.offsets[tp] = records[-1].offset + 1
+                self.size += len(records)
+
+
 @dataclass(frozen=True)
 class _Pending:
     """A batch being written, and the offsets to commit once it is."""
@@ -206,9 +228,9 @@ class _Pending:
 class Sink:
     """Consumes the topics into a :class:`Store` until ``stop`` is set.
 
-    One batch is written at a time, in order; the next batch is fetched and decoded while
-    the previous one is being written, and each batch's offsets are committed only after its
-    own database commit.
+    One batch is written at a time, in order; the next batch (up to ``batch_size``
+    messages) is fetched and decoded while the previous one is being written, and each
+    batch's offsets are committed only after its own database commit.
     """
 
     def __init__(
@@ -240,21 +262,34 @@ class Sink:
         self._consumer = consumer
         await consumer.start()
         pending: _Pending | None = None
+        gathered = _Gathered()
+        poll_ms = int(self.options.poll_seconds * 1000)
         try:
             while not stop.is_set():
-                # While a batch is being written, take what is already fetched (no wait) and
-                # decode it, so that work overlaps the database's; else wait for messages.
-                polled = await consumer.getmany(
-                    timeout_ms=0 if pending else int(self.options.poll_seconds * 1000),
-                    max_records=self.options.batch_size,
-                )
-                batch = self._decode(polled) if polled else None
-                if pending is not None:
+                # While a batch is being written, the next one is gathered and decoded from
+                # what is already fetched (no wait), so that work overlaps the database's;
+                # it is written as soon as the previous write ends (once full, it waits for
+                # that). With nothing being written, wait for messages.
+                room = self.options.batch_size - gathered.size
+                polled = {}
+                if room > 0:
+                    polled = await consumer.getmany(
+                        timeout_ms=0 if pending or gathered.size else poll_ms, max_records=room
+                    )
+                if polled:
+                    gathered.add(polled, self._decode(polled))
+                elif pending is not None and not pending.task.done():
+                    # Nothing more fetched yet: let the write run a while before polling again.
+                    await asyncio.wait(
+                        {pending.task}, timeout=GATHER_WAIT_SECONDS if room > 0 else None
+                    )
+                if pending is not None and pending.task.done():
                     finished, pending = pending, None
                     if not await self._finish(finished):
                         return
-                if batch is not None:
-                    pending = self._start(batch, polled, stop)
+                if pending is None and gathered.size:
+                    pending = self._start(gathered, stop)
+                    gathered = _Gathered()
                 await self._refresh_lag()
             if pending is not None:
                 finished, pending = pending, None
@@ -270,12 +305,10 @@ class Sink:
         messages = [message for records in polled.values() for message in records]
         return decode(messages, self.topics, self.settings.max_event_bytes, self.metrics)
 
-    def _start(
-        self, batch: Batch, polled: Mapping[Any, list[Message]], stop: asyncio.Event
-    ) -> _Pending:
+    def _start(self, gathered: _Gathered, stop: asyncio.Event) -> _Pending:
         """Start writing a batch; its offsets are committed by :meth:`_finish`."""
-        offsets = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
-        return _Pending(asyncio.create_task(self._timed_write(batch, stop)), offsets)
+        task = asyncio.create_task(self._timed_write(gathered.batch, stop))
+        return _Pending(task, gathered.offsets)
 
     async def _finish(self, pending: _Pending) -> bool:
         """Wait for a batch's write, then commit its offsets; ``False`` if stopped first."""
