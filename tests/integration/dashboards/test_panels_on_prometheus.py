@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from deploy.local import PrometheusServer
@@ -320,16 +321,18 @@ async def test_one_worker_then_two_show_the_replay_summary(
     await assert_sink_panels_true(prometheus, events, workers, sink, probes=2)
 
 
-def test_nothing_served_on_metrics_names_a_referral(events: Events, workers: Workers) -> None:
+def test_nothing_served_on_metrics_names_a_referral(
+    events: Events, store_database: str, workers: Workers
+) -> None:
     pair = [workers.start("w1"), workers.start("w2")]
+    sink = workers.start_sink(store_database)
+    targets = [worker.target for worker in pair] + [sink.target]
 
     def metrics_text() -> str:
         served = ""
-        for worker in pair:
+        for target in targets:
             try:
-                with urllib.request.urlopen(
-                    f"http://{worker.target}/metrics", timeout=10
-                ) as response:
+                with urllib.request.urlopen(f"http://{target}/metrics", timeout=10) as response:
                     served += response.read().decode()
             except OSError:
                 return ""
@@ -337,22 +340,37 @@ def test_nothing_served_on_metrics_names_a_referral(events: Events, workers: Wor
 
     referrals = len(events.result.referrals)
     assert referrals >= 300
+    valid = len(events.lines) - len(events.result.rejected) - events.result.duplicates
     tracked: list[float] = []
+    written: list[float] = []
 
-    def all_tracked() -> bool:
-        tracked[:] = [
-            float(line.split()[-1])
-            for line in metrics_text().splitlines()
-            if line.startswith("mhst_referrals_tracked ")
+    def all_tracked_and_written() -> bool:
+        samples = [
+            sample
+            for family in text_string_to_metric_families(metrics_text())
+            for sample in family.samples
         ]
-        return len(tracked) == 2 and sum(tracked) == referrals
+        tracked[:] = [sample.value for sample in samples if sample.name == "mhst_referrals_tracked"]
+        written[:] = [
+            sample.value
+            for sample in samples
+            if sample.name == "mhst_store_sink_rows_total"
+            and sample.labels == {"table": "events", "outcome": "new"}
+        ]
+        return len(tracked) == 2 and sum(tracked) == referrals and written == [valid]
 
     try:
-        wait_until(all_tracked, "the two workers to track every referral")
+        wait_until(
+            all_tracked_and_written,
+            "the two workers to track every referral and the sink to write every event",
+        )
     except AssertionError as error:
-        raise AssertionError(f"{error}: tracked {tracked} of {referrals}") from None
+        raise AssertionError(
+            f"{error}: tracked {tracked} of {referrals}, written {written} of {valid}"
+        ) from None
     served = metrics_text()
     assert "mhst_referrals_waiting{" in served
     assert "mhst_faust_messages_received_total" in served
+    assert "mhst_store_sink_lag_messages{" in served
     leaked = [state.referral_id for state in events.result.referrals if state.referral_id in served]
     assert not leaked
