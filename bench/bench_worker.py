@@ -56,6 +56,8 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
 
 from deploy.local import KafkaBroker
 from deploy.local.process import ManagedProcess
@@ -67,6 +69,8 @@ from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.simulate import simulate
 from streams.topics import TopicNames, create_topics
+from streams.tracker import changelog_topic
+from streams.tracking import accept, apply_event
 
 RESULTS = Path(__file__).parent / "results" / "worker.json"
 MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"
@@ -76,6 +80,9 @@ SPREAD_DAYS = 27
 DAY_D = date(2026, 3, 2)
 START = datetime.combine(DAY_D, clock_time(12), tzinfo=ZONE)
 MIDNIGHT = datetime.combine(DAY_D + timedelta(days=1), clock_time(0), tzinfo=ZONE)
+
+NOOP_TAKE = 1000
+"""Batch size of the no-op agent's ``stream.take`` run."""
 
 Messages = list[tuple[bytes, bytes]]
 
@@ -210,8 +217,9 @@ class AlertWatch:
             for batch in batches.values():
                 for message in batch:
                     body = orjson.loads(message.value or b"{}")
-                    seen.append((message.timestamp / 1000, body))
-                    finished = finished or done(body)
+                    stamp = message.timestamp / 1000
+                    seen.append((stamp, body))
+                    finished = done(stamp, body) or finished
         return seen
 
     async def stop(self) -> None:
@@ -222,7 +230,7 @@ def sentinel_done(tag: str) -> Any:
     """A ``done`` test that is true once every sentinel ``tag`` has had its alert."""
     waiting = {f"S{tag}{partition:02d}" for partition in range(PARTITIONS)}
 
-    def done(body: dict[str, Any]) -> bool:
+    def done(_stamp: float, body: dict[str, Any]) -> bool:
         waiting.discard(body.get("referral_id", ""))
         return not waiting
 
@@ -316,14 +324,14 @@ def summary(values: list[float], digits: int) -> dict[str, Any]:
     }
 
 
-async def noop_rate(bench: Bench, count: int) -> float:
-    """Events per second of Faust's no-op agent over the events topic."""
+async def noop_rate(bench: Bench, count: int, take: int = 0) -> float:
+    """Events per second of Faust's no-op agent over the events topic (batches: ``take``)."""
     process = bench.start(
-        "noop",
+        f"noop-{take}",
         [sys.executable, "-m", "bench.noop_worker"],
-        "noop",
+        f"noop-{take}",
         clock_at(START),
-        {"BENCH_NOOP_COUNT": str(count)},
+        {"BENCH_NOOP_COUNT": str(count), "BENCH_NOOP_TAKE": str(take)},
     )
     ready = await wait_log(process, "Worker ready")
     await wait_log(process, f"counted {count} events at ")
@@ -343,6 +351,7 @@ async def throughput(
     total = len(messages) + len(tail)
     baseline = await raw_consume_rate(bootstrap, names.events, total)
     ceiling = await noop_rate(bench, total)
+    ceiling_take = await noop_rate(bench, total, NOOP_TAKE)
     watch = AlertWatch(bootstrap, names.alerts)
     await watch.start()
     worker = bench.worker("w1", "w1", clock_at(START), profile)
@@ -359,6 +368,7 @@ async def throughput(
         "baseline_raw_consume_events_per_s": round(baseline),
         "faust_noop_agent_events_per_s": round(ceiling),
         "faust_noop_ratio": round(ceiling / baseline, 3),
+        f"faust_noop_take_{NOOP_TAKE}_events_per_s": round(ceiling_take),
         "worker_events_per_s": round(rate),
         "ratio": round(rate / baseline, 3),
         "ratio_to_faust_noop": round(rate / ceiling, 3),
@@ -383,7 +393,7 @@ async def on_ingest_latency(bench: Bench, worker: ManagedProcess) -> dict[str, A
     await producer.stop()
     waiting = set(probes)
 
-    def all_probes(body: dict[str, Any]) -> bool:
+    def all_probes(_stamp: float, body: dict[str, Any]) -> bool:
         waiting.discard(body.get("referral_id", ""))
         return not waiting
 
@@ -397,51 +407,85 @@ async def on_ingest_latency(bench: Bench, worker: ManagedProcess) -> dict[str, A
     return summary(latencies, 4)
 
 
-async def timers(bench: Bench, worker: ManagedProcess, count: int) -> dict[str, Any]:
-    """Load ``count`` open referrals, restore them into a new worker, time the midnight."""
-    bootstrap, names = bench.settings.kafka_bootstrap, bench.names
-    watch = AlertWatch(bootstrap, names.alerts)
-    await watch.start()
-    loaded_from = time.time()
-    await produce(bootstrap, names.events, open_referrals(count), sentinels("b"))
-    seen = await watch.until(sentinel_done("b"), 3600, worker)
-    await watch.stop()
-    loaded = max(stamp for stamp, body in seen if body["referral_id"].startswith("Sb"))
-    rss_loaded = rss_mib(worker.pid or 0)
-    worker.kill()
+def table_records(count: int) -> Iterator[tuple[int, bytes, bytes]]:
+    """The table records (partition, key, value) of ``count`` open referrals loaded at START.
 
+    Each is what a worker stores after the referral's two events: the engine's record, on the
+    partition the default partitioner gives its key.
+    """
+    for number in range(count):
+        record = None
+        for key, value in open_referral(number):
+            partition = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
+            event = accept(key, value, 1 << 16)
+            record = apply_event(record, event, partition, TRAILBLAZER_4WW, START).record or record
+        assert record is not None
+        yield partition, key, record.to_bytes()
+
+
+async def seed_changelog(bench: Bench, count: int) -> float:
+    """Write ``count`` open referrals' records to the table's changelog; returns seconds."""
+    began = time.time()
+    topic = changelog_topic(bench.settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bench.settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})]
+        )
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bench.settings.kafka_bootstrap, linger_ms=20, max_batch_size=262144
+    )
+    await producer.start()
+    try:
+        for partition, key, value in table_records(count):
+            await producer.send(topic, key=key, value=value, partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return time.time() - began
+
+
+async def timers(bench: Bench, count: int) -> dict[str, Any]:
+    """Restore ``count`` open referrals into a new worker, then time the next midnight."""
+    seeded = await seed_changelog(bench, count)
     began = time.time()
     restored = bench.worker("w2", "w2", clock_at(START))
     ready = await wait_log(restored, "Worker ready", 1800)
     indexed = await wait_log(restored, "deadline index rebuilt", 1800)
-    restored.stop(timeout=120)
+    rss_loaded = rss_mib(restored.pid or 0)
+    restored.stop(timeout=300)
 
     expected = alerts_at_midnight(count)
     margin = 2 * (indexed - began) + 10
-    watch = AlertWatch(bootstrap, names.alerts)
+    watch = AlertWatch(bench.settings.kafka_bootstrap, bench.names.alerts)
     await watch.start()
     spawned = time.time()
-    timed = bench.worker("w3", "w2", clock_at(MIDNIGHT - timedelta(seconds=margin)))
+    midnight_wall = spawned + margin
+    clock = f"simulated:{MIDNIGHT.isoformat()}@1/{midnight_wall:.6f}"
+    timed = bench.worker("w3", "w2", clock)
     reindexed = await wait_log(timed, "deadline index rebuilt", margin)
-    if reindexed >= spawned + margin:
+    if reindexed >= midnight_wall:
         raise RuntimeError("the worker was not ready before midnight: lateness would be invalid")
-    due: list[float] = []
+    produced: list[float] = []
+    received: list[float] = []
 
-    def all_due(body: dict[str, Any]) -> bool:
+    def all_due(stamp: float, body: dict[str, Any]) -> bool:
         detected = datetime.fromisoformat(body["detected_at"])
         if body["referral_id"].startswith("O") and detected >= MIDNIGHT:
-            due.append((detected - MIDNIGHT).total_seconds())
-        return len(due) >= expected
+            produced.append(stamp - midnight_wall)
+            received.append(time.time() - midnight_wall)
+        return len(produced) >= expected
 
     await watch.until(all_due, margin + 1800, timed)
     await watch.stop()
     rss_after = rss_mib(timed.pid or 0)
     return {
         "open_referrals": count,
-        "open_referrals_load_events_per_s": round(
-            (2 * count + PARTITIONS) / (loaded - loaded_from)
-        ),
-        "worker_rss_mib_loaded": round(rss_loaded, 1),
+        "changelog_seeded_s": round(seeded, 1),
+        "worker_rss_mib_restored": round(rss_loaded, 1),
         "restore_from_changelog_s": {
             "to_worker_ready": round(ready - began, 2),
             "to_deadline_index": round(indexed - began, 2),
@@ -449,9 +493,10 @@ async def timers(bench: Bench, worker: ManagedProcess, count: int) -> dict[str, 
         "timer_lateness_s": {
             "alerts_expected_at_midnight": expected,
             "seconds_before_midnight_at_start": round(margin, 1),
-            "index_ready_before_midnight_s": round(spawned + margin - reindexed, 1),
-            **summary(due, 3),
-            "alerts_per_s": round(len(due) / max(due)) if max(due) > 0 else None,
+            "index_ready_before_midnight_s": round(midnight_wall - reindexed, 1),
+            "alert_produced": summary(produced, 3),
+            "alert_received": summary(received, 3),
+            "alerts_per_s": round(len(produced) / max(produced)) if max(produced) > 0 else None,
         },
         "worker_rss_mib_after_midnight": round(rss_after, 1),
     }
@@ -470,8 +515,9 @@ async def run(events: int, count: int, seed: int, bootstrap: str, profile: Path 
             worker.stop(timeout=120)
             return figures
         figures["on_ingest_latency_s"] = await on_ingest_latency(bench, worker)
+        worker.stop(timeout=120)
         if count:
-            figures.update(await timers(bench, worker, count))
+            figures.update(await timers(bench, count))
         return figures
     finally:
         bench.stop_all()

@@ -4,7 +4,8 @@ Run by :mod:`bench.bench_worker` as ``python -m bench.noop_worker`` with the wor
 settings (``MHST_*``) and ``BENCH_NOOP_COUNT``: the app reads the events
 topic with the same Faust settings as the real worker (raw serializers, at-least-once,
 its own consumer group) and, when it has seen ``BENCH_NOOP_COUNT`` events, logs
-``counted N events at T`` with T the wall time.
+``counted N events at T`` with T the wall time. With ``BENCH_NOOP_TAKE=N`` the agent reads
+batches of up to N events (``stream.take(N, within=1)``) instead of one event at a time.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from streams.tracker import faust_settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, count: int) -> faust.App:
+def create_app(settings: Settings, count: int, take: int) -> faust.App:
     """A Faust app whose one agent only counts the events topic's messages."""
-    app = faust.App(f"{settings.topic_prefix}bench-noop", **faust_settings(settings, "memory://"))
+    app = faust.App(
+        f"{settings.topic_prefix}bench-noop-{take}", **faust_settings(settings, "memory://")
+    )
     events = app.topic(
         TopicNames.of(settings).events,
         partitions=settings.partitions,
@@ -36,6 +39,12 @@ def create_app(settings: Settings, count: int) -> faust.App:
     @app.agent(events, name="count-events")
     async def count_events(stream: faust.StreamT[Any]) -> None:
         seen = 0
+        if take:
+            async for batch in stream.take(take, within=1):
+                before, seen = seen, seen + len(batch)
+                if before < count <= seen:
+                    log.warning("counted %d events at %r", count, time.time())
+            return
         async for _event in stream.events():
             seen += 1
             if seen == count:
@@ -46,7 +55,8 @@ def create_app(settings: Settings, count: int) -> faust.App:
 
 def main() -> None:
     """Run the no-op worker until SIGTERM."""
-    app = create_app(Settings.from_env(), int(os.environ["BENCH_NOOP_COUNT"]))
+    take = int(os.environ.get("BENCH_NOOP_TAKE", "0"))
+    app = create_app(Settings.from_env(), int(os.environ["BENCH_NOOP_COUNT"]), take)
     faust.Worker(app, loglevel="info").execute_from_commandline()
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from mhst_tracker.domain.alerts import Alert
 from mhst_tracker.domain.clock import ReferralState
@@ -59,6 +59,7 @@ class Decision:
     deadline: float | None
     state: ReferralState
     alerts: tuple[Alert, ...]
+    bodies: tuple[dict[str, Any], ...]
 
 
 def decide(key: bytes, raw: bytes, partition: int, profile: Profile, at: datetime) -> Decision:
@@ -77,6 +78,7 @@ def decide(key: bytes, raw: bytes, partition: int, profile: Profile, at: datetim
         deadline=deadline,
         state=state,
         alerts=tuple(outcome.alerts),
+        bodies=tuple(alert.to_dict() for alert in outcome.alerts),
     )
 
 

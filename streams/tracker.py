@@ -32,7 +32,6 @@ off. ``mhst-tracker worker`` runs it; :mod:`streams.app` holds the same app for 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from datetime import datetime
@@ -65,7 +64,7 @@ from streams.tracking import Outcome, ReferralRecord, accept, apply_event, deadl
 
 APP_ID: Final = "mhst-tracker"
 TABLE_NAME: Final = "referral-clocks"
-TICK_INTERVAL: Final = 0.25
+TICK_INTERVAL: Final = 0.1
 """Seconds of wall time between two looks at the deadline index."""
 MAX_FIRED_PER_PARTITION: Final = 20_000
 """Due referrals one timer run decides per partition at most; the rest go on the next run."""
@@ -78,6 +77,10 @@ the rest."""
 SESSION_TIMEOUT: Final = 10.0
 """Seconds after which the group gives a crashed worker's partitions to the others (Faust's
 default, 60 s, would leave a crashed worker's referrals untimed for a minute)."""
+PRODUCER_BATCH_BYTES: Final = 512 * 1024
+"""The Kafka client's record batch size (16 KiB by default): a midnight's alerts leave in a
+few large batches. Half the broker's default ``message.max.bytes``, which a batch must not
+exceed."""
 DATE_CHECK_INTERVAL: Final = 0.1
 """Seconds of wall time between two looks at the local date (a comparison, nothing more).
 
@@ -236,15 +239,12 @@ class ReferralTracker:
             budget -= self.timer.prepare(partition, now, read, budget)
 
     async def _publish(self, decisions: list[Decision]) -> None:
-        sent_at = self.time_source.now()
+        sent_at = self.time_source.now().isoformat()
         await self.alerts.publish(
             [
-                (
-                    decision.key,
-                    orjson.dumps(dataclasses.replace(alert, detected_at=sent_at).to_dict()),
-                )
+                (decision.key, orjson.dumps({**body, "detected_at": sent_at}))
                 for decision in decisions
-                for alert in decision.alerts
+                for body in decision.bodies
             ]
         )
 
@@ -365,6 +365,7 @@ def faust_settings(settings: Settings, store: str) -> dict[str, Any]:
         "processing_guarantee": "at_least_once",
         "consumer_auto_offset_reset": "earliest",
         "broker_session_timeout": SESSION_TIMEOUT,
+        "producer_max_batch_size": PRODUCER_BATCH_BYTES,
         "web_enabled": False,
         "autodiscover": False,
     }
