@@ -33,8 +33,9 @@ of referrals. ``Store.rebuild_referrals`` still takes ``SHARE ROW EXCLUSIVE`` on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 
 import asyncpg
@@ -47,13 +48,13 @@ from mhst_tracker.adapters.store.records import IncomingAlert, IncomingEvent, Re
 EVENTS_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS mhst_events_in (
     event_id text, referral_id text, type text, occurred_at timestamptz, team_id text,
-    school_id text, payload jsonb, received_at timestamptz, source text,
-    source_partition int, source_offset bigint, source_line int
+    school_id text, payload jsonb, received_at timestamptz, recorded_at timestamptz,
+    source text, source_partition int, source_offset bigint, source_line int
 ) ON COMMIT DELETE ROWS
 """
 """The session's staging table of the events COPY (emptied at every commit)."""
 
-EVENTS_STAGING_COLUMNS = (
+EVENT_COLUMNS = (
     "event_id",
     "referral_id",
     "type",
@@ -62,11 +63,13 @@ EVENTS_STAGING_COLUMNS = (
     "school_id",
     "payload",
     "received_at",
+    "recorded_at",
     "source",
     "source_partition",
     "source_offset",
     "source_line",
 )
+"""The columns of :func:`event_records`, in ``events`` and in the staging table."""
 
 STORED_EVENTS = "SELECT event_id FROM events WHERE event_id = ANY($1::text[])"
 
@@ -77,7 +80,7 @@ INSERT INTO events (
 )
 SELECT
     event_id, referral_id, type, occurred_at, team_id, school_id, payload,
-    received_at, $1::timestamptz, source, source_partition, source_offset, source_line
+    received_at, recorded_at, source, source_partition, source_offset, source_line
 FROM mhst_events_in
 ORDER BY event_id
 ON CONFLICT (event_id) DO NOTHING
@@ -222,7 +225,6 @@ async def insert_events(
     """
     if not events:
         return set()
-    _check_aware([recorded_at], "recorded_at")
     if not staged:
         ids = [item.event.event_id for item in events]
         stored = await _keys(connection, STORED_EVENTS, (ids,))
@@ -232,6 +234,23 @@ async def insert_events(
         )
         if not events:
             return set()
+        records = event_records(events, recorded_at)
+        try:
+            await copy_records(connection, "events", EVENT_COLUMNS, records)
+        except sa_exc.IntegrityError as error:
+            if isinstance(error.orig, asyncpg.UniqueViolationError):
+                raise RacedInsert from error
+            raise
+        return {record[0] for record in records}
+    records = event_records(events, recorded_at)
+    await connection.exec_driver_sql(EVENTS_STAGING)  # also begins the transaction
+    await copy_records(connection, "mhst_events_in", EVENT_COLUMNS, records)
+    return await _keys(connection, INSERT_EVENTS, ())
+
+
+def event_records(events: Sequence[IncomingEvent], recorded_at: datetime) -> list[tuple[Any, ...]]:
+    """The ``events`` rows of valid events, values in :data:`EVENT_COLUMNS` order."""
+    _check_aware([recorded_at], "recorded_at")
     records = []
     for item in events:
         event, origin = item.event, item.origin
@@ -247,25 +266,14 @@ async def insert_events(
                 event.school_id,
                 orjson.dumps(item.payload).decode(),
                 item.received_at,
+                recorded_at,
                 origin.source,
                 origin.partition,
                 origin.offset,
                 origin.line,
             )
         )
-    if not staged:
-        columns = (*EVENTS_STAGING_COLUMNS[:8], "recorded_at", *EVENTS_STAGING_COLUMNS[8:])
-        rows = [(*record[:8], recorded_at, *record[8:]) for record in records]
-        try:
-            await copy_records(connection, "events", columns, rows)
-        except sa_exc.IntegrityError as error:
-            if isinstance(error.orig, asyncpg.UniqueViolationError):
-                raise RacedInsert from error
-            raise
-        return {record[0] for record in records}
-    await connection.exec_driver_sql(EVENTS_STAGING)  # also begins the transaction
-    await copy_records(connection, "mhst_events_in", EVENTS_STAGING_COLUMNS, records)
-    return await _keys(connection, INSERT_EVENTS, (recorded_at,))
+    return records
 
 
 async def copy_records(
@@ -304,6 +312,47 @@ def translate(error: Exception, statement: str) -> sa_exc.DBAPIError:
     return kind(statement, None, error)
 
 
+ALERT_FIELDS = tuple(
+    attrgetter(name)
+    for name in (
+        "alert.alert_id",
+        "alert.kind.value",
+        "alert.stage",
+        "alert.referral_id",
+        "alert.team_id",
+        "alert.school_id",
+        "alert.due_on",
+        "alert.days_waited",
+        "alert.detected_at",
+        "received_at",
+        "origin.source",
+        "origin.partition",
+        "origin.offset",
+    )
+)
+"""The per-row parameters of :data:`INSERT_ALERTS`, read off an :class:`IncomingAlert`."""
+
+REJECTION_FIELDS = tuple(
+    attrgetter(name)
+    for name in (
+        "key",
+        "reason",
+        "raw",
+        "origin.source",
+        "origin.partition",
+        "origin.offset",
+        "origin.line",
+        "rejected_at",
+    )
+)
+"""The per-row parameters of :data:`INSERT_REJECTIONS`, read off a :class:`Rejection`."""
+
+
+def _columns(items: Sequence[Any], fields: Sequence[Callable[[Any], Any]]) -> list[list[Any]]:
+    """One array parameter per field, for the ``unnest`` statements."""
+    return [[field(item) for item in items] for field in fields]
+
+
 async def insert_alerts(
     connection: AsyncConnection,
     alerts: Sequence[IncomingAlert],
@@ -313,29 +362,11 @@ async def insert_alerts(
     """Insert the alerts not yet stored, with delivery ``status``; the ids inserted."""
     if not alerts:
         return set()
-    detected = [item.alert.detected_at for item in alerts]
-    received = [item.received_at for item in alerts]
-    _check_aware(detected, "detected_at")
-    _check_aware(received, "received_at")
+    columns = _columns(alerts, ALERT_FIELDS)
+    _check_aware(columns[8], "detected_at")
+    _check_aware(columns[9], "received_at")
     _check_aware([recorded_at], "recorded_at")
-    parameters = (
-        [item.alert.alert_id for item in alerts],
-        [item.alert.kind.value for item in alerts],
-        [item.alert.stage for item in alerts],
-        [item.alert.referral_id for item in alerts],
-        [item.alert.team_id for item in alerts],
-        [item.alert.school_id for item in alerts],
-        [item.alert.due_on for item in alerts],
-        [item.alert.days_waited for item in alerts],
-        detected,
-        received,
-        [item.origin.source for item in alerts],
-        [item.origin.partition for item in alerts],
-        [item.origin.offset for item in alerts],
-        recorded_at,
-        status,
-    )
-    return await _keys(connection, INSERT_ALERTS, parameters)
+    return await _keys(connection, INSERT_ALERTS, (*columns, recorded_at, status))
 
 
 async def insert_rejections(
@@ -344,21 +375,10 @@ async def insert_rejections(
     """Insert the rejections not yet stored; the keys inserted."""
     if not rejections:
         return set()
-    rejected = [item.rejected_at for item in rejections]
-    _check_aware(rejected, "rejected_at")
+    columns = _columns(rejections, REJECTION_FIELDS)
+    _check_aware(columns[7], "rejected_at")
     _check_aware([recorded_at], "recorded_at")
-    parameters = (
-        [item.key for item in rejections],
-        [item.reason for item in rejections],
-        [item.raw for item in rejections],
-        [item.origin.source for item in rejections],
-        [item.origin.partition for item in rejections],
-        [item.origin.offset for item in rejections],
-        [item.origin.line for item in rejections],
-        rejected,
-        recorded_at,
-    )
-    return await _keys(connection, INSERT_REJECTIONS, parameters)
+    return await _keys(connection, INSERT_REJECTIONS, (*columns, recorded_at))
 
 
 async def lock_referrals(
