@@ -18,8 +18,10 @@ names and error types only, never an id or a payload.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +45,7 @@ from mhst_tracker.adapters.store.records import (
 from mhst_tracker.adapters.store.repository import Store, WriteResult
 from mhst_tracker.config import ALERTS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, Settings
 from mhst_tracker.domain.errors import InvalidEvent
+from mhst_tracker.replay import cyclic_gc_paused
 from streams.dead_letters import DeadLetter
 from streams.tracking import accept
 
@@ -53,8 +56,10 @@ FETCH_MAX_WAIT_MS = 50
 """How long the broker may hold a fetch with no data (aiokafka's default, 500 ms, left the
 sink idle between batches while the fetcher waited on partitions already drained)."""
 GATHER_WAIT_SECONDS = 0.01
-"""While a batch is written and nothing new is fetched, how long to wait before polling
+"""While batches are written and nothing new is fetched, how long to wait before polling
 again (the wait ends at once when the write does)."""
+GC_INTERVAL_SECONDS = 5.0
+"""How often the sink runs the cyclic garbage collector, which it otherwise pauses."""
 
 
 class SinkMetrics:
@@ -114,6 +119,7 @@ class SinkOptions:
     """Batching, backoff and lag-refresh settings."""
 
     batch_size: int = 10000
+    writes_in_flight: int = 2
     poll_seconds: float = 0.5
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
@@ -223,14 +229,18 @@ class _Pending:
 
     task: asyncio.Task[tuple[WriteResult, float] | None]
     offsets: dict[Any, int]
+    event_ids: frozenset[str]
+    dropped: int
 
 
 class Sink:
     """Consumes the topics into a :class:`Store` until ``stop`` is set.
 
-    One batch is written at a time, in order; the next batch (up to ``batch_size``
-    messages) is fetched and decoded while the previous one is being written, and each
-    batch's offsets are committed only after its own database commit.
+    The next batch (up to ``batch_size`` messages) is fetched and decoded while the
+    previous ones are being written. Up to ``writes_in_flight`` batches are written at once,
+    each in its own transaction, as concurrent writers of the store (a batch's referral rows
+    wait for an earlier batch's commit; its events COPY and its alerts need not). Offsets are
+    committed batch by batch in order, each after that batch's database commit.
     """
 
     def __init__(
@@ -261,54 +271,88 @@ class Sink:
         )
         self._consumer = consumer
         await consumer.start()
-        pending: _Pending | None = None
+        # A batch is tens of thousands of short-lived objects, freed by reference counting;
+        # the cyclic collector's passes they set off walked every object of the process and
+        # took a quarter of the sink's CPU time. So it is paused, what exists now (modules,
+        # settings, the caller's data) is frozen out of it, and it runs every
+        # GC_INTERVAL_SECONDS.
+        with cyclic_gc_paused():
+            gc.collect()
+            gc.freeze()
+            try:
+                await self._consume(consumer, stop)
+            finally:
+                self._consumer = None
+                await consumer.stop()
+                gc.unfreeze()
+
+    async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        writing: deque[_Pending] = deque()
         gathered = _Gathered()
-        poll_ms = int(self.options.poll_seconds * 1000)
+        size, poll_ms = self.options.batch_size, int(self.options.poll_seconds * 1000)
+        collected = time.monotonic()
         try:
             while not stop.is_set():
-                # While a batch is being written, the next one is gathered and decoded from
-                # what is already fetched (no wait), so that work overlaps the database's;
-                # it is written as soon as the previous write ends (once full, it waits for
-                # that). With nothing being written, wait for messages.
-                room = self.options.batch_size - gathered.size
+                if time.monotonic() - collected >= GC_INTERVAL_SECONDS:
+                    gc.collect()
+                    collected = time.monotonic()
+                # The next batch is gathered and decoded, a poll at a time, while earlier
+                # ones are written, so that Python's work overlaps the database's. It is
+                # written at once when nothing else is, or once full beside the one being
+                # written. With nothing being written, wait for messages.
+                room = size - gathered.size
                 polled = {}
                 if room > 0:
                     polled = await consumer.getmany(
-                        timeout_ms=0 if pending or gathered.size else poll_ms, max_records=room
+                        timeout_ms=0 if writing or gathered.size else poll_ms, max_records=room
                     )
                 if polled:
                     gathered.add(polled, self._decode(polled))
-                elif pending is not None and not pending.task.done():
-                    # Nothing more fetched yet: let the write run a while before polling again.
-                    await asyncio.wait(
-                        {pending.task}, timeout=GATHER_WAIT_SECONDS if room > 0 else None
-                    )
-                if pending is not None and pending.task.done():
-                    finished, pending = pending, None
-                    if not await self._finish(finished):
+                while writing and writing[0].task.done():
+                    if not await self._finish(writing.popleft()):
                         return
-                if pending is None and gathered.size:
-                    pending = self._start(gathered, stop)
+                if gathered.size and (
+                    not writing
+                    or (gathered.size >= size and len(writing) < self.options.writes_in_flight)
+                ):
+                    writing.append(self._start(gathered, writing, stop))
                     gathered = _Gathered()
+                elif writing and not polled:
+                    # Nothing more fetched: let the writes run a while before polling again.
+                    await asyncio.wait({writing[0].task}, timeout=GATHER_WAIT_SECONDS)
                 await self._refresh_lag()
-            if pending is not None:
-                finished, pending = pending, None
-                await self._finish(finished)
+            while writing:
+                if not await self._finish(writing.popleft()):
+                    return
         finally:
-            if pending is not None:  # an error or a cancellation: leave it uncommitted
+            # An error or a cancellation: the batches still being written stay uncommitted.
+            for pending in writing:
                 pending.task.cancel()
-                await asyncio.gather(pending.task, return_exceptions=True)
-            self._consumer = None
-            await consumer.stop()
+            await asyncio.gather(*(pending.task for pending in writing), return_exceptions=True)
 
     def _decode(self, polled: Mapping[Any, list[Message]]) -> Batch:
         messages = [message for records in polled.values() for message in records]
         return decode(messages, self.topics, self.settings.max_event_bytes, self.metrics)
 
-    def _start(self, gathered: _Gathered, stop: asyncio.Event) -> _Pending:
-        """Start writing a batch; its offsets are committed by :meth:`_finish`."""
-        task = asyncio.create_task(self._timed_write(gathered.batch, stop))
-        return _Pending(task, gathered.offsets)
+    def _start(
+        self, gathered: _Gathered, writing: Sequence[_Pending], stop: asyncio.Event
+    ) -> _Pending:
+        """Start writing a batch; its offsets are committed by :meth:`_finish`.
+
+        Events that a batch still being written also holds are left out (they are counted
+        as duplicates): that batch commits them, and this one's offsets are committed only
+        after it. Sent again, they would wait on its commit and then abort this write.
+        """
+        batch = gathered.batch
+        dropped = 0
+        if writing:
+            busy = set().union(*(pending.event_ids for pending in writing))
+            events = [item for item in batch.events if item.event.event_id not in busy]
+            dropped = len(batch.events) - len(events)
+            batch = Batch(events, batch.alerts, batch.rejections)
+        task = asyncio.create_task(self._timed_write(batch, stop))
+        event_ids = frozenset(item.event.event_id for item in batch.events)
+        return _Pending(task, gathered.offsets, event_ids, dropped)
 
     async def _finish(self, pending: _Pending) -> bool:
         """Wait for a batch's write, then commit its offsets; ``False`` if stopped first."""
@@ -318,6 +362,7 @@ class Sink:
         result, seconds = written
         self.metrics.batch_seconds.observe(seconds)
         self.metrics.count(result)
+        self.metrics.rows.labels("events", "duplicate").inc(pending.dropped)
         await self._commit(pending.offsets)
         return True
 
