@@ -8,7 +8,6 @@ all. A progress bar goes to standard error when it is a terminal.
 """
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from mhst_tracker.adapters.store.importer import (
 )
 from mhst_tracker.adapters.store.records import Batch, Rejection
 from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.commands.progress import stderr_is_terminal, with_progress
 from mhst_tracker.config import EVENTS_TOPIC, Settings
 
 BATCH_SIZE = 2000
@@ -97,16 +97,12 @@ def _with_progress(path: Path, fmt: str, settings: Settings) -> Iterator[ImportI
     now = datetime.now(UTC)
     with path.open("rb") as file:
         items = read_file(file, fmt, str(path), settings.profile(), now)
-        if not sys.stderr.isatty():
+        if not stderr_is_terminal():
             yield from items
             return
-        with click.progressbar(length=count_lines(path), label="importing", file=sys.stderr) as bar:
-            line = 0
-            for item in items:
-                current = item.origin.line or line
-                bar.update(current - line)
-                line = current
-                yield item
+        yield from with_progress(
+            items, count_lines(path), "importing", lambda item: item.origin.line or 0
+        )
 
 
 Write = Callable[[Batch], Awaitable[int]]

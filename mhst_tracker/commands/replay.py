@@ -7,14 +7,14 @@ to standard error only when it is a terminal and the input is a file of at least
 
 import gc
 import os
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
+from mhst_tracker.commands.progress import stderr_is_terminal, with_progress
 from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.events import parse_timestamp
 from mhst_tracker.domain.measures import WAIT_BANDS, GroupMeasures
@@ -101,24 +101,9 @@ def _with_progress(lines: IO[bytes], path: str) -> Iterable[bytes]:
     size = os.path.getsize(path)
     if size < PROGRESS_MIN_BYTES or not stderr_is_terminal():
         return lines
-    return _progress(lines, size)
-
-
-def stderr_is_terminal() -> bool:
-    """Whether standard error is a terminal (progress bars only go to people)."""
-    return sys.stderr.isatty()
-
-
-def _progress(lines: IO[bytes], size: int) -> Iterator[bytes]:
-    with click.progressbar(length=size, label="replaying", file=sys.stderr) as bar:
-        pending = 0
-        for count, line in enumerate(lines, start=1):
-            pending += len(line)
-            if count % _PROGRESS_EVERY_LINES == 0:
-                bar.update(pending)
-                pending = 0
-            yield line
-        bar.update(pending)
+    return with_progress(
+        lines, size, "replaying", lambda _line: lines.tell(), every=_PROGRESS_EVERY_LINES
+    )
 
 
 def render_tables(result: ReplayResult) -> str:
