@@ -32,6 +32,7 @@ off. ``mhst-tracker worker`` runs it; :mod:`streams.app` holds the same app for 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from datetime import datetime
@@ -45,6 +46,7 @@ from faust.types import TP, EventT
 
 from mhst_tracker.adapters.metrics import ClinicalMetrics
 from mhst_tracker.config import Settings
+from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.timesource import TimeSource
@@ -68,6 +70,8 @@ TICK_INTERVAL: Final = 0.1
 """Seconds of wall time between two looks at the deadline index."""
 MAX_FIRED_PER_PARTITION: Final = 20_000
 """Due referrals one timer run decides per partition at most; the rest go on the next run."""
+RESTATE_CHUNK: Final = 5000
+"""Table records the metrics restatement reads between two turns of the event loop."""
 PREPARE_PER_RUN: Final = 2000
 """Referrals one timer run decides in advance at most (about 50 ms of work)."""
 FLUSH_PER_TICK: Final = 2000
@@ -120,6 +124,9 @@ class ReferralTracker:
         self.names = TopicNames.of(settings)
         self.timer = DeadlineTimer(profile)
         self.flush_sent: set[int] = set()
+        self.restating_lock = asyncio.Lock()
+        self.changed_meanwhile: dict[tuple[int, str], ReferralState] | None = None
+        self.revoked_meanwhile: set[int] = set()
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = app.topic(
             self.names.events, self.names.ticks, partitions=settings.partitions, **raw
@@ -165,7 +172,7 @@ class ReferralTracker:
 
     async def _store(self, key: bytes, outcome: Outcome, partition: int) -> None:
         if outcome.state is not None:
-            self.metrics.observe_state(partition, outcome.state)
+            self._observe_state(partition, outcome.state)
         record = outcome.record
         if record is None:
             return
@@ -213,10 +220,11 @@ class ReferralTracker:
     async def fire_deadlines(self) -> None:
         """Raise the alerts of every owned referral whose deadline has come; prepare the next.
 
-        Per partition: the due referrals' alerts are published (``detected_at`` is the moment
-        they are sent), then a tick asks the agent to write their new records; the event
-        loop gets a turn between partitions, so the first alerts leave at once. Metrics
-        follow when every partition's alerts are out.
+        Per partition, the due referrals' alerts are published (``detected_at`` is the moment
+        they are sent), with a turn of the event loop in between so the first alerts leave
+        at once. When every partition's alerts are out, a tick to each partition with
+        pending records asks the agent to write them (before, the agent's writes would
+        delay the alerts still to send), and the metrics follow.
         """
         owned = sorted(self.owned_partitions() & self.timer.partitions())
         read = self.table.get
@@ -229,6 +237,7 @@ class ReferralTracker:
                 await self._publish(decisions)
                 fired.extend(decisions)
                 await asyncio.sleep(0)
+        for partition in owned:
             if self.timer.has_pending(partition) and partition not in self.flush_sent:
                 self.flush_sent.add(partition)
                 await self.ticks.send(key=None, value=b"", partition=partition)
@@ -251,7 +260,7 @@ class ReferralTracker:
     def _observe(self, decisions: list[Decision]) -> None:
         lateness: dict[float, float] = {}
         for decision in decisions:
-            self.metrics.observe_state(decision.partition, decision.state)
+            self._observe_state(decision.partition, decision.state)
             if not decision.alerts:
                 continue
             late = lateness.get(decision.due)
@@ -294,7 +303,7 @@ class ReferralTracker:
         owned = self.owned_partitions()
         for partition in self.timer.partitions() - owned:
             self._forget(partition)
-        self.reload_metrics(owned)
+        await self.reload_metrics(owned)
         gained = owned - self.timer.partitions()
         if not gained:
             return
@@ -311,20 +320,53 @@ class ReferralTracker:
             sum(len(pairs) for pairs in entries.values()),
         )
 
-    def reload_metrics(self, owned: set[int]) -> None:
+    async def reload_metrics(self, owned: set[int]) -> None:
         """Report exactly the ``owned`` partitions: drop lost ones, load gained ones."""
         reported = self.metrics.owned_partitions
         self.metrics.partitions_revoked(reported - owned)
-        self._load_metrics(owned - reported)
+        await self._load_metrics(owned - reported)
 
-    def _load_metrics(self, partitions: set[int]) -> None:
-        """Replace the metrics of ``partitions`` with their referrals' states as of now."""
+    async def _load_metrics(self, partitions: set[int]) -> None:
+        """Replace the metrics of ``partitions`` with their referrals' states as of now.
+
+        The table is read :data:`RESTATE_CHUNK` records at a time with a turn of the event
+        loop in between, so the agent and the timer go on meanwhile; a referral they change
+        in the meantime is reported with its newest state once the partition is replaced.
+        A partition revoked meanwhile is not reported again.
+        """
         if not partitions:
             return
-        now = self.time_source.now()
-        states = partition_states(self.table.items(), partitions, self.profile, now)
-        for partition, partition_states_now in states.items():
-            self.metrics.replace_partition(partition, partition_states_now)
+        async with self.restating_lock:
+            began = time.monotonic()
+            now = self.time_source.now()
+            self.changed_meanwhile = {}
+            self.revoked_meanwhile = set()
+            states: dict[int, list[ReferralState]] = {partition: [] for partition in partitions}
+            records = iter(self.table.items())
+            while chunk := list(itertools.islice(records, RESTATE_CHUNK)):
+                for partition, found in partition_states(
+                    chunk, partitions, self.profile, now
+                ).items():
+                    states[partition].extend(found)
+                await asyncio.sleep(0)
+            changed, self.changed_meanwhile = self.changed_meanwhile, None
+            revoked = self.revoked_meanwhile
+            for partition, partition_states_now in states.items():
+                if partition not in revoked:
+                    self.metrics.replace_partition(partition, partition_states_now)
+            for (partition, _referral), state in changed.items():
+                if partition not in revoked:
+                    self.metrics.observe_state(partition, state)
+            log.info(
+                "metrics loaded for %d partitions in %.1f s",
+                len(partitions),
+                time.monotonic() - began,
+            )
+
+    def _observe_state(self, partition: int, state: ReferralState) -> None:
+        self.metrics.observe_state(partition, state)
+        if self.changed_meanwhile is not None:
+            self.changed_meanwhile[partition, state.referral_id] = state
 
     async def refresh_metrics(self) -> None:
         """Once the local date has changed, restate the owned partitions as of now.
@@ -338,9 +380,9 @@ class ReferralTracker:
         owned = self.metrics.owned_partitions
         if self.timer.due(owned, now.timestamp()):
             return  # the alerts due first; the restatement reads the whole table
-        self._load_metrics(set(owned))
+        await self._load_metrics(set(owned))
         self.metrics_date = today
-        log.info("metrics restated for %s over %d partitions", today, len(owned))
+        log.info("metrics restated for %s", today)
 
     async def forget_revoked(self, revoked: set[TP]) -> None:
         """Stop timing and reporting partitions as soon as they are revoked."""
@@ -352,6 +394,7 @@ class ReferralTracker:
     def _forget(self, partition: int) -> None:
         self.timer.drop(partition)
         self.flush_sent.discard(partition)
+        self.revoked_meanwhile.add(partition)
 
 
 def faust_settings(settings: Settings, store: str) -> dict[str, Any]:

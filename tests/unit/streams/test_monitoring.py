@@ -3,6 +3,7 @@ assignment and revocation, the restatement when the local date changes, and the 
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from datetime import UTC, date, datetime, timedelta
 
@@ -11,6 +12,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+import streams.tracker
 from mhst_tracker.adapters.metrics import ClinicalMetrics
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.clock import ReferralClock
@@ -87,18 +89,20 @@ def assert_metrics_show(
         assert gauge(tracker, "mhst_referrals_waiting", band=band) == count
 
 
-def test_reload_reports_exactly_the_owned_partitions(clocks: dict[str, ReferralClock]) -> None:
+async def test_reload_reports_exactly_the_owned_partitions(
+    clocks: dict[str, ReferralClock],
+) -> None:
     clock = ManualClock(START)
     tracker = tracker_with(clocks, clock)
-    tracker.reload_metrics({0, 1})
+    await tracker.reload_metrics({0, 1})
     assert_metrics_show(tracker, clocks, {0, 1}, START)
-    tracker.reload_metrics({1, 2})
+    await tracker.reload_metrics({1, 2})
     assert_metrics_show(tracker, clocks, {1, 2}, START)
 
 
 async def test_revoked_partitions_disappear_at_once(clocks: dict[str, ReferralClock]) -> None:
     tracker = tracker_with(clocks, ManualClock(START))
-    tracker.reload_metrics({0, 1, 2})
+    await tracker.reload_metrics({0, 1, 2})
     events_topic = tracker.names.events
     await tracker.forget_revoked({faust.types.TP(events_topic, 2), faust.types.TP("other", 0)})
     assert_metrics_show(tracker, clocks, {0, 1}, START)
@@ -109,7 +113,7 @@ async def test_a_new_local_date_restates_the_owned_partitions_once(
 ) -> None:
     clock = ManualClock(START)
     tracker = tracker_with(clocks, clock)
-    tracker.reload_metrics({0, 2})
+    await tracker.reload_metrics({0, 2})
     later_today = START + timedelta(hours=11)
     clock.moment = later_today
     tracker.table.data.clear()  # a restatement now would report no referral at all
@@ -117,12 +121,45 @@ async def test_a_new_local_date_restates_the_owned_partitions_once(
     assert_metrics_show(tracker, clocks, {0, 2}, START)
 
     tracker_next_day = tracker_with(clocks, clock)
-    tracker_next_day.reload_metrics({0, 2})
+    await tracker_next_day.reload_metrics({0, 2})
     next_week = START + timedelta(days=7)
     clock.moment = next_week
     await tracker_next_day.refresh_metrics()
     assert_metrics_show(tracker_next_day, clocks, {0, 2}, next_week)
     assert tracker_next_day.metrics_date == local_date(TRAILBLAZER_4WW, next_week)
+
+
+async def test_changes_and_revocations_during_a_restatement_are_kept(
+    clocks: dict[str, ReferralClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restatement yields to the agent; what the agent reports meanwhile is not lost."""
+    monkeypatch.setattr(streams.tracker, "RESTATE_CHUNK", 1)
+    clock = ManualClock(START)
+    tracker = tracker_with(clocks, clock)
+    # What the table holds is a week old: a restatement alone would report the old states.
+    later = START + timedelta(days=7)
+    changed = {
+        referral_id: referral_clock.state(later, TRAILBLAZER_4WW)
+        for referral_id, referral_clock in clocks.items()
+        if partition_of(referral_id) == 0
+    }
+    loading = asyncio.create_task(tracker.reload_metrics({0, 1, 2}))
+    await asyncio.sleep(0)
+    for state in changed.values():
+        tracker._observe_state(0, state)
+    await tracker.forget_revoked({faust.types.TP(tracker.names.events, 2)})
+    await loading
+    assert tracker.metrics.owned_partitions == {0, 1}
+    states = [
+        changed.get(referral_id) or referral_clock.state(START, TRAILBLAZER_4WW)
+        for referral_id, referral_clock in clocks.items()
+        if partition_of(referral_id) in {0, 1}
+    ]
+    overall = summarise(states, TRAILBLAZER_4WW).overall
+    assert gauge(tracker, "mhst_referrals_tracked") == len(states)
+    assert gauge(tracker, "mhst_referrals_waiting_past_standard") == overall.waiting_past_standard
+    for band, count in overall.waiting_by_band.items():
+        assert gauge(tracker, "mhst_referrals_waiting", band=band) == count
 
 
 def test_the_summaries_differ_a_week_apart(clocks: dict[str, ReferralClock]) -> None:
