@@ -271,7 +271,7 @@ class Sink:
         await consumer.start()
         # A batch is tens of thousands of short-lived objects, freed by reference counting;
         # the cyclic collector's passes they set off walked every object of the process and
-        # took a quarter of the sink's CPU time. So it is paused, what exists now (modules,
+        # took a third of the sink's CPU time. So it is paused, what exists now (modules,
         # settings, the caller's data) is frozen out of it, and it runs every
         # GC_INTERVAL_SECONDS.
         with cyclic_gc_paused():
