@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
@@ -187,8 +188,9 @@ async def time_store_writes(server: PostgresServer, messages: list[tuple[bytes, 
     for start in range(0, len(messages), size):
         batch = Batch()
         for offset, (_, value) in enumerate(messages[start : start + size], start=start):
+            payload = orjson.loads(value)
             batch.events.append(
-                IncomingEvent(parse_event(value), value, now, Origin("bench", 0, offset))
+                IncomingEvent(parse_event(payload), payload, now, Origin("bench", 0, offset))
             )
         await store.write(batch)
     elapsed = time.perf_counter() - started
@@ -205,10 +207,11 @@ async def time_copy(server: PostgresServer, messages: list[tuple[bytes, bytes]])
         events = []
         seen: set[str] = set()
         for offset, (_, value) in enumerate(messages):
-            event = parse_event(value)
+            payload = orjson.loads(value)
+            event = parse_event(payload)
             if event.event_id not in seen:
                 seen.add(event.event_id)
-                events.append(IncomingEvent(event, value, now, Origin("bench", 0, offset)))
+                events.append(IncomingEvent(event, payload, now, Origin("bench", 0, offset)))
         records = [
             (number, *record) for number, record in enumerate(event_records(events, now), start=1)
         ]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from mhst_tracker.adapters.store.database import StoreNotMigrated
@@ -132,7 +133,7 @@ async def _writer(target: str, settings: Settings) -> AsyncIterator[Write]:
             await producer.send(
                 topic,
                 key=item.event.referral_id.encode(),
-                value=item.payload,
+                value=orjson.dumps(dict(item.payload)),
             )
             for item in batch.events
         ]

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-import orjson
 from sqlalchemy import Select, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -432,7 +431,7 @@ def _event_values(item: IncomingEvent, recorded_at: datetime) -> dict[str, Any]:
         "occurred_at": event.occurred_at,
         "team_id": event.team_id,
         "school_id": event.school_id,
-        "payload": orjson.loads(item.payload),
+        "payload": dict(item.payload),
         "received_at": item.received_at,
         "recorded_at": recorded_at,
         "source": item.origin.source,

@@ -168,7 +168,9 @@ def decode(
                 batch.rejections.append(Rejection(error.reason, message.value or b"", origin, now))
                 continue
             assert message.value is not None
-            batch.events.append(IncomingEvent(event, message.value, received_at, origin))
+            batch.events.append(
+                IncomingEvent(event, orjson.loads(message.value), received_at, origin)
+            )
         elif message.topic == topics.alerts:
             try:
                 alert = alert_from_dict(orjson.loads(message.value or b"null") or {})
