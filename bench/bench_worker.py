@@ -481,6 +481,7 @@ async def timers(bench: Bench, count: int) -> dict[str, Any]:
 
     await watch.until(all_due, margin + 1800, timed)
     await watch.stop()
+    restated = await wait_log(timed, "metrics restated", 600)
     rss_after = rss_mib(timed.pid or 0)
     return {
         "open_referrals": count,
@@ -498,6 +499,7 @@ async def timers(bench: Bench, count: int) -> dict[str, Any]:
             "alert_received": summary(received, 3),
             "alerts_per_s": round(len(produced) / max(produced)) if max(produced) > 0 else None,
         },
+        "metrics_restated_after_midnight_s": round(restated - midnight_wall, 1),
         "worker_rss_mib_after_midnight": round(rss_after, 1),
     }
 

@@ -20,17 +20,51 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
+
+from mhst_tracker.domain.alerts import Alert
 
 POSITIVE: Final = 0x7FFFFFFF
 BULK: Final = 64
 """Messages from which :meth:`AlertPublisher.publish` builds record batches itself."""
 
+Message = tuple[int, bytes, bytes]
+"""``(key_hash(key), key, value)``: a message ready for :meth:`AlertPublisher.publish`."""
+
+
+def key_hash(key: bytes) -> int:
+    """The default partitioner's hash of a key (murmur2, made positive)."""
+    return int(murmur2(key) & POSITIVE)
+
+
+def unstamped(alert: Alert) -> bytes:
+    """The alert's message body without ``detected_at`` and the closing brace.
+
+    A timer decides its alerts ahead of the moment it sends them; :func:`stamped` completes
+    the body with the moment of sending at the cost of a bytes concatenation.
+    """
+    body = alert.to_dict()
+    del body["detected_at"]
+    return orjson.dumps(body)[:-1]
+
+
+def stamped(body: bytes, detected_at: bytes) -> bytes:
+    """An :func:`unstamped` body completed with ``detected_at`` (ISO 8601, UTF-8)."""
+    return body + b',"detected_at":"' + detected_at + b'"}'
+
+
+def alert_message(alert: Alert) -> Message:
+    """The message of an alert as decided (its own ``detected_at``)."""
+    key = alert.referral_id.encode()
+    body = stamped(unstamped(alert), alert.detected_at.isoformat().encode())
+    return key_hash(key), key, body
+
 
 class AlertPublisher:
-    """Publishes ``(key, value)`` messages on one topic in per-partition record batches."""
+    """Publishes keyed messages on one topic, in per-partition record batches for a burst."""
 
     def __init__(self, app: Any, topic: str) -> None:
         self.app = app
@@ -40,20 +74,21 @@ class AlertPublisher:
         # Faust's aiokafka transport keeps its started client here; no public accessor.
         return cast(AIOKafkaProducer, self.app.producer._ensure_producer())
 
-    async def publish(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    async def publish(self, messages: Sequence[Message]) -> None:
         """Hand ``messages`` to the Kafka client, keyed, in order per partition."""
         if not messages:
             return
         producer = self._producer()
-        if len(messages) < BULK:
-            for key, value in messages:
-                await producer.send(self.topic, value, key=key)
-            return
         partitions = sorted(await producer.partitions_for(self.topic))
         count = len(partitions)
+        if len(messages) < BULK:
+            for hashed, key, value in messages:
+                partition = partitions[hashed % count]
+                await producer.send(self.topic, value, key=key, partition=partition)
+            return
         batches: dict[int, BatchBuilder] = {}
-        for key, value in messages:
-            partition = partitions[(murmur2(key) & POSITIVE) % count]
+        for hashed, key, value in messages:
+            partition = partitions[hashed % count]
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = producer.create_batch()

@@ -28,12 +28,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from mhst_tracker.domain.alerts import Alert
 from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.profile import Profile
 from streams.deadlines import DeadlineIndex
+from streams.publishing import key_hash, unstamped
 from streams.tracking import ReferralRecord, apply_tick
 
 PREPARE_AHEAD: Final = timedelta(minutes=10)
@@ -59,7 +60,8 @@ class Decision:
     deadline: float | None
     state: ReferralState
     alerts: tuple[Alert, ...]
-    bodies: tuple[dict[str, Any], ...]
+    bodies: tuple[bytes, ...]
+    key_hash: int
 
 
 def decide(key: bytes, raw: bytes, partition: int, profile: Profile, at: datetime) -> Decision:
@@ -78,7 +80,8 @@ def decide(key: bytes, raw: bytes, partition: int, profile: Profile, at: datetim
         deadline=deadline,
         state=state,
         alerts=tuple(outcome.alerts),
-        bodies=tuple(alert.to_dict() for alert in outcome.alerts),
+        bodies=tuple(unstamped(alert) for alert in outcome.alerts),
+        key_hash=key_hash(key),
     )
 
 

@@ -39,7 +39,6 @@ from datetime import datetime
 from typing import Any, Final, cast
 
 import faust
-import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.consumer import Consumer
 from faust.types import TP, EventT
@@ -59,7 +58,7 @@ from streams.monitoring import (
     serve_metrics,
     wall_seconds_since,
 )
-from streams.publishing import AlertPublisher
+from streams.publishing import AlertPublisher, alert_message, stamped
 from streams.timers import DeadlineTimer, Decision
 from streams.topics import TopicNames
 from streams.tracking import Outcome, ReferralRecord, accept, apply_event, deadline_of
@@ -72,7 +71,7 @@ MAX_FIRED_PER_PARTITION: Final = 20_000
 """Due referrals one timer run decides per partition at most; the rest go on the next run."""
 RESTATE_CHUNK: Final = 5000
 """Table records the metrics restatement reads between two turns of the event loop."""
-PREPARE_PER_RUN: Final = 2000
+PREPARE_PER_RUN: Final = 1000
 """Referrals one timer run decides in advance at most (about 50 ms of work)."""
 FLUSH_PER_TICK: Final = 2000
 """Pending records the agent writes for one tick at most; the timer sends another tick for
@@ -177,9 +176,7 @@ class ReferralTracker:
         if record is None:
             return
         if outcome.alerts:
-            await self.alerts.publish(
-                [(key, orjson.dumps(alert.to_dict())) for alert in outcome.alerts]
-            )
+            await self.alerts.publish([alert_message(alert) for alert in outcome.alerts])
             for alert in outcome.alerts:
                 self.metrics.observe_alert(alert)
         self.table[key] = record.to_bytes()
@@ -248,10 +245,10 @@ class ReferralTracker:
             budget -= self.timer.prepare(partition, now, read, budget)
 
     async def _publish(self, decisions: list[Decision]) -> None:
-        sent_at = self.time_source.now().isoformat()
+        sent_at = self.time_source.now().isoformat().encode()
         await self.alerts.publish(
             [
-                (decision.key, orjson.dumps({**body, "detected_at": sent_at}))
+                (decision.key_hash, decision.key, stamped(body, sent_at))
                 for decision in decisions
                 for body in decision.bodies
             ]
