@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
@@ -109,8 +108,10 @@ async def fresh_store(server: PostgresServer) -> tuple[Store, str]:
 
 async def time_sink(
     settings: Settings, server: PostgresServer, messages: int
-) -> tuple[float, float]:
-    """Wall and CPU seconds of a fresh sink until every message is stored."""
+) -> tuple[float, float, int]:
+    """Wall and CPU seconds of a fresh sink until every message is stored (rows are counted
+    once their window's referrals are refreshed and its offsets committed), and how many
+    referral rows it refreshed."""
     store, _ = await fresh_store(server)
     metrics = SinkMetrics(CollectorRegistry())
     stop = asyncio.Event()
@@ -133,7 +134,8 @@ async def time_sink(
     stop.set()
     await task
     await store.close()
-    return elapsed, cpu
+    refreshed = metrics.registry.get_sample_value("mhst_store_sink_referrals_refreshed_total")
+    return elapsed, cpu, int(refreshed or 0)
 
 
 class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -188,9 +190,8 @@ async def time_store_writes(server: PostgresServer, messages: list[tuple[bytes, 
     for start in range(0, len(messages), size):
         batch = Batch()
         for offset, (_, value) in enumerate(messages[start : start + size], start=start):
-            payload = orjson.loads(value)
             batch.events.append(
-                IncomingEvent(parse_event(payload), payload, now, Origin("bench", 0, offset))
+                IncomingEvent(parse_event(value), value, now, Origin("bench", 0, offset))
             )
         await store.write(batch)
     elapsed = time.perf_counter() - started
@@ -207,11 +208,10 @@ async def time_copy(server: PostgresServer, messages: list[tuple[bytes, bytes]])
         events = []
         seen: set[str] = set()
         for offset, (_, value) in enumerate(messages):
-            payload = orjson.loads(value)
-            event = parse_event(payload)
+            event = parse_event(value)
             if event.event_id not in seen:
                 seen.add(event.event_id)
-                events.append(IncomingEvent(event, payload, now, Origin("bench", 0, offset)))
+                events.append(IncomingEvent(event, value, now, Origin("bench", 0, offset)))
         records = [
             (number, *record) for number, record in enumerate(event_records(events, now), start=1)
         ]
@@ -227,6 +227,7 @@ async def time_copy(server: PostgresServer, messages: list[tuple[bytes, bytes]])
 async def run(events: int, seed: int) -> dict[str, Any]:
     messages = valid_messages(events, seed)
     unique = len({parse_event(value).event_id for _, value in messages})
+    referrals = len({key for key, _ in messages})
     broker, server = KafkaBroker(), PostgresServer()
     try:
         broker.start()
@@ -240,7 +241,7 @@ async def run(events: int, seed: int) -> dict[str, Any]:
         copy_seconds = await time_copy(server, messages)
         write_seconds = await time_store_writes(server, messages)
         consume_seconds = await time_consume(settings, len(messages))
-        sink_seconds, sink_cpu = await time_sink(settings, server, len(messages))
+        sink_seconds, sink_cpu, refreshed = await time_sink(settings, server, len(messages))
     finally:
         server.stop()
         broker.stop()
@@ -254,6 +255,10 @@ async def run(events: int, seed: int) -> dict[str, Any]:
         "distinct_events": unique,
         "seed": seed,
         "batch_size": SinkOptions.batch_size,
+        "refresh_batches": SinkOptions.refresh_batches,
+        "refresh_seconds": SinkOptions.refresh_seconds,
+        "distinct_referrals": referrals,
+        "sink_referrals_refreshed": refreshed,
         "sink_events_per_s": round(sink_rate),
         "store_write_events_per_s": round(len(messages) / write_seconds),
         "copy_baseline_events_per_s": round(copy_rate),

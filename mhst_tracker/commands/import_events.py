@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from mhst_tracker.adapters.store.database import StoreNotMigrated
@@ -133,7 +132,7 @@ async def _writer(target: str, settings: Settings) -> AsyncIterator[Write]:
             await producer.send(
                 topic,
                 key=item.event.referral_id.encode(),
-                value=orjson.dumps(dict(item.payload)),
+                value=item.payload,
             )
             for item in batch.events
         ]

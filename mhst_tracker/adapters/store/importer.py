@@ -102,7 +102,7 @@ def read_jsonl(file: IO[bytes], source: str, now: datetime) -> Iterator[ImportIt
         except InvalidEvent as error:
             yield Rejection(error.reason, raw, origin, now)
             continue
-        yield IncomingEvent(event, payload, now, origin)
+        yield IncomingEvent(event, raw, now, origin)
 
 
 def read_csv(file: IO[bytes], source: str, profile: Profile, now: datetime) -> Iterator[ImportItem]:
@@ -121,7 +121,7 @@ def read_csv(file: IO[bytes], source: str, profile: Profile, now: datetime) -> I
             yield Rejection(error.reason, raw.encode(), origin, now)
             continue
         for event in events:
-            yield IncomingEvent(event, event_to_dict(event), now, origin)
+            yield IncomingEvent(event, orjson.dumps(event_to_dict(event)), now, origin)
 
 
 def _row_events(row: dict[str, Any], profile: Profile) -> list[Event]:

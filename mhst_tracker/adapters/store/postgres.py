@@ -264,7 +264,7 @@ def event_records(events: Sequence[IncomingEvent], recorded_at: datetime) -> lis
                 event.occurred_at,
                 event.team_id,
                 event.school_id,
-                orjson.dumps(item.payload).decode(),
+                item.payload.decode(),
                 item.received_at,
                 recorded_at,
                 origin.source,

@@ -37,10 +37,11 @@ class Origin:
 
 @dataclass(frozen=True, slots=True)
 class IncomingEvent:
-    """A valid event, its decoded payload, when the tracker received it and from where."""
+    """A valid event, its JSON as received (the UTF-8 bytes of one object, stored as the
+    event's payload), when the tracker received it and from where."""
 
     event: Event
-    payload: Mapping[str, Any]
+    payload: bytes
     received_at: datetime
     origin: Origin
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Select, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -39,7 +40,7 @@ from mhst_tracker.adapters.store.records import (
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.alerts import next_deadline
 from mhst_tracker.domain.clock import ReferralClock, ReferralState
-from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.events import Event, parse_event
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.timesource import TimeSource
 
@@ -65,6 +66,18 @@ class WriteResult:
     alerts_duplicate: int
     rejections_new: int
     referrals_refreshed: int
+    unfolded: Unfolded | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unfolded:
+    """What a write with the projection left for later must fold: the events it inserted,
+    and the ids of its events that were already stored (their stored copies are folded, as
+    whoever stored them may not have refreshed the projection yet). See
+    :meth:`Store.refresh`."""
+
+    inserted: list[Event]
+    already_stored: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,22 +141,60 @@ class Store:
         """Release the engine's connections."""
         await self.engine.dispose()
 
-    async def write(self, batch: Batch) -> WriteResult:
+    async def write(self, batch: Batch, refresh: bool = True) -> WriteResult:
         """Store a batch in one transaction; inputs already stored are left as they are.
 
-        The referrals that received new events are refreshed from their clocks as of the
-        time source's now.
+        With ``refresh`` the referrals that received new events are refreshed in the same
+        transaction, from their clocks as of the time source's now. Without it the
+        projection is left for a later :meth:`refresh` of the result's ``unfolded`` (the
+        sink's coalesced refresh).
         """
         recorded_at = datetime.now(UTC)
         events = _first_per_key(batch.events, lambda item: item.event.event_id)
         alerts = _first_per_key(batch.alerts, lambda item: item.alert.alert_id)
         rejections = _first_per_key(batch.rejections, lambda item: item.key)
         try:
-            return await self._write(batch, events, alerts, rejections, recorded_at)
+            return await self._write(batch, events, alerts, rejections, recorded_at, refresh)
         except postgres.RacedInsert:
             # A concurrent writer stored some of these events meanwhile; write the batch
             # again, this time with ON CONFLICT DO NOTHING.
-            return await self._write(batch, events, alerts, rejections, recorded_at, True)
+            return await self._write(
+                batch, events, alerts, rejections, recorded_at, refresh, staged=True
+            )
+
+    async def refresh(self, writes: Sequence[Unfolded]) -> int:
+        """Fold what earlier writes left unfolded into the projection, in one transaction;
+        how many referrals were refreshed.
+
+        The inserted events are folded as they are; for the ids that were already stored,
+        the stored copies are read and folded. A clock skips an event it already holds, so
+        folding an event twice changes nothing, and events whose refresh was lost (stored,
+        then a crash before the refresh) are folded when they are read again and found
+        stored.
+        """
+        inserted: dict[str, Event] = {}
+        stored: set[str] = set()
+        for write in writes:
+            for event in write.inserted:
+                inserted.setdefault(event.event_id, event)
+            stored.update(write.already_stored)
+        stored.difference_update(inserted)
+        now = datetime.now(UTC)
+        async with self.engine.begin() as connection:
+            events = list(inserted.values())
+            events += await self._stored_events(connection, sorted(stored))
+            return await self._refresh(connection, events, now)
+
+    async def _stored_events(
+        self, connection: AsyncConnection, event_ids: Sequence[str]
+    ) -> list[Event]:
+        events: list[Event] = []
+        for chunk in _chunks(event_ids, _CHUNK):
+            result = await connection.execute(
+                select(EventRow.payload).where(EventRow.event_id.in_(chunk))
+            )
+            events.extend(parse_event(payload) for payload in result.scalars())
+        return events
 
     async def _write(
         self,
@@ -152,6 +203,7 @@ class Store:
         alerts: list[IncomingAlert],
         rejections: list[Rejection],
         recorded_at: datetime,
+        refresh: bool,
         staged: bool = False,
     ) -> WriteResult:
         async with self.engine.begin() as connection:
@@ -184,8 +236,17 @@ class Store:
                     "reject_key",
                     [_rejection_values(item, recorded_at) for item in rejections],
                 )
-            new_events = [item for item in events if item.event.event_id in new_event_ids]
-            refreshed = await self._refresh(connection, new_events, recorded_at)
+            new_events = [item.event for item in events if item.event.event_id in new_event_ids]
+            refreshed, unfolded = 0, None
+            if refresh:
+                refreshed = await self._refresh(connection, new_events, recorded_at)
+            else:
+                already_stored = [
+                    item.event.event_id
+                    for item in events
+                    if item.event.event_id not in new_event_ids
+                ]
+                unfolded = Unfolded(new_events, already_stored)
         return WriteResult(
             events_new=len(new_event_ids),
             events_duplicate=len(batch.events) - len(new_event_ids),
@@ -193,6 +254,7 @@ class Store:
             alerts_duplicate=len(batch.alerts) - len(new_alert_ids),
             rejections_new=len(new_rejections),
             referrals_refreshed=refreshed,
+            unfolded=unfolded,
         )
 
     async def _insert_new(
@@ -215,12 +277,12 @@ class Store:
         return inserted
 
     async def _refresh(
-        self, connection: AsyncConnection, events: Sequence[IncomingEvent], now: datetime
+        self, connection: AsyncConnection, events: Sequence[Event], now: datetime
     ) -> int:
         """Fold new events into their referrals' clocks and store the engine's states."""
-        by_referral: dict[str, list[IncomingEvent]] = {}
-        for item in events:
-            by_referral.setdefault(item.event.referral_id, []).append(item)
+        by_referral: dict[str, list[Event]] = {}
+        for event in events:
+            by_referral.setdefault(event.referral_id, []).append(event)
         if not by_referral:
             return 0
         if self._dialect == "postgresql":
@@ -230,15 +292,15 @@ class Store:
             clock = clocks.get(referral_id)
             if clock is None:
                 clock = clocks[referral_id] = ReferralClock(referral_id)
-            for item in items:
-                clock.apply(item.event)
+            for event in items:
+                clock.apply(event)
         await self._upsert_projection(connection, clocks.values(), now)
         return len(clocks)
 
     async def _refresh_postgres(
         self,
         connection: AsyncConnection,
-        by_referral: dict[str, list[IncomingEvent]],
+        by_referral: dict[str, list[Event]],
         now: datetime,
     ) -> int:
         """The same fold with the rows locked in key order, not the table (see ``postgres``)."""
@@ -252,8 +314,8 @@ class Store:
             clock = clocks.get(referral_id)
             if clock is None:
                 clock = clocks[referral_id] = ReferralClock(referral_id)
-            for item in items:
-                clock.apply(item.event)
+            for event in items:
+                clock.apply(event)
         as_of = self.time_source.now()
         rows = [self._projection_values(clock, as_of, now) for clock in clocks.values()]
         await postgres.write_projection(connection, rows, self.profile.name, as_of, now)
@@ -431,7 +493,7 @@ def _event_values(item: IncomingEvent, recorded_at: datetime) -> dict[str, Any]:
         "occurred_at": event.occurred_at,
         "team_id": event.team_id,
         "school_id": event.school_id,
-        "payload": dict(item.payload),
+        "payload": orjson.loads(item.payload),
         "received_at": item.received_at,
         "recorded_at": recorded_at,
         "source": item.origin.source,

@@ -22,10 +22,10 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -50,6 +50,7 @@ from streams.dead_letters import DeadLetter
 from streams.tracking import accept
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 GROUP_ID = "mhst-store-sink"
 FETCH_MAX_WAIT_MS = 50
@@ -99,6 +100,11 @@ class SinkMetrics:
             "Time to write one batch to the database, retries included",
             registry=registry,
         )
+        self.referrals_refreshed = Counter(
+            "mhst_store_sink_referrals_refreshed",
+            "Referral projection rows the sink refreshed (once per referral per window)",
+            registry=registry,
+        )
         self.last_commit = Gauge(
             "mhst_store_sink_last_commit_timestamp_seconds",
             "When the sink last committed Kafka offsets (POSIX seconds)",
@@ -120,6 +126,8 @@ class SinkOptions:
 
     batch_size: int = 10000
     writes_in_flight: int = 2
+    refresh_batches: int = 5
+    refresh_seconds: float = 1.0
     poll_seconds: float = 0.5
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
@@ -168,9 +176,7 @@ def decode(
                 batch.rejections.append(Rejection(error.reason, message.value or b"", origin, now))
                 continue
             assert message.value is not None
-            batch.events.append(
-                IncomingEvent(event, orjson.loads(message.value), received_at, origin)
-            )
+            batch.events.append(IncomingEvent(event, message.value, received_at, origin))
         elif message.topic == topics.alerts:
             try:
                 alert = alert_from_dict(orjson.loads(message.value or b"null") or {})
@@ -227,10 +233,49 @@ class _Gathered:
 class _Pending:
     """A batch being written, and the offsets to commit once it is."""
 
-    task: asyncio.Task[tuple[WriteResult, float] | None]
+    task: asyncio.Task[WriteResult | None]
     offsets: dict[Any, int]
     event_ids: frozenset[str]
     dropped: int
+    started: float
+
+
+class _Window:
+    """Batches written (events, alerts, rejections committed) whose referrals are refreshed
+    together, and the offsets committed once they are."""
+
+    def __init__(self) -> None:
+        self.results: list[WriteResult] = []
+        self.offsets: dict[Any, int] = {}
+        self.dropped = 0
+        self.opened = 0.0
+
+    def add(self, pending: _Pending, result: WriteResult) -> None:
+        """Add a written batch (batches are added in the order they were read)."""
+        if not self.results:
+            self.opened = time.monotonic()
+        self.results.append(result)
+        self.offsets.update(pending.offsets)
+        self.dropped += pending.dropped
+
+    def due(self, options: SinkOptions) -> bool:
+        """Whether to refresh now: enough batches, or the first one waited long enough."""
+        return bool(self.results) and (
+            len(self.results) >= options.refresh_batches
+            or time.monotonic() - self.opened >= options.refresh_seconds
+        )
+
+    def wait_seconds(self, options: SinkOptions) -> float:
+        """How long until :meth:`due` turns true by age."""
+        return max(0.0, self.opened + options.refresh_seconds - time.monotonic())
+
+
+@dataclass(frozen=True)
+class _Refreshing:
+    """A window's refresh being written."""
+
+    task: asyncio.Task[int | None]
+    window: _Window
 
 
 class Sink:
@@ -238,9 +283,13 @@ class Sink:
 
     The next batch (up to ``batch_size`` messages) is fetched and decoded while the
     previous ones are being written. Up to ``writes_in_flight`` batches are written at once,
-    each in its own transaction, as concurrent writers of the store (a batch's referral rows
-    wait for an earlier batch's commit; its events COPY and its alerts need not). Offsets are
-    committed batch by batch in order, each after that batch's database commit.
+    each in its own transaction, as concurrent writers of the store; a batch's write stores
+    its events, alerts and rejections only. The referrals of the batches written are then
+    refreshed together, once per window (``refresh_batches`` batches or ``refresh_seconds``
+    after the window's first batch, whichever comes first), in one more transaction, while
+    the next batches are written. Offsets are committed window by window in order, each
+    after its refresh's commit, so a window read again after a crash refreshes again: its
+    events, found stored, have their stored copies folded (see :meth:`Store.refresh`).
     """
 
     def __init__(
@@ -275,7 +324,7 @@ class Sink:
         # the cyclic collector's passes they set off walked every object of the process and
         # took a third of the sink's CPU time. So it is paused, what exists now (modules,
         # settings, the caller's data) is frozen out of it, and it runs every
-        # GC_INTERVAL_SECONDS.
+        # GC_INTERVAL_SECONDS; when the sink stops, both are undone.
         with cyclic_gc_paused():
             gc.collect()
             gc.freeze()
@@ -283,11 +332,13 @@ class Sink:
                 await self._consume(consumer, stop)
             finally:
                 self._consumer = None
-                await consumer.stop()
                 gc.unfreeze()
+                await consumer.stop()
 
     async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         writing: deque[_Pending] = deque()
+        window = _Window()
+        refreshing: _Refreshing | None = None
         gathered = _Gathered()
         size, poll_ms = self.options.batch_size, int(self.options.poll_seconds * 1000)
         collected = time.monotonic()
@@ -299,36 +350,72 @@ class Sink:
                 # The next batch is gathered and decoded, a poll at a time, while earlier
                 # ones are written, so that Python's work overlaps the database's. It is
                 # written at once when nothing else is, or once full beside the one being
-                # written. With nothing being written, wait for messages.
+                # written. With nothing being written, wait for messages (or, with a window
+                # open, until its refresh is due).
                 room = size - gathered.size
                 polled = {}
                 if room > 0:
-                    polled = await consumer.getmany(
-                        timeout_ms=0 if writing or gathered.size else poll_ms, max_records=room
-                    )
+                    timeout = poll_ms
+                    if writing or refreshing or gathered.size:
+                        timeout = 0
+                    elif window.results:
+                        timeout = min(poll_ms, int(window.wait_seconds(self.options) * 1000))
+                    polled = await consumer.getmany(timeout_ms=timeout, max_records=room)
                 if polled:
                     gathered.add(polled, self._decode(polled))
                 while writing and writing[0].task.done():
-                    if not await self._finish(writing.popleft()):
+                    pending = writing.popleft()
+                    result = await pending.task
+                    if result is None:
                         return
+                    self.metrics.batch_seconds.observe(time.perf_counter() - pending.started)
+                    window.add(pending, result)
+                if refreshing is not None and refreshing.task.done():
+                    if not await self._finish(refreshing):
+                        return
+                    refreshing = None
+                if refreshing is None and window.due(self.options):
+                    refreshing = self._refresh(window, stop)
+                    window = _Window()
                 if gathered.size and (
                     not writing
                     or (gathered.size >= size and len(writing) < self.options.writes_in_flight)
                 ):
                     writing.append(self._start(gathered, writing, stop))
                     gathered = _Gathered()
-                elif writing and not polled:
+                elif (writing or refreshing) and not polled:
                     # Nothing more fetched: let the writes run a while before polling again.
-                    await asyncio.wait({writing[0].task}, timeout=GATHER_WAIT_SECONDS)
+                    tasks: set[asyncio.Task[Any]] = {pending.task for pending in writing}
+                    if refreshing is not None:
+                        tasks.add(refreshing.task)
+                    await asyncio.wait(
+                        tasks, timeout=GATHER_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                    )
                 await self._refresh_lag()
+            # Stopping: finish the writes under way and refresh what they wrote.
             while writing:
-                if not await self._finish(writing.popleft()):
+                pending = writing.popleft()
+                result = await pending.task
+                if result is None:
                     return
+                window.add(pending, result)
+            if refreshing is not None:
+                if not await self._finish(refreshing):
+                    return
+                refreshing = None
+            if window.results:
+                refreshing = self._refresh(window, stop)
+                await self._finish(refreshing)
+                refreshing = None
         finally:
-            # An error or a cancellation: the batches still being written stay uncommitted.
-            for pending in writing:
-                pending.task.cancel()
-            await asyncio.gather(*(pending.task for pending in writing), return_exceptions=True)
+            # An error or a cancellation: the batches still being written or refreshed stay
+            # uncommitted.
+            tasks = {pending.task for pending in writing}
+            if refreshing is not None:
+                tasks.add(refreshing.task)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _decode(self, polled: Mapping[Any, list[Message]]) -> Batch:
         messages = [message for records in polled.values() for message in records]
@@ -337,7 +424,7 @@ class Sink:
     def _start(
         self, gathered: _Gathered, writing: Sequence[_Pending], stop: asyncio.Event
     ) -> _Pending:
-        """Start writing a batch; its offsets are committed by :meth:`_finish`.
+        """Start writing a batch, its projection left to its window's refresh.
 
         Events that a batch still being written also holds are left out (they are counted
         as duplicates): that batch commits them, and this one's offsets are committed only
@@ -350,44 +437,50 @@ class Sink:
             events = [item for item in batch.events if item.event.event_id not in busy]
             dropped = len(batch.events) - len(events)
             batch = Batch(events, batch.alerts, batch.rejections)
-        task = asyncio.create_task(self._timed_write(batch, stop))
+        task = asyncio.create_task(
+            self._retried(lambda: self.store.write(batch, refresh=False), len(batch), stop)
+        )
         event_ids = frozenset(item.event.event_id for item in batch.events)
-        return _Pending(task, gathered.offsets, event_ids, dropped)
+        return _Pending(task, gathered.offsets, event_ids, dropped, time.perf_counter())
 
-    async def _finish(self, pending: _Pending) -> bool:
-        """Wait for a batch's write, then commit its offsets; ``False`` if stopped first."""
-        written = await pending.task
-        if written is None:
+    def _refresh(self, window: _Window, stop: asyncio.Event) -> _Refreshing:
+        """Start refreshing the referrals of a window's batches."""
+        writes = [result.unfolded for result in window.results if result.unfolded is not None]
+        size = sum(len(write.inserted) + len(write.already_stored) for write in writes)
+        task = asyncio.create_task(self._retried(lambda: self.store.refresh(writes), size, stop))
+        return _Refreshing(task, window)
+
+    async def _finish(self, refreshing: _Refreshing) -> bool:
+        """Wait for a window's refresh, then count its rows and commit its offsets;
+        ``False`` if stopped first."""
+        refreshed = await refreshing.task
+        if refreshed is None:
             return False
-        result, seconds = written
-        self.metrics.batch_seconds.observe(seconds)
-        self.metrics.count(result)
-        self.metrics.rows.labels("events", "duplicate").inc(pending.dropped)
-        await self._commit(pending.offsets)
+        window = refreshing.window
+        for result in window.results:
+            self.metrics.count(result)
+        self.metrics.rows.labels("events", "duplicate").inc(window.dropped)
+        self.metrics.referrals_refreshed.inc(refreshed)
+        await self._commit(window.offsets)
         return True
 
-    async def _timed_write(
-        self, batch: Batch, stop: asyncio.Event
-    ) -> tuple[WriteResult, float] | None:
-        started = time.perf_counter()
-        result = await self._write(batch, stop)
-        return None if result is None else (result, time.perf_counter() - started)
-
-    async def _write(self, batch: Batch, stop: asyncio.Event) -> WriteResult | None:
-        """Write with backoff until it succeeds; ``None`` if stopped first."""
+    async def _retried(
+        self, write: Callable[[], Awaitable[_T]], size: int, stop: asyncio.Event
+    ) -> _T | None:
+        """Run a database write with backoff until it succeeds; ``None`` if stopped first."""
         delay = self.options.backoff_initial
         while True:
             try:
-                result = await self.store.write(batch)
+                result = await write()
             except Exception as error:
                 if not _retryable(error):
                     raise
                 self.metrics.retrying.set(1)
                 self.metrics.retries.inc()
                 log.warning(
-                    "store unavailable (%s); retrying a batch of %d in %.1f s",
+                    "store unavailable (%s); retrying a write of %d inputs in %.1f s",
                     type(error).__name__,
-                    len(batch),
+                    size,
                     delay,
                 )
                 await self._refresh_lag(force=True)

@@ -97,7 +97,7 @@ def incoming(bodies: Iterable[dict[str, Any]], source: str = "test") -> Batch:
     """A batch of valid events, one origin line each."""
     return Batch(
         events=[
-            IncomingEvent(parse_event(body), body, NOW, Origin(source, line=number))
+            IncomingEvent(parse_event(body), orjson.dumps(body), NOW, Origin(source, line=number))
             for number, body in enumerate(bodies, start=1)
         ]
     )

@@ -210,3 +210,34 @@ async def test_rejections_keep_raw_bytes_once_per_origin(store: Store) -> None:
     assert result.rejections_new == 2
     assert (await store.write(Batch(rejections=[rejection]))).rejections_new == 0
     assert await store.count(RejectedEventRow) == 2
+
+
+async def test_deferred_refreshes_coalesce_and_a_lost_one_is_redone(store: Store) -> None:
+    lines = list(simulate(12, date(2026, 9, 1), referrals=60))
+    as_of = datetime(2026, 11, 15, tzinfo=UTC)
+    expected = [state.to_dict() for state in replay(lines, as_of, TRAILBLAZER_4WW).referrals]
+    bodies = valid_bodies(lines)
+    half = len(bodies) // 2
+    # The first half's events are stored, then the refresh is lost (a crash before it).
+    stored_first = {body["event_id"] for body in bodies[:half]}
+    lost = await store.write(incoming(bodies[:half]), refresh=False)
+    assert (lost.events_new, lost.referrals_refreshed) == (len(stored_first), 0)
+    assert await store.count(ReferralRow) == 0
+    # Everything read again, in batches with one refresh for all: the first half's events
+    # are duplicates now, and their stored copies are folded.
+    writes = [
+        await store.write(incoming(bodies[start : start + 50]), refresh=False)
+        for start in range(0, len(bodies), 50)
+    ]
+    unique = len({body["event_id"] for body in bodies})
+    assert sum(write.events_new for write in writes) == unique - len(stored_first)
+    unfolded = [write.unfolded for write in writes if write.unfolded is not None]
+    assert len(unfolded) == len(writes)
+    refreshed = await store.refresh(unfolded)
+    assert refreshed == len({body["referral_id"] for body in bodies})
+    assert [state.to_dict() for state in await store.states_as_of(as_of)] == expected
+    # Refreshing again (a redelivery of everything) changes nothing.
+    again = await store.write(incoming(bodies), refresh=False)
+    assert again.unfolded is not None
+    assert await store.refresh([again.unfolded]) == refreshed
+    assert [state.to_dict() for state in await store.states_as_of(as_of)] == expected

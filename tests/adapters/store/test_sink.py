@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from deploy.local import PostgresServer
 from mhst_tracker.adapters.store.database import create_engine, upgrade
-from mhst_tracker.adapters.store.models import AlertRow, EventRow, RejectedEventRow
+from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions, Topics
 from mhst_tracker.config import Settings
@@ -29,7 +30,7 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
 from streams.dead_letters import DeadLetter
-from tests.adapters.store.conftest import NOW, valid_bodies
+from tests.adapters.store.conftest import NOW, incoming, valid_bodies
 from tests.adapters.store.test_repository import T1_EVENTS
 
 pytestmark = pytest.mark.kafka
@@ -166,6 +167,38 @@ async def test_duplicates_and_redeliveries_give_one_row_each(
     assert await stored() == expected
     assert sample(again.metrics, "mhst_store_sink_rows_total", table="events", outcome="new") == 0
     assert sample(again.metrics, "mhst_store_sink_rows_total", table="alerts", outcome="new") == 0
+
+
+async def test_a_refresh_lost_in_a_crash_is_redone_from_the_redelivery(
+    store: Store, kafka_bootstrap: str
+) -> None:
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}.")
+    topics = Topics(settings)
+    await create_topics(kafka_bootstrap, topics)
+    await produce(kafka_bootstrap, topics.events, [event_message(body) for body in T1_EVENTS])
+    # A sink stored the events, then stopped before their window's refresh and offsets.
+    await store.write(incoming(T1_EVENTS), refresh=False)
+    assert await store.count(ReferralRow) == 0
+    gc_enabled = gc.isenabled()
+    sink = RunningSink(store, settings, SinkOptions(batch_size=4, lag_interval=0.2))
+    try:
+        await wait_for(lambda: _true(total_lag(sink.metrics, topics) == 0), "lag 0")
+    finally:
+        await sink.close()
+    assert sample(
+        sink.metrics, "mhst_store_sink_rows_total", table="events", outcome="duplicate"
+    ) == len(T1_EVENTS)
+    clocks: dict[str, ReferralClock] = {}
+    for body in T1_EVENTS:
+        parsed = parse_event(body)
+        clocks.setdefault(parsed.referral_id, ReferralClock(parsed.referral_id)).apply(parsed)
+    assert [state.to_dict() for state in await store.states_as_of(NOW)] == [
+        clocks[referral_id].state(NOW, TRAILBLAZER_4WW).to_dict() for referral_id in sorted(clocks)
+    ]
+    assert sample(sink.metrics, "mhst_store_sink_referrals_refreshed_total") >= len(clocks)
+    # The sink paused and froze the cyclic collector while it ran; stopped, it undid both.
+    assert gc.isenabled() == gc_enabled
+    assert gc.get_freeze_count() == 0
 
 
 async def _equals(read: Callable[[], Awaitable[object]], expected: object) -> bool:

@@ -14,7 +14,6 @@ from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import text
 
@@ -58,7 +57,7 @@ async def fill_store(url: str, events: Events) -> int:
         except InvalidEvent as error:
             batch.rejections.append(Rejection(error.reason, line.encode(), origin, AS_OF))
             continue
-        batch.events.append(IncomingEvent(event, orjson.loads(line), AS_OF, origin))
+        batch.events.append(IncomingEvent(event, line.encode(), AS_OF, origin))
         clocks.setdefault(event.referral_id, ReferralClock(event.referral_id)).apply(event)
     for clock in clocks.values():
         for alert in decide_alerts(clock, TRAILBLAZER_4WW, AS_OF):
