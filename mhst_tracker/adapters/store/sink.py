@@ -2,8 +2,10 @@
 
 It reads batches with one Kafka consumer (group ``mhst-store-sink``), writes each batch in
 one database transaction (``INSERT ... ON CONFLICT DO NOTHING`` on ``event_id``,
-``alert_id`` and the rejection key) and commits the batch's Kafka offsets only after the
-database commit. A crash between the two re-reads the batch, which then adds nothing.
+``alert_id`` and the rejection key), refreshes the referral projection once per window of
+batches in one more transaction, and commits the window's Kafka offsets only after that
+commit. A crash in between re-reads the window, which then adds nothing and refreshes its
+referrals again.
 
 Messages are read as the workers read them (:func:`streams.tracking.accept`): an invalid
 event is stored as a rejection keyed by where it was read, so the workers' dead letter for
