@@ -56,4 +56,4 @@ stack: deps venv kafka ## run Kafka, PostgreSQL and Prometheus until Ctrl-C (for
 	@$(BIN)/python -m deploy.local up
 
 bench: venv kafka ## run the benchmarks; figures go to bench/results/
-	@for b in bench/bench_*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "==> bench.$$m"; $(BIN)/python -m bench.$$m || exit 1; done

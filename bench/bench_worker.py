@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.bench_worker --events 200000 --open 1000000
+    .venv/bin/python -m bench.bench_worker --events 100000 --open 1000000
 
 It starts its own Kafka broker (12 partitions) and measures, in the same run, with worker
 processes (``mhst-tracker worker``, RocksDB store) on a simulated clock running at wall
@@ -18,17 +18,21 @@ speed (``simulated:START@1``), so no deadline passes unless the benchmark moves 
   reveals an assessment breach at once, sent at a steady pace while the worker runs;
   latency = the alert message's timestamp minus the event's produce time;
 * **open referrals**: ``--open`` waiting referrals (receipt and same-day assessment at
-  10:00 on one of the 27 days before the clock's day D), loaded at 12:00 on D, with the
-  load rate and the worker's RSS;
-* **restore**: the worker is killed and a new one with an empty data directory is timed
-  from start to "Worker ready" and to its deadline index being rebuilt (state from the
-  changelog);
-* **timer lateness**: that worker is stopped and a third one started on its data directory
-  with a clock set far enough before the next local midnight M for its start (measured on
-  the second worker, doubled) to finish first. At M about 3/27 of the open referrals reach a
-  deadline at once (allocation at risk, allocation breach, intervention at risk); the count
-  expected comes from the engine. Lateness = ``detected_at`` - M, in wall seconds (the
-  clock runs at wall speed), for every alert of that midnight.
+  10:00 on one of the 27 days before the clock's day D), as the engine records them at 12:00
+  on D, written straight to the table's changelog (one record per referral, as a compacted
+  changelog holds them; loading them as events through a worker would take the worker's
+  event rate);
+* **restore**: a worker with an empty data directory is timed from start to "Worker ready"
+  and to its deadline index being rebuilt (state from the changelog), and its RSS read;
+* **timer lateness**: that worker is stopped and another started on its data directory,
+  with a clock anchored so that the next local midnight M comes twice the restore time plus
+  10 s later. At M about 3/27 of the open referrals reach a deadline at once (allocation at
+  risk, allocation breach, intervention at risk); the count expected comes from the engine.
+  Lateness = the alert message's Kafka timestamp (set when the worker's client appends it)
+  minus M, and the moment the benchmark reads it minus M, in wall seconds, for every alert
+  of that midnight; then the time until the worker has restated its metrics for the new day.
+
+The no-op agent is also run with ``stream.take(1000, within=1)`` batches.
 
 ``--profile PATH`` runs only the throughput part, with the worker under cProfile (stats in
 PATH, top functions printed). Figures go to ``bench/results/worker.json``.
@@ -528,8 +532,8 @@ async def run(events: int, count: int, seed: int, bootstrap: str, profile: Path 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--open", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--open", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=Path, help="cProfile the worker; throughput only")
     args = parser.parse_args()
