@@ -325,10 +325,10 @@ class Sink:
         # A batch is tens of thousands of short-lived objects, freed by reference counting;
         # the cyclic collector's passes they set off walked every object of the process and
         # took a third of the sink's CPU time. So it is paused, what exists now (modules,
-        # settings, the caller's data) is frozen out of it, and it runs every
-        # GC_INTERVAL_SECONDS; when the sink stops, both are undone.
+        # settings, the caller's data, without a full pass first: it walked the caller's
+        # data too) is frozen out of it, and it runs every GC_INTERVAL_SECONDS; when the
+        # sink stops, both are undone.
         with cyclic_gc_paused():
-            gc.collect()
             gc.freeze()
             try:
                 await self._consume(consumer, stop)
