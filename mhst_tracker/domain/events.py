@@ -15,6 +15,9 @@ Decisions where the contract is silent:
 * ``reason`` is validated whenever present, on any event type; it only means something on
   ``referral_closed``.
 * ``schema_version`` other than 1 is rejected: a later contract needs a later parser.
+* No string anywhere in the event, known field or not, may contain the NUL character
+  (``\\u0000``): PostgreSQL can store it neither in text nor in ``jsonb``, so the store could
+  not keep such an event, and every consumer rejects it alike.
 """
 
 import re
@@ -108,6 +111,9 @@ _new_event: Callable[
 _REFERRAL_RECEIVED: Final = EventType.REFERRAL_RECEIVED
 _QUOTE_LIMIT: Final = 40
 _DOCUMENT_TYPES: Final = (bytes, str, bytearray, memoryview)
+NUL_CHARACTER: Final = "text contains the NUL character (\\u0000)"
+_NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+"""A JSON ``\\u0000`` escape: the six characters after an even run of backslashes."""
 
 
 class _Wire(msgspec.Struct, gc=False):
@@ -147,9 +153,12 @@ def parse_event(raw: bytes | bytearray | memoryview | str | Mapping[str, Any]) -
     events.
     """
     if not isinstance(raw, _DOCUMENT_TYPES):
+        if _holds_nul(raw):
+            raise InvalidEvent(NUL_CHARACTER)
         return _checked_event(raw)
     fast = parse_fast(raw)
     if fast is None:
+        _refuse_nul_escape(raw)
         return _checked_event(_decode_document(raw))
     wire, occurred_at = fast
     return _new_event(
@@ -175,6 +184,8 @@ def parse_fast(raw: bytes | bytearray | memoryview | str) -> "tuple[_Wire, datet
     checks field by field and words any rejection. Skipping the :class:`Event` saves
     about a sixth of a replay's ingest time.
     """
+    if _may_escape_nul(raw):
+        return None
     try:
         wire = _decode_wire(raw)
     except _WIRE_ERRORS:
@@ -191,6 +202,36 @@ def parse_fast(raw: bytes | bytearray | memoryview | str) -> "tuple[_Wire, datet
     ):
         return None
     return wire, occurred_at
+
+
+def _may_escape_nul(raw: bytes | bytearray | memoryview | str) -> bool:
+    """Whether the document has the text ``\\u0000`` (a NUL escape, or an escaped backslash
+    before ``u0000``): a substring search, cheap enough for every message."""
+    if isinstance(raw, str):
+        return "\\u0000" in raw
+    if isinstance(raw, memoryview):
+        raw = raw.tobytes()
+    return b"\\u0000" in raw
+
+
+def _refuse_nul_escape(raw: bytes | bytearray | memoryview | str) -> None:
+    """Raise :data:`NUL_CHARACTER` if the JSON document escapes a NUL in a string."""
+    if not _may_escape_nul(raw):
+        return
+    document = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if _NUL_ESCAPE.search(document):
+        raise InvalidEvent(NUL_CHARACTER)
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a decoded JSON value has a NUL character in any string, key or value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _decode_document(raw: bytes | bytearray | memoryview | str) -> Mapping[str, Any]:

@@ -329,3 +329,36 @@ def test_documents_and_mappings_are_judged_the_same(document: dict[str, Any]) ->
 
 def test_text_that_cannot_be_utf_8_is_invalid_json() -> None:
     assert reason_for('{"event_id": "\ud800"}').startswith("invalid JSON: ")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"school_id": "12\u00003"},
+        {"referral_id": "R\u00001"},
+        {"notes": {"nested": ["x", "\u0000"]}},
+        {"\u0000": 1},
+    ],
+)
+def test_a_nul_character_anywhere_is_rejected_in_every_form(fields: dict[str, Any]) -> None:
+    event = {**VALID, **fields}
+    for raw in (
+        orjson.dumps(event),
+        orjson.dumps(event).decode(),
+        memoryview(orjson.dumps(event)),
+        event,
+    ):
+        with pytest.raises(InvalidEvent, match=r"NUL character \(\\u0000\)"):
+            parse_event(raw)
+
+
+@given(st.integers(0, 4))
+def test_an_escaped_backslash_before_u0000_is_not_a_nul(backslashes: int) -> None:
+    """``\\\\u0000`` in JSON is a backslash and the text u0000; ``\\u0000`` is a NUL."""
+    text = "\\" * backslashes + "u0000"
+    raw = orjson.dumps(VALID)[:-1] + b',"notes":"' + text.encode() + b'"}'
+    if backslashes % 2:
+        with pytest.raises(InvalidEvent, match="NUL character"):
+            parse_event(raw)
+    else:
+        assert parse_event(raw) == parse_event(VALID)
