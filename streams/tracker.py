@@ -69,6 +69,13 @@ TICK_INTERVAL: Final = 0.1
 """Seconds of wall time between two looks at the deadline index."""
 MAX_FIRED_PER_PARTITION: Final = 20_000
 """Due referrals one timer run decides per partition at most; the rest go on the next run."""
+TICK_HEARTBEAT: Final = 60.0
+"""Seconds after which an owned partition with nothing pending gets a tick anyway.
+
+Faust logs an error for a partition whose messages wait unprocessed when it has processed
+none of that partition for ``stream_processing_timeout`` (300 s): without a heartbeat, the
+first midnight's ticks, queued behind one another for seconds after hours of silence,
+would trip it. With one, that check still reports a real stall."""
 RESTATE_CHUNK: Final = 5000
 """Table records the metrics restatement reads between two turns of the event loop."""
 PREPARE_PER_RUN: Final = 1000
@@ -123,6 +130,7 @@ class ReferralTracker:
         self.names = TopicNames.of(settings)
         self.timer = DeadlineTimer(profile)
         self.flush_sent: set[int] = set()
+        self.ticked: dict[int, float] = {}
         self.restating_lock = asyncio.Lock()
         self.changed_meanwhile: dict[tuple[int, str], ReferralState] | None = None
         self.revoked_meanwhile: set[int] = set()
@@ -217,32 +225,36 @@ class ReferralTracker:
     async def fire_deadlines(self) -> None:
         """Raise the alerts of every owned referral whose deadline has come; prepare the next.
 
-        Per partition, the due referrals' alerts are published (``detected_at`` is the moment
-        they are sent), with a turn of the event loop in between so the first alerts leave
-        at once. When every partition's alerts are out, a tick to each partition with
-        pending records asks the agent to write them (before, the agent's writes would
-        delay the alerts still to send), and the metrics follow.
+        The due referrals of every owned partition are decided first (most were decided in
+        advance), then all their alerts are published together (``detected_at`` is the
+        moment they are sent). Then a tick to each partition with pending records asks the
+        agent to write them, and the metrics follow.
         """
         owned = sorted(self.owned_partitions() & self.timer.partitions())
         read = self.table.get
+        now = self.time_source.now()
         fired: list[Decision] = []
         for partition in owned:
-            decisions = self.timer.fire(
-                partition, self.time_source.now(), read, MAX_FIRED_PER_PARTITION
-            )
-            if decisions:
-                await self._publish(decisions)
-                fired.extend(decisions)
-                await asyncio.sleep(0)
-        for partition in owned:
-            if self.timer.has_pending(partition) and partition not in self.flush_sent:
-                self.flush_sent.add(partition)
-                await self.ticks.send(key=None, value=b"", partition=partition)
+            fired.extend(self.timer.fire(partition, now, read, MAX_FIRED_PER_PARTITION))
+        if fired:
+            await self._publish(fired)
+        await self._send_ticks(owned)
         self._observe(fired)
         budget = PREPARE_PER_RUN
         now = self.time_source.now()
         for partition in owned:
             budget -= self.timer.prepare(partition, now, read, budget)
+
+    async def _send_ticks(self, owned: list[int]) -> None:
+        """A tick to each owned partition with pending records (one at a time per partition),
+        and to any that has had none for :data:`TICK_HEARTBEAT` seconds."""
+        now = time.monotonic()
+        for partition in owned:
+            pending = self.timer.has_pending(partition) and partition not in self.flush_sent
+            if pending or now - self.ticked.get(partition, 0.0) >= TICK_HEARTBEAT:
+                self.flush_sent.add(partition)
+                self.ticked[partition] = now
+                await self.ticks.send(key=None, value=b"", partition=partition)
 
     async def _publish(self, decisions: list[Decision]) -> None:
         sent_at = self.time_source.now().isoformat().encode()
@@ -391,6 +403,7 @@ class ReferralTracker:
     def _forget(self, partition: int) -> None:
         self.timer.drop(partition)
         self.flush_sent.discard(partition)
+        self.ticked.pop(partition, None)
         self.revoked_meanwhile.add(partition)
 
 
