@@ -1,0 +1,69 @@
+"""AlertPublisher on the real broker: a burst and a few alerts, keyed, complete, in order."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+
+from streams.publishing import BULK, AlertPublisher, key_hash
+
+PARTITIONS = 5
+
+
+async def _read_all(bootstrap: str, topic: str, count: int) -> dict[int, list[tuple[bytes, bytes]]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    seen: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in range(PARTITIONS)}
+    try:
+        while sum(len(messages) for messages in seen.values()) < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batches:
+                break
+            for tp, records in batches.items():
+                seen[tp.partition].extend((r.key or b"", r.value or b"") for r in records)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def test_bursts_and_single_alerts_arrive_keyed_complete_and_in_order(
+    kafka_bootstrap: str,
+) -> None:
+    topic = f"publishing-{os.getpid()}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    # A burst far larger than one 16 KiB record batch per partition, then a few on their own.
+    burst = [
+        (f"R{n % 700}".encode(), f'{{"n":{n},"pad":"{"x" * 200}"}}'.encode()) for n in range(6000)
+    ]
+    few = [(f"R{n}".encode(), f'{{"n":{6000 + n}}}'.encode()) for n in range(BULK - 1)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
+        publisher = AlertPublisher(app, topic)
+        await publisher.publish([(key_hash(k), k, v) for k, v in burst])
+        await publisher.publish([(key_hash(k), k, v) for k, v in few])
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    seen = await _read_all(kafka_bootstrap, topic, len(burst) + len(few))
+    everything = burst + few
+    assert sorted(m for ms in seen.values() for m in ms) == sorted(everything)
+    partitions = list(range(PARTITIONS))
+    for partition, messages in seen.items():
+        for key, _value in messages:
+            assert DefaultPartitioner()(key, partitions, partitions) == partition
+        # Within a partition, messages keep the order they were published in.
+        here = set(messages)
+        assert messages == [m for m in everything if m in here]
