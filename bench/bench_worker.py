@@ -16,7 +16,8 @@ speed (``simulated:START@1``), so no deadline passes unless the benchmark moves 
   every partition (a receipt three days old, so it breaches at once) is produced;
 * **on-ingest latency**: receipts dated three days before the worker's clock, so each
   reveals an assessment breach at once, sent at a steady pace while the worker runs;
-  latency = the alert message's timestamp minus the event's produce time;
+  latency = the alert message's timestamp (the broker's append time) minus the event's
+  produce time;
 * **open referrals**: ``--open`` waiting referrals (receipt and same-day assessment at
   10:00 on one of the 27 days before the clock's day D), as the engine records them at 12:00
   on D, written straight to the table's changelog (one record per referral, as a compacted
@@ -28,9 +29,10 @@ speed (``simulated:START@1``), so no deadline passes unless the benchmark moves 
   with a clock anchored so that the next local midnight M comes twice the restore time plus
   10 s later. At M about 3/27 of the open referrals reach a deadline at once (allocation at
   risk, allocation breach, intervention at risk); the count expected comes from the engine.
-  Lateness = the alert message's Kafka timestamp (set when the worker's client appends it)
-  minus M, and the moment the benchmark reads it minus M, in wall seconds, for every alert
-  of that midnight; then the time until the worker has restated its metrics for the new day.
+  Lateness = the alert message's Kafka timestamp minus M (the alerts topic is set to
+  ``LogAppendTime``: the moment the broker appended the alert), and the moment the benchmark
+  reads it minus M, in wall seconds, for every alert of that midnight; then the time until
+  the worker has restated its metrics for the new day.
 
 The no-op agent is also run with ``stream.take(1000, within=1)`` batches.
 
@@ -60,7 +62,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType, NewTopic
 from aiokafka.partitioner import murmur2
 
 from deploy.local import KafkaBroker
@@ -508,11 +510,27 @@ async def timers(bench: Bench, count: int) -> dict[str, Any]:
     }
 
 
+async def stamp_alerts_on_append(settings: Settings) -> None:
+    """Alert messages get the broker's append time as their timestamp (``LogAppendTime``)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        resource = ConfigResource(
+            ConfigResourceType.TOPIC,
+            TopicNames.of(settings).alerts,
+            configs={"message.timestamp.type": "LogAppendTime"},
+        )
+        await admin.alter_configs([resource])
+    finally:
+        await admin.close()
+
+
 async def run(events: int, count: int, seed: int, bootstrap: str, profile: Path | None) -> Any:
     settings = Settings(
         kafka_bootstrap=bootstrap, topic_prefix=f"bench{int(time.time())}.", partitions=PARTITIONS
     )
     await create_topics(settings)
+    await stamp_alerts_on_append(settings)
     scratch = Path(tempfile.mkdtemp(prefix="mhst-bench-"))
     bench = Bench(settings, scratch, [])
     try:

@@ -79,7 +79,12 @@ class AlertPublisher:
         return cast(AIOKafkaProducer, self.app.producer._ensure_producer())
 
     async def publish(self, messages: Sequence[Message]) -> None:
-        """Hand ``messages`` to the Kafka client, keyed, in order per partition."""
+        """Hand ``messages`` to the Kafka client, keyed, in order per partition.
+
+        A few return once the client has them; a burst returns once the broker has
+        acknowledged it, so that the work a timer does next (metrics, table writes) cannot
+        hold up the client's sending in the event loop.
+        """
         if not messages:
             return
         producer = self._producer()
@@ -106,6 +111,8 @@ class AlertPublisher:
     async def _send_chain(
         self, producer: AIOKafkaProducer, partition: int, chain: list[BatchBuilder]
     ) -> None:
-        """Submit one partition's batches in order (each waits for the one before to leave)."""
-        for batch in chain:
-            await producer.send_batch(batch, self.topic, partition=partition)
+        """Submit one partition's batches in order and wait until the broker has them all."""
+        delivered = [
+            await producer.send_batch(batch, self.topic, partition=partition) for batch in chain
+        ]
+        await asyncio.gather(*delivered)

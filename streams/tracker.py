@@ -131,6 +131,8 @@ class ReferralTracker:
         self.timer = DeadlineTimer(profile)
         self.flush_sent: set[int] = set()
         self.ticked: dict[int, float] = {}
+        self.quiet = asyncio.Event()  # cleared while the timer publishes a burst of alerts
+        self.quiet.set()
         self.restating_lock = asyncio.Lock()
         self.changed_meanwhile: dict[tuple[int, str], ReferralState] | None = None
         self.revoked_meanwhile: set[int] = set()
@@ -150,6 +152,7 @@ class ReferralTracker:
 
     async def handle(self, event: EventT[Any]) -> None:
         """Process one message of the events or tick topic (inside stream iteration)."""
+        await self.quiet.wait()
         message = event.message
         if message.topic == self.names.ticks:
             self._on_tick(message.partition)
@@ -225,19 +228,32 @@ class ReferralTracker:
     async def fire_deadlines(self) -> None:
         """Raise the alerts of every owned referral whose deadline has come; prepare the next.
 
-        The due referrals of every owned partition are decided first (most were decided in
-        advance), then all their alerts are published together (``detected_at`` is the
-        moment they are sent). Then a tick to each partition with pending records asks the
-        agent to write them, and the metrics follow.
+        Partition by partition, the due referrals are decided (most were decided in
+        advance) and their alerts handed to a publishing task (``detected_at`` is the
+        moment they are sent), with a turn of the event loop in between, so the first
+        partitions' alerts are on their way while the next are decided. When the broker has
+        them all, a tick to each partition with pending records asks the agent to write
+        them, and the metrics follow. Meanwhile the agent waits (:attr:`quiet`): no alert
+        of its own can overtake the burst, and no record with alerts still unsent is
+        written.
         """
         owned = sorted(self.owned_partitions() & self.timer.partitions())
         read = self.table.get
         now = self.time_source.now()
         fired: list[Decision] = []
+        sending: list[asyncio.Future[None]] = []
+        self.quiet.clear()
         for partition in owned:
-            fired.extend(self.timer.fire(partition, now, read, MAX_FIRED_PER_PARTITION))
-        if fired:
-            await self._publish(fired)
+            decisions = self.timer.fire(partition, now, read, MAX_FIRED_PER_PARTITION)
+            if decisions:
+                sending.append(asyncio.ensure_future(self._publish(decisions)))
+                fired.extend(decisions)
+                await asyncio.sleep(0)
+        # If the broker refuses the alerts, the error crashes the worker with the agent still
+        # held: no pending record (alerts marked raised) can reach the table, so the next
+        # owner of the partitions decides and sends them again.
+        await asyncio.gather(*sending)
+        self.quiet.set()
         await self._send_ticks(owned)
         self._observe(fired)
         budget = PREPARE_PER_RUN
