@@ -76,7 +76,7 @@ Faust logs an error for a partition whose messages wait unprocessed when it has 
 none of that partition for ``stream_processing_timeout`` (300 s): without a heartbeat, the
 first midnight's ticks, queued behind one another for seconds after hours of silence,
 would trip it. With one, that check still reports a real stall."""
-RESTATE_CHUNK: Final = 5000
+RESTATE_CHUNK: Final = 1000
 """Table records the metrics restatement reads between two turns of the event loop."""
 PREPARE_PER_RUN: Final = 1000
 """Referrals one timer run decides in advance at most (about 50 ms of work)."""
@@ -403,8 +403,8 @@ class ReferralTracker:
         if today == self.metrics_date:
             return
         owned = self.metrics.owned_partitions
-        if self.timer.due(owned, now.timestamp()):
-            return  # the alerts due first; the restatement reads the whole table
+        if not self.quiet.is_set() or self.timer.due(owned, now.timestamp()):
+            return  # the alerts due first: the restatement reads the whole table
         await self._load_metrics(set(owned))
         self.metrics_date = today
         log.info("metrics restated for %s", today)
