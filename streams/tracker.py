@@ -1,17 +1,19 @@
 """The Faust app: one agent, one table, one timer, wired to the clock engine.
 
 * The agent ``track-referrals`` reads ``mhst.referral-events`` and the internal command
-  topic ``mhst.referral-ticks`` (co-partitioned, key = referral id). An event goes through
+  topic ``mhst.referral-ticks`` (co-partitioned). An event goes through
   :func:`streams.tracking.accept` (the engine's parser plus the size and key checks); a
   rejected message goes to the dead-letter topic unchanged (:mod:`streams.dead_letters`).
-  A valid event or a tick updates the referral's :class:`~streams.tracking.ReferralRecord`
-  in the table ``referral-clocks`` and publishes the engine's new alerts.
+  A valid event updates the referral's :class:`~streams.tracking.ReferralRecord` in the
+  table ``referral-clocks`` and publishes the engine's new alerts; a tick writes records
+  the timer decided for its partition.
 * The timer ``fire-deadlines`` (every :data:`TICK_INTERVAL` seconds, on every worker) asks
   the :class:`~streams.timers.DeadlineTimer` of each partition the worker actively owns for
   the referrals whose deadline has come, decided by the engine (in advance, for a moment
-  that is near), publishes their alerts in bulk (:class:`~streams.publishing.AlertPublisher`)
-  and sends one tick to each partition whose new records are pending; the agent writes them
-  when the tick reaches it, because only stream iteration may write the table.
+  that is near), publishes their alerts in bulk (:class:`~streams.publishing.AlertPublisher`),
+  holding the agent until the broker has them, and sends one tick to each partition whose
+  new records are pending; the agent writes them when the tick reaches it, because only
+  stream iteration may write the table.
 * After every rebalance (the table's recovery callbacks) a stream partition with no
   committed offset is read again from its start (:meth:`ReferralTracker.rewind_uncommitted`),
   and the timer drops the partitions the worker no longer owns and indexes those it gained
