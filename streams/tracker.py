@@ -89,10 +89,10 @@ the rest."""
 SESSION_TIMEOUT: Final = 10.0
 """Seconds after which the group gives a crashed worker's partitions to the others (Faust's
 default, 60 s, would leave a crashed worker's referrals untimed for a minute)."""
-PRODUCER_BATCH_BYTES: Final = 512 * 1024
+PRODUCER_BATCH_BYTES: Final = 1024 * 1024
 """The Kafka client's record batch size (16 KiB by default): a midnight's alerts leave in a
-few large batches. Half the broker's default ``message.max.bytes``, which a batch must not
-exceed."""
+few large batches. A whole batch, header included, stays within the broker's default
+``message.max.bytes`` (1 MiB and 12 bytes)."""
 DATE_CHECK_INTERVAL: Final = 0.1
 """Seconds of wall time between two looks at the local date (a comparison, nothing more).
 
