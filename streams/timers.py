@@ -25,6 +25,7 @@ the same alerts with the same ``alert_id``: at-least-once, as everywhere in the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from mhst_tracker.domain.alerts import Alert
 from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.profile import Profile
 from streams.deadlines import DeadlineIndex
+from streams.monitoring import local_date
 from streams.publishing import key_hash, unstamped
 from streams.tracking import ReferralRecord, apply_tick
 
@@ -122,10 +124,8 @@ class DeadlineTimer:
         pending = self._pending.get(partition)
         if not pending:
             return []
-        taken = []
-        for key in list(pending)[:limit]:
-            taken.append((key, pending.pop(key)))
-        return taken
+        keys = list(itertools.islice(pending, limit))
+        return [(key, pending.pop(key)) for key in keys]
 
     def has_pending(self, partition: int) -> bool:
         """Whether ``partition`` has records waiting to be written."""
@@ -199,8 +199,8 @@ class DeadlineTimer:
         return decisions
 
     def _same_day(self, moment: float, now: datetime) -> bool:
-        zone = self.profile.timezone
-        return datetime.fromtimestamp(moment, zone).date() == now.astimezone(zone).date()
+        then = datetime.fromtimestamp(moment, UTC)
+        return local_date(self.profile, then) == local_date(self.profile, now)
 
     # Ownership.
 

@@ -48,13 +48,17 @@ async def wait_for(
         await asyncio.sleep(0.2)
 
 
-async def create_topics(bootstrap: str, topics: Topics) -> None:
+async def new_topics(bootstrap: str) -> tuple[Settings, Topics]:
+    """Settings with a unique topic prefix, and that prefix's topics created (3 partitions)."""
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}.")
+    topics = Topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, 3, 1) for name in topics.all()])
     finally:
         await admin.close()
+    return settings, topics
 
 
 async def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> list[Any]:
@@ -109,9 +113,7 @@ class RunningSink:
 async def test_duplicates_and_redeliveries_give_one_row_each(
     store: Store, kafka_bootstrap: str
 ) -> None:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}.")
-    topics = Topics(settings)
-    await create_topics(kafka_bootstrap, topics)
+    settings, topics = await new_topics(kafka_bootstrap)
     messages = [event_message(body) for body in T1_EVENTS]
     messages += [event_message(body) for body in T1_EVENTS[:3]]  # duplicates on the topic
     bad: Message = (b"R9", b'{"event_id": "bad", "type": "allocated"}', [])
@@ -172,9 +174,7 @@ async def test_duplicates_and_redeliveries_give_one_row_each(
 async def test_a_refresh_lost_in_a_crash_is_redone_from_the_redelivery(
     store: Store, kafka_bootstrap: str
 ) -> None:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}.")
-    topics = Topics(settings)
-    await create_topics(kafka_bootstrap, topics)
+    settings, topics = await new_topics(kafka_bootstrap)
     await produce(kafka_bootstrap, topics.events, [event_message(body) for body in T1_EVENTS])
     # A sink stored the events, then stopped before their window's refresh and offsets.
     await store.write(incoming(T1_EVENTS), refresh=False)
@@ -223,11 +223,7 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
         engine = create_engine(server.url)
         await upgrade(engine)
         store = Store(engine, TRAILBLAZER_4WW, ManualClock(NOW))
-        settings = Settings(
-            kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}."
-        )
-        topics = Topics(settings)
-        await create_topics(kafka_bootstrap, topics)
+        settings, topics = await new_topics(kafka_bootstrap)
         lines = list(simulate(21, date(2026, 9, 1), referrals=160))
         unique = len({body["event_id"] for body in valid_bodies(lines)})
         invalid = len(lines) - len(valid_bodies(lines))
