@@ -322,6 +322,14 @@ def _report(
     print("==> metrics served by the workers (each reports only the partitions it owns):")
     for port in metrics_ports:
         print(f"    http://127.0.0.1:{port}/metrics")
+    # Wait bands move at local midnight, and each worker restates its metrics just after
+    # (once that midnight's alerts are out); sample at the next local noon, well clear of it.
+    zone = TRAILBLAZER_4WW.timezone
+    today = clock.now().astimezone(zone).date()
+    noon = datetime.combine(today, clock_time(12), zone)
+    if noon <= clock.now():
+        noon += timedelta(days=1)
+    time.sleep(clock.wall_seconds_until(noon))
     seen_at = clock.now()
     bands = _waiting_by_band(metrics_ports)
     expected = replay(lines, seen_at, TRAILBLAZER_4WW).summary.overall.waiting_by_band
