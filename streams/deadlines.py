@@ -1,12 +1,12 @@
 """The deadline index: which referrals of a partition need looking at, by due moment.
 
 One min-heap of ``(moment, key)`` per partition plus each key's current moment. Setting a
-key's deadline pushes a new entry and leaves the old one in the heap; :meth:`pop_due`
-skips entries that are no longer a key's current deadline. So setting a deadline costs
-O(log n) and popping the k due keys costs O(k log n) (plus the superseded entries passed
-over, each once): a timer tick never walks the open referrals. :meth:`due_by` lists the keys
-due by a moment without removing them, in O(k) too: in a min-heap the entries at or before a
-moment form a subtree at the root, so the walk never leaves it. Moments are POSIX seconds.
+key's deadline pushes a new entry and leaves the old one in the heap, where it is skipped
+(it is no longer the key's current deadline) and dropped once it reaches the top
+(:meth:`earliest`). So setting a deadline costs O(log n), and :meth:`due_by` lists the k keys
+due by a moment in O(k) (plus the superseded entries passed over): in a min-heap the entries
+at or before a moment form a subtree at the root, so the walk never leaves it, and a timer
+tick never walks the open referrals. Moments are POSIX seconds.
 """
 
 from __future__ import annotations
@@ -33,23 +33,6 @@ class DeadlineIndex:
         current[key] = moment
         heapq.heappush(self._heaps.setdefault(partition, []), (moment, key))
 
-    def pop_due(self, partition: int, now: float, limit: int | None = None) -> list[bytes]:
-        """Remove and return the keys whose deadline is at or before ``now``, earliest first.
-
-        A popped key has no deadline until :meth:`schedule` gives it one again.
-        """
-        heap = self._heaps.get(partition)
-        if not heap:
-            return []
-        current = self._current[partition]
-        due: list[bytes] = []
-        while heap and heap[0][0] <= now and (limit is None or len(due) < limit):
-            moment, key = heapq.heappop(heap)
-            if current.get(key) == moment:
-                del current[key]
-                due.append(key)
-        return due
-
     def earliest(self, partition: int) -> float | None:
         """The partition's earliest current deadline (superseded heads are dropped on the way)."""
         heap = self._heaps.get(partition)
@@ -63,8 +46,9 @@ class DeadlineIndex:
             heapq.heappop(heap)
         return None
 
-    def due_by(self, partition: int, moment: float) -> list[bytes]:
-        """The keys whose current deadline is at or before ``moment``; nothing is removed."""
+    def due_by(self, partition: int, moment: float, limit: int | None = None) -> list[bytes]:
+        """The keys whose current deadline is at or before ``moment`` (at most ``limit`` of
+        them, in no particular order); nothing is removed."""
         heap = self._heaps.get(partition)
         if not heap:
             return []
@@ -79,6 +63,8 @@ class DeadlineIndex:
             entry_moment, key = heap[position]
             if current.get(key) == entry_moment:
                 due[key] = None
+                if limit is not None and len(due) >= limit:
+                    break
             stack.append(2 * position + 1)
             stack.append(2 * position + 2)
         return list(due)

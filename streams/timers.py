@@ -5,9 +5,10 @@ when a day's referrals all reach a stage boundary at once) within a second, howe
 referrals are open. So the timer does not route each due referral through the stream:
 
 * **Deciding.** For each partition the worker owns, the keys whose deadline has come are
-  popped from the :class:`~streams.deadlines.DeadlineIndex` and each referral is decided by
+  listed by the :class:`~streams.deadlines.DeadlineIndex` and each referral is decided by
   the engine (:func:`streams.tracking.apply_tick`) right there; the tracker publishes the
-  alerts in bulk.
+  alerts in bulk, and only then are the decisions applied (:meth:`DeadlineTimer.settle`),
+  so that the index's bookkeeping does not delay the alerts.
 * **Preparing.** Before a deadline moment M comes (from :data:`PREPARE_AHEAD` ahead), the
   referrals due at M are decided in advance *as of M*, a bounded number per timer run, so at
   M only the sending is left. A prepared decision is dropped when the referral changes in
@@ -173,17 +174,16 @@ class DeadlineTimer:
     def fire(self, partition: int, now: datetime, read: Reader, limit: int) -> list[Decision]:
         """Decide (or take the prepared decision of) up to ``limit`` due referrals.
 
-        Each decision is applied here: its record becomes pending and its next deadline is
-        indexed. The caller publishes the alerts (with ``detected_at`` set to when it sends
-        them) and has the pending records written.
+        Nothing is applied yet, so that the alerts leave first: the caller publishes them
+        (with ``detected_at`` set to when it sends them), then hands the decisions to
+        :meth:`settle`. Until then the referrals stay due.
         """
-        keys = self.index.pop_due(partition, now.timestamp(), limit)
+        keys = self.index.due_by(partition, now.timestamp(), limit)
         if not keys:
             return []
         prepared = self._prepared.get(partition, {})
         moment = self._prepared_for.get(partition)
         usable = moment is not None and self._same_day(moment, now)
-        pending = self._pending.setdefault(partition, {})
         decisions = []
         for key in keys:
             decision = prepared.pop(key, None) if usable else None
@@ -192,11 +192,26 @@ class DeadlineTimer:
                 if raw is None:
                     continue
                 decision = decide(key, raw, partition, self.profile, now)
-            if decision.record is not None:
-                pending[key] = decision.record
-                self.index.schedule(partition, key, decision.deadline)
             decisions.append(decision)
         return decisions
+
+    def settle(self, decisions: Iterable[Decision]) -> None:
+        """Apply decisions of :meth:`fire` whose alerts were sent.
+
+        Each new record becomes pending (for the agent to write) and its next deadline is
+        indexed; a referral with nothing new has no deadline until an event gives it one.
+        Decisions of a partition dropped meanwhile are left out.
+        """
+        timed = self.index.partitions()
+        for decision in decisions:
+            partition = decision.partition
+            if partition not in timed:
+                continue
+            if decision.record is None:
+                self.index.schedule(partition, decision.key, None)
+                continue
+            self._pending.setdefault(partition, {})[decision.key] = decision.record
+            self.index.schedule(partition, decision.key, decision.deadline)
 
     def _same_day(self, moment: float, now: datetime) -> bool:
         then = datetime.fromtimestamp(moment, UTC)

@@ -50,6 +50,7 @@ from mhst_tracker.config import Settings
 from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import Profile
+from mhst_tracker.replay import cyclic_gc_paused
 from mhst_tracker.timesource import TimeSource
 from streams.dead_letters import DeadLetter
 from streams.monitoring import (
@@ -234,10 +235,12 @@ class ReferralTracker:
         advance) and their alerts handed to a publishing task (``detected_at`` is the
         moment they are sent), with a turn of the event loop in between, so the first
         partitions' alerts are on their way while the next are decided. When the broker has
-        them all, a tick to each partition with pending records asks the agent to write
-        them, and the metrics follow. Meanwhile the agent waits (:attr:`quiet`): no alert
-        of its own can overtake the burst, and no record with alerts still unsent is
-        written.
+        them all, the decisions are applied to the timer (pending records, next deadlines),
+        a tick to each partition with pending records asks the agent to write them, and the
+        metrics follow. Meanwhile the agent waits (:attr:`quiet`): no alert of its own can
+        overtake the burst, and no record with alerts still unsent is written. The cyclic
+        garbage collector waits too: a full collection over a midnight's objects would stop
+        the sending for a fraction of a second.
         """
         owned = sorted(self.owned_partitions() & self.timer.partitions())
         read = self.table.get
@@ -245,16 +248,18 @@ class ReferralTracker:
         fired: list[Decision] = []
         sending: list[asyncio.Future[None]] = []
         self.quiet.clear()
-        for partition in owned:
-            decisions = self.timer.fire(partition, now, read, MAX_FIRED_PER_PARTITION)
-            if decisions:
-                sending.append(asyncio.ensure_future(self._publish(decisions)))
-                fired.extend(decisions)
-                await asyncio.sleep(0)
-        # If the broker refuses the alerts, the error crashes the worker with the agent still
-        # held: no pending record (alerts marked raised) can reach the table, so the next
-        # owner of the partitions decides and sends them again.
-        await asyncio.gather(*sending)
+        with cyclic_gc_paused():
+            for partition in owned:
+                decisions = self.timer.fire(partition, now, read, MAX_FIRED_PER_PARTITION)
+                if decisions:
+                    sending.append(asyncio.ensure_future(self._publish(decisions)))
+                    fired.extend(decisions)
+                    await asyncio.sleep(0)
+            # If the broker refuses the alerts, the error crashes the worker with the agent
+            # still held and nothing settled: the next owner of the partitions finds the same
+            # deadlines in the table, decides them again and sends the same alerts.
+            await asyncio.gather(*sending)
+        self.timer.settle(fired)
         self.quiet.set()
         await self._send_ticks(owned)
         self._observe(fired)

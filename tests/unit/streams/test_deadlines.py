@@ -1,4 +1,4 @@
-"""The deadline index: due keys in order, superseded deadlines skipped, partitions apart."""
+"""The deadline index: due keys listed, superseded deadlines skipped, partitions apart."""
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -6,30 +6,34 @@ from hypothesis import strategies as st
 from streams.deadlines import DeadlineIndex
 
 
-def test_pop_due_returns_due_keys_earliest_first_and_only_once() -> None:
+def test_due_by_lists_the_due_keys_and_leaves_them_due() -> None:
     index = DeadlineIndex()
     index.schedule(0, b"b", 20.0)
     index.schedule(0, b"a", 10.0)
     index.schedule(0, b"c", 30.0)
-    assert index.pop_due(0, 25.0) == [b"a", b"b"]
-    assert index.pop_due(0, 25.0) == []
+    assert sorted(index.due_by(0, 25.0)) == [b"a", b"b"]
+    assert sorted(index.due_by(0, 25.0)) == [b"a", b"b"]
+    index.schedule(0, b"a", 40.0)
+    index.schedule(0, b"b", None)
+    assert index.due_by(0, 25.0) == []
     assert index.deadline(0, b"c") == 30.0
-    assert len(index) == 1
+    assert len(index) == 2
 
 
 def test_a_superseded_deadline_is_skipped() -> None:
     index = DeadlineIndex()
     index.schedule(0, b"a", 10.0)
     index.schedule(0, b"a", 50.0)
-    assert index.pop_due(0, 20.0) == []
-    assert index.pop_due(0, 60.0) == [b"a"]
+    assert index.due_by(0, 20.0) == []
+    assert index.due_by(0, 60.0) == [b"a"]
 
 
 def test_no_deadline_removes_the_key() -> None:
     index = DeadlineIndex()
     index.schedule(0, b"a", 10.0)
     index.schedule(0, b"a", None)
-    assert index.pop_due(0, 99.0) == []
+    assert index.due_by(0, 99.0) == []
+    assert index.earliest(0) is None
     assert len(index) == 0
 
 
@@ -40,17 +44,10 @@ def test_partitions_are_independent_and_can_be_replaced_or_dropped() -> None:
     index.replace(2, [(b"c", 5.0), (b"d", 15.0)])
     assert index.partitions() == {0, 1, 2}
     index.drop(1)
-    assert index.pop_due(1, 99.0) == []
-    assert index.pop_due(2, 10.0) == [b"c"]
-    assert index.pop_due(0, 10.0) == [b"a"]
-
-
-def test_limit_leaves_the_rest_for_the_next_tick() -> None:
-    index = DeadlineIndex()
-    for number in range(10):
-        index.schedule(0, f"k{number}".encode(), float(number))
-    assert len(index.pop_due(0, 100.0, limit=4)) == 4
-    assert len(index.pop_due(0, 100.0)) == 6
+    assert index.partitions() == {0, 2}
+    assert index.due_by(1, 99.0) == []
+    assert index.due_by(2, 10.0) == [b"c"]
+    assert index.due_by(0, 10.0) == [b"a"]
 
 
 def test_earliest_skips_superseded_deadlines() -> None:
@@ -70,19 +67,22 @@ def test_earliest_skips_superseded_deadlines() -> None:
         max_size=40,
     ),
     st.integers(-1, 10),
+    st.none() | st.integers(1, 6),
 )
 def test_due_by_lists_exactly_the_current_deadlines_up_to_the_moment(
-    schedule: list[tuple[bytes, int | None]], moment: int
+    schedule: list[tuple[bytes, int | None]], moment: int, limit: int | None
 ) -> None:
     index = DeadlineIndex()
+    current: dict[bytes, int] = {}
     for key, deadline in schedule:
         index.schedule(0, key, None if deadline is None else float(deadline))
-    expected = {
-        key
-        for key in {key for key, _ in schedule}
-        if (current := index.deadline(0, key)) is not None and current <= moment
-    }
-    listed = index.due_by(0, float(moment))
+        if deadline is None:
+            current.pop(key, None)
+        else:
+            current[key] = deadline
+    expected = {key for key, deadline in current.items() if deadline <= moment}
+    listed = index.due_by(0, float(moment), limit)
     assert len(listed) == len(set(listed))
-    assert set(listed) == expected
-    assert sorted(index.pop_due(0, float(moment))) == sorted(expected)
+    assert set(listed) <= expected
+    assert len(listed) == (len(expected) if limit is None else min(limit, len(expected)))
+    assert index.earliest(0) == (min(current.values()) if current else None)

@@ -59,7 +59,22 @@ def test_nothing_fires_before_the_deadline_and_everything_due_fires_once() -> No
         assert decision.record == expected.record
         assert decision.deadline is not None
         assert decision.deadline > moment
+    timer.settle(fired)
     assert timer.fire(0, at, table.get, 100) == []
+
+
+def test_nothing_is_applied_until_the_decisions_are_settled() -> None:
+    table = {f"R{n}".encode(): _stored(f"R{n}") for n in range(3)}
+    timer = _timer(table)
+    at = datetime.fromtimestamp(_deadline(table[b"R0"]), UTC)
+    fired = timer.fire(0, at, table.get, 100)
+    assert len(fired) == 3
+    assert not timer.has_pending(0)
+    assert all(timer.stored(0, key, table.get) == raw for key, raw in table.items())
+    assert sorted(d.key for d in timer.fire(0, at, table.get, 100)) == sorted(table)
+    timer.settle(fired)
+    assert sorted(timer.take_pending(0, 10)) == sorted((d.key, d.record) for d in fired)
+    assert timer.index.earliest(0) == min(d.deadline for d in fired if d.deadline is not None)
 
 
 def test_decided_records_are_pending_until_the_agent_writes_them() -> None:
@@ -67,6 +82,7 @@ def test_decided_records_are_pending_until_the_agent_writes_them() -> None:
     timer = _timer(table)
     at = datetime.fromtimestamp(_deadline(table[b"R1"]), UTC)
     (first, second) = timer.fire(0, at, table.get, 100)
+    timer.settle([first, second])
     assert timer.stored(0, first.key, table.get) == first.record != table[first.key]
     timer.written(0, first.key, first.deadline)
     assert timer.stored(0, first.key, table.get) == table[first.key]
@@ -79,9 +95,10 @@ def test_a_limit_leaves_the_rest_for_the_next_run() -> None:
     table = {f"R{n}".encode(): _stored(f"R{n}") for n in range(5)}
     timer = _timer(table)
     at = datetime.fromtimestamp(_deadline(table[b"R0"]), UTC)
-    assert len(timer.fire(0, at, table.get, 2)) == 2
-    assert len(timer.fire(0, at, table.get, 2)) == 2
-    assert len(timer.fire(0, at, table.get, 2)) == 1
+    for expected in (2, 2, 1, 0):
+        fired = timer.fire(0, at, table.get, 2)
+        assert len(fired) == expected
+        timer.settle(fired)
     assert len(timer.take_pending(0, 3)) == 3
 
 
@@ -138,8 +155,20 @@ def test_dropping_a_partition_forgets_its_deadlines_and_pending_records() -> Non
     timer = _timer(table, partition=3)
     at = datetime.fromtimestamp(_deadline(table[b"R1"]), UTC)
     assert timer.due([3], at.timestamp())
-    timer.fire(3, at, table.get, 10)
+    timer.settle(timer.fire(3, at, table.get, 10))
+    assert timer.has_pending(3)
     timer.drop(3)
     assert not timer.has_pending(3)
     assert timer.partitions() == set()
     assert not timer.due([3], at.timestamp() + 86_400 * 60)
+
+
+def test_decisions_of_a_partition_dropped_before_they_settle_are_left_out() -> None:
+    table = {b"R1": _stored("R1", 3)}
+    timer = _timer(table, partition=3)
+    at = datetime.fromtimestamp(_deadline(table[b"R1"]), UTC)
+    fired = timer.fire(3, at, table.get, 10)
+    timer.drop(3)  # revoked while the alerts were out
+    timer.settle(fired)
+    assert timer.partitions() == set()
+    assert not timer.has_pending(3)
