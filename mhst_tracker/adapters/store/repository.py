@@ -15,6 +15,7 @@ are not blocked. SQLite has one writer and uses the SQLAlchemy statements below.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -162,15 +163,21 @@ class Store:
                 batch, events, alerts, rejections, recorded_at, refresh, staged=True
             )
 
-    async def refresh(self, writes: Sequence[Unfolded]) -> int:
-        """Fold what earlier writes left unfolded into the projection, in one transaction;
-        how many referrals were refreshed.
+    async def refresh(self, writes: Sequence[Unfolded], parts: int = 1) -> int:
+        """Fold what earlier writes left unfolded into the projection; how many referrals
+        were refreshed.
 
         The inserted events are folded as they are; for the ids that were already stored,
         the stored copies are read and folded. A clock skips an event it already holds, so
         folding an event twice changes nothing, and events whose refresh was lost (stored,
         then a crash before the refresh) are folded when they are read again and found
         stored.
+
+        One transaction, or on PostgreSQL with ``parts`` above 1, that many transactions at
+        once, each refreshing one range of the referral ids (disjoint, so they take no lock
+        the others need): while the database works on one, Python folds another. If one
+        fails the others still finish, and the first error is raised; refreshing the same
+        writes again is harmless.
         """
         inserted: dict[str, Event] = {}
         stored: set[str] = set()
@@ -180,9 +187,29 @@ class Store:
             stored.update(write.already_stored)
         stored.difference_update(inserted)
         now = datetime.now(UTC)
+        events = list(inserted.values())
+        if self._dialect != "postgresql" or parts <= 1:
+            async with self.engine.begin() as connection:
+                events += await self._stored_events(connection, sorted(stored))
+                return await self._refresh(connection, events, now)
+        if stored:
+            # Stored events are committed and never change: read outside the refreshes.
+            async with self.engine.connect() as connection:
+                events += await self._stored_events(connection, sorted(stored))
+        ranges = _ranges(events, parts)
+        results = await asyncio.gather(
+            *(self._refresh_in_transaction(part, now) for part in ranges),
+            return_exceptions=True,
+        )
+        refreshed = 0
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            refreshed += result
+        return refreshed
+
+    async def _refresh_in_transaction(self, events: Sequence[Event], now: datetime) -> int:
         async with self.engine.begin() as connection:
-            events = list(inserted.values())
-            events += await self._stored_events(connection, sorted(stored))
             return await self._refresh(connection, events, now)
 
     async def _stored_events(
@@ -537,6 +564,20 @@ def _rejection_values(item: Rejection, recorded_at: datetime) -> dict[str, Any]:
         "rejected_at": item.rejected_at,
         "recorded_at": recorded_at,
     }
+
+
+def _ranges(events: Sequence[Event], parts: int) -> list[list[Event]]:
+    """The events split into at most ``parts`` lists by ranges of their referral ids (each
+    referral's events in one list), none empty."""
+    referral_ids = sorted({event.referral_id for event in events})
+    if not referral_ids:
+        return []
+    size = -(-len(referral_ids) // parts)
+    part_of = {referral_id: index // size for index, referral_id in enumerate(referral_ids)}
+    ranges: list[list[Event]] = [[] for _ in range(-(-len(referral_ids) // size))]
+    for event in events:
+        ranges[part_of[event.referral_id]].append(event)
+    return ranges
 
 
 def _first_per_key(items: Iterable[_T], key: Any) -> list[_T]:

@@ -130,6 +130,7 @@ class SinkOptions:
     writes_in_flight: int = 2
     refresh_batches: int = 5
     refresh_seconds: float = 1.0
+    refresh_parts: int = 2
     poll_seconds: float = 0.5
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
@@ -260,10 +261,12 @@ class _Window:
         self.offsets.update(pending.offsets)
         self.dropped += pending.dropped
 
-    def due(self, options: SinkOptions) -> bool:
-        """Whether to refresh now: enough batches, or the first one waited long enough."""
+    def due(self, options: SinkOptions, idle: bool) -> bool:
+        """Whether to refresh now: enough batches, the first one waited long enough, or the
+        sink is ``idle`` (nothing to read, gather or write)."""
         return bool(self.results) and (
-            len(self.results) >= options.refresh_batches
+            idle
+            or len(self.results) >= options.refresh_batches
             or time.monotonic() - self.opened >= options.refresh_seconds
         )
 
@@ -352,17 +355,24 @@ class Sink:
                 # The next batch is gathered and decoded, a poll at a time, while earlier
                 # ones are written, so that Python's work overlaps the database's. It is
                 # written at once when nothing else is, or once full beside the one being
-                # written. With nothing being written, wait for messages (or, with a window
-                # open, until its refresh is due).
+                # written. With nothing being written, wait for messages; with a window
+                # open, only for a fetch's wait: if none come, the stream has paused or
+                # ended, and the window is refreshed at once rather than at its age.
                 room = size - gathered.size
                 polled = {}
+                idle = False
                 if room > 0:
                     timeout = poll_ms
                     if writing or refreshing or gathered.size:
                         timeout = 0
                     elif window.results:
-                        timeout = min(poll_ms, int(window.wait_seconds(self.options) * 1000))
+                        timeout = min(
+                            poll_ms,
+                            FETCH_MAX_WAIT_MS,
+                            int(window.wait_seconds(self.options) * 1000),
+                        )
                     polled = await consumer.getmany(timeout_ms=timeout, max_records=room)
+                    idle = timeout > 0 and not polled
                 if polled:
                     gathered.add(polled, self._decode(polled))
                 while writing and writing[0].task.done():
@@ -376,7 +386,7 @@ class Sink:
                     if not await self._finish(refreshing):
                         return
                     refreshing = None
-                if refreshing is None and window.due(self.options):
+                if refreshing is None and window.due(self.options, idle):
                     refreshing = self._refresh(window, stop)
                     window = _Window()
                 if gathered.size and (
@@ -449,7 +459,11 @@ class Sink:
         """Start refreshing the referrals of a window's batches."""
         writes = [result.unfolded for result in window.results if result.unfolded is not None]
         size = sum(len(write.inserted) + len(write.already_stored) for write in writes)
-        task = asyncio.create_task(self._retried(lambda: self.store.refresh(writes), size, stop))
+        task = asyncio.create_task(
+            self._retried(
+                lambda: self.store.refresh(writes, self.options.refresh_parts), size, stop
+            )
+        )
         return _Refreshing(task, window)
 
     async def _finish(self, refreshing: _Refreshing) -> bool:

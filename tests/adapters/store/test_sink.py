@@ -213,6 +213,25 @@ OUTAGE_SECONDS = 30.0
 
 
 @pytest.mark.postgres
+async def test_a_window_is_refreshed_as_soon_as_the_stream_pauses(
+    store: Store, kafka_bootstrap: str
+) -> None:
+    settings, topics = await new_topics(kafka_bootstrap)
+    await produce(kafka_bootstrap, topics.events, [event_message(body) for body in T1_EVENTS])
+    # Windows that close neither by count nor by age while the test runs: the projection
+    # and the offsets follow only because nothing more comes.
+    options = SinkOptions(
+        batch_size=4, refresh_batches=1000, refresh_seconds=3600.0, lag_interval=0.2
+    )
+    sink = RunningSink(store, settings, options)
+    try:
+        await wait_for(lambda: _true(total_lag(sink.metrics, topics) == 0), "lag 0", 30.0)
+        referrals = {body["referral_id"] for body in T1_EVENTS}
+        assert await store.count(ReferralRow) == len(referrals)
+    finally:
+        await sink.close()
+
+
 async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
     kafka_bootstrap: str,
 ) -> None:
