@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.importer import (
@@ -64,8 +66,12 @@ def import_command(file: Path, fmt: str | None, target: str) -> None:
     try:
         fmt = fmt or detect_format(file)
         counts = asyncio.run(import_file(file, fmt, target, settings))
-    except (UnusableFile, StoreNotMigrated) as error:
+    except (UnusableFile, StoreNotMigrated, NoTopic) as error:
         raise click.ClickException(str(error)) from None
+    except KafkaError as error:
+        raise click.ClickException(
+            f"Kafka at {settings.kafka_bootstrap}: {type(error).__name__}"
+        ) from None
     new = f", {counts.new} new" if target == "store" else " published"
     click.echo(
         f"{file.name}: {counts.events} events{new}; {counts.rejected} lines rejected", err=True
@@ -105,6 +111,10 @@ def _with_progress(path: Path, fmt: str, settings: Settings) -> Iterator[ImportI
         )
 
 
+class NoTopic(Exception):
+    """The events topic to publish on does not exist on the broker."""
+
+
 Write = Callable[[Batch], Awaitable[int]]
 """Writes one batch; returns how many of its events were new (or published)."""
 
@@ -123,6 +133,18 @@ async def _writer(target: str, settings: Settings) -> AsyncIterator[Write]:
             await store.close()
         return
     topic = settings.topic(EVENTS_TOPIC)
+    # The producer would wait for a missing topic's metadata until its request timeout.
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        exists = topic in await admin.list_topics()
+    finally:
+        await admin.close()
+    if not exists:
+        raise NoTopic(
+            f"topic {topic} does not exist on {settings.kafka_bootstrap}"
+            " (create it with: mhst-tracker topics create)"
+        )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20
     )

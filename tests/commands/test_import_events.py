@@ -7,6 +7,7 @@ import os
 import pty
 import subprocess
 import sys
+import time
 import uuid
 from datetime import date
 from pathlib import Path
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import CliRunner
 
+from deploy.local.process import free_port
 from mhst_tracker.cli import main
 from mhst_tracker.config import EVENTS_TOPIC, Settings
 from mhst_tracker.domain.errors import InvalidEvent
@@ -131,6 +133,28 @@ def test_jsonl_to_kafka_sends_valid_lines_keyed_by_referral(
     sent = sorted((orjson.loads(record.value or b"") for record in records), key=_event_id)
     assert sent == sorted(bodies, key=_event_id)
     assert by_key(records) == {"R1": ["e1", "e3", "e5"], "R2": ["e2", "e4"]}
+
+
+def test_a_missing_topic_or_broker_is_a_clear_error(kafka_bootstrap: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(
+        jsonl([event("e1", "referral_received", "R1", "2026-09-01T09:00:00Z", team_id="T1")])
+    )
+    prefix = f"missing{uuid.uuid4().hex[:8]}."
+    env = {"MHST_KAFKA_BOOTSTRAP": kafka_bootstrap, "MHST_TOPIC_PREFIX": prefix}
+    topic = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix).topic(EVENTS_TOPIC)
+    started = time.monotonic()
+    code, stderr = run_import(path, env)
+    assert code == 1
+    assert f"Error: topic {topic} does not exist on {kafka_bootstrap}" in stderr
+    assert "mhst-tracker topics create" in stderr
+    # Refused up front, not after the producer's 40 s wait for the topic's metadata.
+    assert time.monotonic() - started < 20
+    # A broker that is not there: an error naming the address, not a traceback.
+    closed = f"127.0.0.1:{free_port()}"
+    code, stderr = run_import(path, {**env, "MHST_KAFKA_BOOTSTRAP": closed})
+    assert code == 1
+    assert f"Error: Kafka at {closed}: KafkaConnectionError" in stderr
 
 
 def test_a_large_file_is_sent_whole_across_batches(kafka_bootstrap: str, tmp_path: Path) -> None:
