@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -24,11 +25,20 @@ TABLES = ("events", "referrals", "alerts", "rejected_events")
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
+def json_text(value: Any) -> str:
+    """JSON column values as text, by orjson: besides JSON's own types it writes dates and
+    datetimes in ISO 8601, enums as their values and dataclasses as objects of their fields
+    (a ``StageState`` as its ``to_dict`` shape)."""
+    return orjson.dumps(value).decode()
+
+
 def create_engine(url: str, **options: Any) -> AsyncEngine:
     """An async engine for a store URL (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
 
-    SQLite gets a busy timeout and WAL journal, so readers do not block the sink.
+    JSON columns are written by :func:`json_text`. SQLite gets a busy timeout and WAL
+    journal, so readers do not block the sink.
     """
+    options.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         options.setdefault("connect_args", {"timeout": 30})
         engine = create_async_engine(url, **options)

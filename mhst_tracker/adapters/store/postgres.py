@@ -7,7 +7,7 @@ Each input table gets one statement per batch, whatever its size, its rows in ke
 
 asyncpg sends the arrays in its binary format, so a batch costs one round trip and no SQL
 compilation (the statements are fixed text, prepared once per connection). JSON columns are
-serialised with orjson and cast to ``jsonb`` by the server.
+serialised by ``database.json_text`` (orjson).
 
 Rows are inserted in key order (``ORDER BY event_id``), so two writers inserting the same
 keys (a redelivery racing the first delivery) wait for each other in one order and cannot
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 import asyncpg
@@ -44,6 +44,7 @@ import orjson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mhst_tracker.adapters.store.database import json_text
 from mhst_tracker.adapters.store.records import IncomingAlert, IncomingEvent, Rejection
 
 EVENTS_STAGING = """
@@ -192,10 +193,6 @@ def _check_aware(values: Sequence[datetime | None], name: str) -> None:
     for value in values:
         if value is not None and value.utcoffset() is None:
             raise ValueError(f"the store only takes timezone-aware datetimes ({name})")
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 async def _keys(
@@ -418,14 +415,16 @@ async def write_projection(
     asyncpg a type check per element (a third of the sink's projection time)."""
     if not rows:
         return
-    json_columns = [name in _JSON_COLUMNS for name in PROJECTION_COLUMNS]
-    records = [
-        tuple(
-            _json(row[name]) if is_json else row[name]
-            for name, is_json in zip(PROJECTION_COLUMNS, json_columns, strict=True)
-        )
-        for row in rows
+    values = itemgetter(*PROJECTION_COLUMNS)
+    json_positions = [
+        position for position, name in enumerate(PROJECTION_COLUMNS) if name in _JSON_COLUMNS
     ]
+    records = []
+    for row in rows:
+        record = list(values(row))
+        for position in json_positions:
+            record[position] = json_text(record[position])
+        records.append(tuple(record))
     _check_aware([row["next_deadline"] for row in rows], "next_deadline")
     _check_aware([as_of, now], "as_of")
     await connection.exec_driver_sql(PROJECTION_STAGING)

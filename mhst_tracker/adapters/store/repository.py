@@ -389,7 +389,9 @@ class Store:
             "days_waited": state.days_waited,
             "dna_count": state.dna_count,
             "flags": [flag.value for flag in state.flags],
-            "stages": state.to_dict()["stages"],
+            # The stage states themselves: the JSON serialiser (orjson, see
+            # ``database.create_engine``) writes each as its ``StageState.to_dict`` shape.
+            "stages": state.stages,
             "at_risk_stages": list(state.at_risk_stages),
             "next_stage": None if upcoming is None else upcoming.name,
             "next_due_on": None if upcoming is None else upcoming.due_on,
