@@ -250,23 +250,29 @@ async def insert_events(
 
 
 def event_records(events: Sequence[IncomingEvent], recorded_at: datetime) -> list[tuple[Any, ...]]:
-    """The ``events`` rows of valid events, values in :data:`EVENT_COLUMNS` order."""
+    """The ``events`` rows of valid events, values in :data:`EVENT_COLUMNS` order.
+
+    ``type`` is the :class:`EventType` member itself: a ``StrEnum`` member is a ``str`` whose
+    text is its value, which asyncpg encodes as it is (reading ``.value`` costs a descriptor
+    call per row)."""
     _check_aware([recorded_at], "recorded_at")
-    records = []
+    records: list[tuple[Any, ...]] = []
+    append = records.append
     for item in events:
-        event, origin = item.event, item.origin
-        if event.occurred_at.utcoffset() is None or item.received_at.utcoffset() is None:
+        event, origin, received_at = item.event, item.origin, item.received_at
+        occurred_at = event.occurred_at
+        if occurred_at.utcoffset() is None or received_at.utcoffset() is None:
             raise ValueError("the store only takes timezone-aware datetimes")
-        records.append(
+        append(
             (
                 event.event_id,
                 event.referral_id,
-                event.type.value,
-                event.occurred_at,
+                event.type,
+                occurred_at,
                 event.team_id,
                 event.school_id,
                 item.payload.decode(),
-                item.received_at,
+                received_at,
                 recorded_at,
                 origin.source,
                 origin.partition,

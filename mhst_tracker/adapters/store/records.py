@@ -7,11 +7,12 @@ small derived facts of a :class:`ReferralState` that the store promotes to colum
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from mhst_tracker.domain._frozen import frozen_constructor
 from mhst_tracker.domain.alerts import Alert, AlertKind
 from mhst_tracker.domain.clock import ReferralState, ReferralStatus, StageStatus
 from mhst_tracker.domain.events import Event, parse_timestamp
@@ -44,6 +45,16 @@ class IncomingEvent:
     payload: bytes
     received_at: datetime
     origin: Origin
+
+
+new_origin: Callable[[str, int | None, int | None, int | None], Origin] = frozen_constructor(Origin)
+"""``Origin(source, partition, offset, line)`` without the frozen ``__init__``'s cost, for
+the sink's one per message."""
+
+new_incoming_event: Callable[[Event, bytes, datetime, Origin], IncomingEvent] = frozen_constructor(
+    IncomingEvent
+)
+"""``IncomingEvent(event, payload, received_at, origin)``, likewise."""
 
 
 @dataclass(frozen=True, slots=True)

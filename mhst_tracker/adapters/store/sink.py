@@ -38,11 +38,12 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from mhst_tracker.adapters.store.records import (
     Batch,
     IncomingAlert,
-    IncomingEvent,
     InvalidAlert,
     Origin,
     Rejection,
     alert_from_dict,
+    new_incoming_event,
+    new_origin,
 )
 from mhst_tracker.adapters.store.repository import Store, WriteResult
 from mhst_tracker.config import ALERTS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, Settings
@@ -169,18 +170,24 @@ def decode(
     """Turn a poll's messages into a batch for the store."""
     batch = Batch()
     now = datetime.now(UTC)
+    events, events_topic = batch.events, topics.events
+    timestamp, received_at = None, now
     for message in messages:
-        origin = Origin(message.topic, message.partition, message.offset)
-        received_at = datetime.fromtimestamp(message.timestamp / 1000, UTC)
-        if message.topic == topics.events:
+        topic = message.topic
+        origin = new_origin(topic, message.partition, message.offset, None)
+        if message.timestamp != timestamp:  # often shared by the messages of a batch
+            timestamp = message.timestamp
+            received_at = datetime.fromtimestamp(timestamp / 1000, UTC)
+        if topic == events_topic:
+            value = message.value
             try:
-                event = accept(message.key, message.value, max_event_bytes)
+                event = accept(message.key, value, max_event_bytes)
             except InvalidEvent as error:
-                batch.rejections.append(Rejection(error.reason, message.value or b"", origin, now))
+                batch.rejections.append(Rejection(error.reason, value or b"", origin, now))
                 continue
-            assert message.value is not None
-            batch.events.append(IncomingEvent(event, message.value, received_at, origin))
-        elif message.topic == topics.alerts:
+            assert value is not None
+            events.append(new_incoming_event(event, value, received_at, origin))
+        elif topic == topics.alerts:
             try:
                 alert = alert_from_dict(orjson.loads(message.value or b"null") or {})
             except (InvalidAlert, orjson.JSONDecodeError, AttributeError):
