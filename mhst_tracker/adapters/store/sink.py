@@ -129,6 +129,7 @@ class SinkOptions:
 
     batch_size: int = 10000
     writes_in_flight: int = 2
+    batches_ahead: int = 1
     refresh_batches: int = 5
     refresh_seconds: float = 1.0
     refresh_parts: int = 2
@@ -352,6 +353,7 @@ class Sink:
         window = _Window()
         refreshing: _Refreshing | None = None
         gathered = _Gathered()
+        ready: deque[_Gathered] = deque()
         size, poll_ms = self.options.batch_size, int(self.options.poll_seconds * 1000)
         collected = time.monotonic()
         try:
@@ -362,15 +364,20 @@ class Sink:
                 # The next batch is gathered and decoded, a poll at a time, while earlier
                 # ones are written, so that Python's work overlaps the database's. It is
                 # written at once when nothing else is, or once full beside the one being
-                # written. With nothing being written, wait for messages; with a window
+                # written; full while writes_in_flight batches are being written, it is set
+                # aside (up to batches_ahead of them) and the next one is gathered. With nothing being written, wait for messages; with a window
                 # open, only for a fetch's wait: if none come, the stream has paused or
                 # ended, and the window is refreshed at once rather than at its age.
+                if gathered.size >= size and len(ready) < self.options.batches_ahead:
+                    # Full while the writes are busy: set aside, and go on decoding.
+                    ready.append(gathered)
+                    gathered = _Gathered()
                 room = size - gathered.size
                 polled = {}
                 idle = False
                 if room > 0:
                     timeout = poll_ms
-                    if writing or refreshing or gathered.size:
+                    if writing or refreshing or gathered.size or ready:
                         timeout = 0
                     elif window.results:
                         timeout = min(
@@ -396,7 +403,9 @@ class Sink:
                 if refreshing is None and window.due(self.options, idle):
                     refreshing = self._refresh(window, stop)
                     window = _Window()
-                if gathered.size and (
+                if ready and len(writing) < self.options.writes_in_flight:
+                    writing.append(self._start(ready.popleft(), writing, stop))
+                elif gathered.size and (
                     not writing
                     or (gathered.size >= size and len(writing) < self.options.writes_in_flight)
                 ):
