@@ -214,6 +214,16 @@ def _dead_letter(message: Message, origin: Origin, now: datetime) -> Rejection:
     )
 
 
+async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
+    """Whether every assigned partition has been read up to the high watermark its last
+    fetch reported (``False`` while one has not been fetched yet)."""
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
+
+
 def _retryable(error: BaseException) -> bool:
     """Connection trouble is retried; a statement the database rejects is a bug, not retried."""
     if isinstance(error, IntegrityError | DataError | ProgrammingError):
@@ -365,9 +375,11 @@ class Sink:
                 # ones are written, so that Python's work overlaps the database's. It is
                 # written at once when nothing else is, or once full beside the one being
                 # written; full while writes_in_flight batches are being written, it is set
-                # aside (up to batches_ahead of them) and the next one is gathered. With nothing being written, wait for messages; with a window
-                # open, only for a fetch's wait: if none come, the stream has paused or
-                # ended, and the window is refreshed at once rather than at its age.
+                # aside (up to batches_ahead of them) and the next one is gathered. With
+                # nothing being written, wait for messages; with a window open, not at all
+                # if every partition was read to its high watermark, else only for a
+                # fetch's wait: if none come, the stream has paused or ended, and the
+                # window is refreshed at once rather than at its age.
                 if gathered.size >= size and len(ready) < self.options.batches_ahead:
                     # Full while the writes are busy: set aside, and go on decoding.
                     ready.append(gathered)
@@ -377,16 +389,15 @@ class Sink:
                 idle = False
                 if room > 0:
                     timeout = poll_ms
+                    caught_up = False
                     if writing or refreshing or gathered.size or ready:
                         timeout = 0
                     elif window.results:
-                        timeout = min(
-                            poll_ms,
-                            FETCH_MAX_WAIT_MS,
-                            int(window.wait_seconds(self.options) * 1000),
-                        )
+                        caught_up = await _caught_up(consumer)
+                        wait_ms = int(window.wait_seconds(self.options) * 1000)
+                        timeout = 0 if caught_up else min(poll_ms, FETCH_MAX_WAIT_MS, wait_ms)
                     polled = await consumer.getmany(timeout_ms=timeout, max_records=room)
-                    idle = timeout > 0 and not polled
+                    idle = (caught_up or timeout > 0) and not polled
                 if polled:
                     gathered.add(polled, self._decode(polled))
                 while writing and writing[0].task.done():
