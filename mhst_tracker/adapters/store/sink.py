@@ -3,9 +3,9 @@
 It reads batches with one Kafka consumer (group ``mhst-store-sink``), writes each batch in
 one database transaction (``INSERT ... ON CONFLICT DO NOTHING`` on ``event_id``,
 ``alert_id`` and the rejection key), refreshes the referral projection once per window of
-batches in one more transaction, and commits the window's Kafka offsets only after that
-commit. A crash in between re-reads the window, which then adds nothing and refreshes its
-referrals again.
+batches (in ``refresh_parts`` more transactions, on disjoint ranges of referrals), and
+commits the window's Kafka offsets only after those commits. A crash in between re-reads
+the window, which then adds nothing and refreshes its referrals again.
 
 Messages are read as the workers read them (:func:`streams.tracking.accept`): an invalid
 event is stored as a rejection keyed by where it was read, so the workers' dead letter for
@@ -305,14 +305,16 @@ class Sink:
     """Consumes the topics into a :class:`Store` until ``stop`` is set.
 
     The next batch (up to ``batch_size`` messages) is fetched and decoded while the
-    previous ones are being written. Up to ``writes_in_flight`` batches are written at once,
-    each in its own transaction, as concurrent writers of the store; a batch's write stores
-    its events, alerts and rejections only. The referrals of the batches written are then
-    refreshed together, once per window (``refresh_batches`` batches or ``refresh_seconds``
-    after the window's first batch, whichever comes first), in one more transaction, while
-    the next batches are written. Offsets are committed window by window in order, each
-    after its refresh's commit, so a window read again after a crash refreshes again: its
-    events, found stored, have their stored copies folded (see :meth:`Store.refresh`).
+    previous ones are being written (and up to ``batches_ahead`` full ones set aside when
+    the writes are busy). Up to ``writes_in_flight`` batches are written at once, each in its
+    own transaction, as concurrent writers of the store; a batch's write stores its events,
+    alerts and rejections only. The referrals of the batches written are then refreshed
+    together, once per window (``refresh_batches`` batches, ``refresh_seconds`` after the
+    window's first batch, or as soon as there is nothing else to do, whichever comes first),
+    in ``refresh_parts`` concurrent transactions, while the next batches are written.
+    Offsets are committed window by window in order, each after its refresh's commits, so a
+    window read again after a crash refreshes again: its events, found stored, have their
+    stored copies folded (see :meth:`Store.refresh`).
     """
 
     def __init__(
