@@ -15,9 +15,8 @@
   new records are pending; the agent writes them when the tick reaches it, because only
   stream iteration may write the table.
 * After every rebalance (the table's recovery callbacks) a stream partition with no
-  committed offset is read again from its start (:meth:`ReferralTracker.rewind_uncommitted`),
-  and the timer drops the partitions the worker no longer owns and indexes those it gained
-  from the table.
+  committed offset is read again from its start (:mod:`streams.transport`), and the timer
+  drops the partitions the worker no longer owns and indexes those it gained from the table.
 * Everything the worker decides is reported to :class:`ClinicalMetrics` as it happens:
   each referral's new state, alerts, events, dead letters, processing lag and timer
   lateness. The metrics hold exactly the partitions the worker owns: a gained partition is
@@ -42,7 +41,6 @@ from typing import Any, Final, cast
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.transport.consumer import Consumer
 from faust.types import TP, EventT
 
 from mhst_tracker.adapters.metrics import ClinicalMetrics
@@ -65,6 +63,7 @@ from streams.publishing import AlertPublisher, alert_message, stamped
 from streams.timers import DeadlineTimer, Decision
 from streams.topics import TopicNames
 from streams.tracking import Outcome, ReferralRecord, accept, apply_event, deadline_of
+from streams.transport import StreamConsumer, StreamTransport
 
 APP_ID: Final = "mhst-tracker"
 TABLE_NAME: Final = "referral-clocks"
@@ -303,33 +302,6 @@ class ReferralTracker:
                 self.metrics.observe_alert(alert)
                 self.metrics.observe_timer_lateness(late)
 
-    async def rewind_uncommitted(self) -> None:
-        """After a restore: read the stream partitions with no committed offset from the start.
-
-        Faust drops the records it fetched while the group was rebalancing or the table was
-        being restored and then seeks every stream partition back to its committed offset,
-        but a partition without one (a worker killed before its first commit) is not moved
-        (aiokafka's ``seek_to_committed`` skips it), so everything fetched and dropped there
-        would never be processed. Reading such a partition again from its first offset is
-        ``auto_offset_reset="earliest"``; processing is idempotent (duplicate events change
-        nothing, an alert already raised is not raised again).
-        """
-        consumer = cast(Consumer, self.app.consumer)
-        streams = {self.names.events, self.names.ticks}
-        assigned = {tp for tp in consumer.assignment() if tp.topic in streams}
-        if not assigned:
-            return
-        committed = await consumer.seek_to_committed()
-        uncommitted = [tp for tp in assigned if not committed.get(tp)]
-        if not uncommitted:
-            return
-        earliest = await consumer.earliest_offsets(*uncommitted)
-        await consumer.seek_wait({tp: earliest.get(tp) or 0 for tp in uncommitted})
-        log.info(
-            "%d stream partitions without a committed offset read from their start",
-            len(uncommitted),
-        )
-
     async def rebuild_index(self) -> None:
         """After a rebalance: forget lost partitions, index gained ones from the table."""
         owned = self.owned_partitions()
@@ -461,6 +433,7 @@ def create_app(
     port, logged).
     """
     app = faust.App(app_id(settings), **faust_settings(settings, store))
+    app.transport = StreamTransport(app.conf.broker_consumer, app)
     profile = settings.profile()
     if metrics is None:
         metrics = ClinicalMetrics(profile, school_labels=settings.metrics_school_labels)
@@ -480,7 +453,10 @@ def create_app(
 
     app.task(expose_metrics)
 
-    tracker.table.on_recover(tracker.rewind_uncommitted)
+    async def seek_before_resume() -> None:
+        await cast(StreamConsumer, app.consumer).seek_to_committed()  # see streams.transport
+
+    tracker.table.on_recover(seek_before_resume)
     tracker.table.on_recover(tracker.rebuild_index)
 
     @app.on_partitions_revoked.connect
