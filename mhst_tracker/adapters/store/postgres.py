@@ -16,16 +16,25 @@ deadlock: the second waits for the first's commit, then finds the row and skips 
 The projection is a read-modify-write of the touched referrals' clock snapshots, folded by
 the engine in Python. Concurrent writers cannot lose an update, without a table lock:
 
-1. :func:`lock_referrals` inserts a placeholder row for each touched referral that has none
-   and locks each existing one (``ON CONFLICT DO UPDATE ... WHERE false`` locks the
-   conflicting row without writing it), in one statement, in ``referral_id`` order. Every
-   writer takes its row locks in that order, so two writers cannot deadlock; a writer that
-   meets a row another writer inserted or locked waits for that writer's commit.
-2. :func:`load_clocks` is a new statement, so under READ COMMITTED its snapshot is taken
-   after every lock was granted and it sees the clock the previous writer committed.
-3. The events are folded in and :func:`write_projection` updates the locked rows (COPY into
-   a session staging table, then ``UPDATE ... FROM`` it). A placeholder never becomes
-   visible: it is written and replaced in the same transaction.
+1. :func:`lock_clocks` locks the touched referrals' existing rows in ``referral_id`` order
+   and reads their clocks in one ``SELECT ... ORDER BY referral_id FOR UPDATE``. A row
+   another writer holds is waited for; under READ COMMITTED the statement then locks and
+   returns the version that writer committed, so the clock read is the newest one.
+2. The events are folded in and :func:`write_projection` writes the rows (COPY into a
+   session staging table): one ``INSERT ... ON CONFLICT DO NOTHING`` of the referrals that
+   had no row, in ``referral_id`` order, and one ``UPDATE ... FROM`` of the locked ones.
+3. A referral with no row when it was locked, but inserted by a concurrent writer before
+   this writer's insert, is a conflict: the insert waits for that writer's commit and skips
+   the row, :func:`write_projection` reports it, and the caller rolls back to a savepoint
+   taken before step 1 (releasing this attempt's locks and rows) and starts again, now
+   finding that row committed. Each attempt that conflicts finds at least one more row, so
+   this ends.
+
+No writer waits for a lock while holding a row another writer waits for in a way that
+closes a cycle: the locking statement waits only for row locks (never for uncommitted
+inserts, which it does not see) and takes them in key order, and the insert waits only for
+other writers' inserts, in key order, which a writer in its locking statement does not
+hold.
 
 Row locks live in the tuples, not in the shared lock table, so a batch may touch any number
 of referrals. ``Store.rebuild_referrals`` still takes ``SHARE ROW EXCLUSIVE`` on
@@ -34,7 +43,7 @@ of referrals. ``Store.rebuild_referrals`` still takes ``SHARE ROW EXCLUSIVE`` on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from operator import attrgetter, itemgetter
 from typing import Any, cast
@@ -131,26 +140,18 @@ ON CONFLICT (reject_key) DO NOTHING
 RETURNING reject_key
 """
 
-LOCK_REFERRALS = """
-INSERT INTO referrals (
-    referral_id, status, dna_count, flags, stages, at_risk_stages, profile, clock,
-    as_of, updated_at
-)
-SELECT i.referral_id, '', 0, '[]', '{}', '[]', '', '{}', $2::timestamptz, $2::timestamptz
-FROM unnest($1::text[]) WITH ORDINALITY AS i (referral_id, position)
-ORDER BY i.position
-ON CONFLICT (referral_id) DO UPDATE SET referral_id = EXCLUDED.referral_id WHERE false
-RETURNING referral_id
+LOCK_CLOCKS = """
+SELECT clock::text FROM referrals WHERE referral_id = ANY($1::text[])
+ORDER BY referral_id
+FOR UPDATE
 """
-
-LOAD_CLOCKS = "SELECT clock::text FROM referrals WHERE referral_id = ANY($1::text[])"
 
 PROJECTION_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS mhst_referrals_in (
     referral_id text, team_id text, school_id text, status text, received_on date,
     days_waited int, dna_count int, flags jsonb, stages jsonb, at_risk_stages jsonb,
     next_stage text, next_due_on date, next_deadline timestamptz, off_list_on date,
-    clock jsonb
+    clock jsonb, stored boolean
 ) ON COMMIT DELETE ROWS
 """
 """The session's staging table of the projection rows (emptied at every commit)."""
@@ -164,7 +165,24 @@ UPDATE referrals AS r SET
     off_list_on = i.off_list_on, profile = $1::text, clock = i.clock,
     as_of = $2::timestamptz, updated_at = $3::timestamptz
 FROM mhst_referrals_in AS i
-WHERE r.referral_id = i.referral_id
+WHERE i.stored AND r.referral_id = i.referral_id
+"""
+
+INSERT_PROJECTION = """
+INSERT INTO referrals (
+    referral_id, team_id, school_id, status, received_on, days_waited, dna_count, flags,
+    stages, at_risk_stages, next_stage, next_due_on, next_deadline, off_list_on, profile,
+    clock, as_of, updated_at
+)
+SELECT
+    referral_id, team_id, school_id, status, received_on, days_waited, dna_count, flags,
+    stages, at_risk_stages, next_stage, next_due_on, next_deadline, off_list_on, $1::text,
+    clock, $2::timestamptz, $3::timestamptz
+FROM mhst_referrals_in
+WHERE NOT stored
+ORDER BY referral_id
+ON CONFLICT (referral_id) DO NOTHING
+RETURNING referral_id
 """
 
 PROJECTION_COLUMNS = (
@@ -184,7 +202,7 @@ PROJECTION_COLUMNS = (
     "off_list_on",
     "clock",
 )
-"""The columns of the projection's staging table, in order."""
+"""The projection row's columns in the staging table, in order; ``stored`` follows them."""
 
 _JSON_COLUMNS = frozenset({"flags", "stages", "at_risk_stages", "clock"})
 
@@ -388,51 +406,56 @@ async def insert_rejections(
     return await _keys(connection, INSERT_REJECTIONS, (*columns, recorded_at))
 
 
-async def lock_referrals(
-    connection: AsyncConnection, referral_ids: Sequence[str], now: datetime
-) -> set[str]:
-    """Lock the referrals' rows in key order, creating placeholders for the missing ones;
-    the ids that had no row (their placeholders are to be overwritten in this transaction)."""
-    ordered = sorted(referral_ids)
-    return await _keys(connection, LOCK_REFERRALS, (ordered, now))
-
-
-async def load_clocks(
+async def lock_clocks(
     connection: AsyncConnection, referral_ids: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """The clock snapshots of the referrals (run after :func:`lock_referrals`)."""
+    """Lock the referrals' existing rows in key order and read their clock snapshots (the
+    referrals with no row are absent)."""
     if not referral_ids:
         return []
-    result = await connection.exec_driver_sql(LOAD_CLOCKS, (list(referral_ids),))
+    result = await connection.exec_driver_sql(LOCK_CLOCKS, (sorted(referral_ids),))
     return [orjson.loads(row[0]) for row in result]
 
 
 async def write_projection(
     connection: AsyncConnection,
     rows: Sequence[dict[str, Any]],
+    stored: Collection[str],
     profile: str,
     as_of: datetime,
     now: datetime,
-) -> None:
-    """Update the locked referral rows with the engine's states (``Store`` projection rows):
-    a binary COPY into the session's staging table, then one ``UPDATE ... FROM`` it.
+) -> set[str]:
+    """Write the engine's states (``Store`` projection rows): a binary COPY into the
+    session's staging table, then one ``INSERT`` of the referrals not in ``stored`` (the
+    ids :func:`lock_clocks` found and locked) and one ``UPDATE ... FROM`` of those in it.
+    The ids of the referrals a concurrent writer inserted meanwhile, which were not written
+    (empty unless writers race; see the module docstring).
 
     COPY encodes each row once; the same rows as array parameters of one statement cost
     asyncpg a type check per element (a third of the sink's projection time)."""
     if not rows:
-        return
+        return set()
     values = itemgetter(*PROJECTION_COLUMNS)
     json_positions = [
         position for position, name in enumerate(PROJECTION_COLUMNS) if name in _JSON_COLUMNS
     ]
     records = []
+    new: set[str] = set()
     for row in rows:
         record = list(values(row))
         for position in json_positions:
             record[position] = json_text(record[position])
+        was_stored = row["referral_id"] in stored
+        if not was_stored:
+            new.add(row["referral_id"])
+        record.append(was_stored)
         records.append(tuple(record))
     _check_aware([row["next_deadline"] for row in rows], "next_deadline")
     _check_aware([as_of, now], "as_of")
     await connection.exec_driver_sql(PROJECTION_STAGING)
-    await copy_records(connection, "mhst_referrals_in", PROJECTION_COLUMNS, records)
-    await connection.exec_driver_sql(UPDATE_PROJECTION, (profile, as_of, now))
+    await copy_records(connection, "mhst_referrals_in", (*PROJECTION_COLUMNS, "stored"), records)
+    if new:
+        new -= await _keys(connection, INSERT_PROJECTION, (profile, as_of, now))
+    if len(new) < len(rows):
+        await connection.exec_driver_sql(UPDATE_PROJECTION, (profile, as_of, now))
+    return new

@@ -49,6 +49,10 @@ _CHUNK = 2000
 _T = TypeVar("_T")
 
 
+class _RacedReferral(Exception):
+    """A concurrent writer inserted one of the refresh's new referrals first."""
+
+
 class DeliveryStatus:
     """Values of ``alerts.delivery_status``."""
 
@@ -330,13 +334,27 @@ class Store:
         by_referral: dict[str, list[Event]],
         now: datetime,
     ) -> int:
-        """The same fold with the rows locked in key order, not the table (see ``postgres``)."""
-        created = await postgres.lock_referrals(connection, list(by_referral), now)
-        existing = [referral_id for referral_id in by_referral if referral_id not in created]
+        """The same fold with the rows locked in key order, not the table (see ``postgres``):
+        an attempt that meets a referral a concurrent writer inserted meanwhile is rolled
+        back to its savepoint and made again."""
+        while True:
+            try:
+                async with connection.begin_nested():
+                    return await self._refresh_attempt(connection, by_referral, now)
+            except _RacedReferral:
+                continue
+
+    async def _refresh_attempt(
+        self,
+        connection: AsyncConnection,
+        by_referral: dict[str, list[Event]],
+        now: datetime,
+    ) -> int:
         clocks: dict[str, ReferralClock] = {}
-        for snapshot in await postgres.load_clocks(connection, existing):
+        for snapshot in await postgres.lock_clocks(connection, list(by_referral)):
             loaded = ReferralClock.from_dict(snapshot)
             clocks[loaded.referral_id] = loaded
+        stored = set(clocks)
         for referral_id, items in by_referral.items():
             clock = clocks.get(referral_id)
             if clock is None:
@@ -345,7 +363,11 @@ class Store:
                 clock.apply(event)
         as_of = self.time_source.now()
         rows = [self._projection_values(clock, as_of, now) for clock in clocks.values()]
-        await postgres.write_projection(connection, rows, self.profile.name, as_of, now)
+        raced = await postgres.write_projection(
+            connection, rows, stored, self.profile.name, as_of, now
+        )
+        if raced:
+            raise _RacedReferral
         return len(clocks)
 
     async def _load_clocks(

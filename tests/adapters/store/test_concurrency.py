@@ -12,12 +12,15 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
 
 import asyncpg
+import orjson
 import pytest
 from sqlalchemy.engine import make_url
 
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import EventRow, ReferralRow
 from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.domain.clock import ReferralClock
+from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
@@ -138,3 +141,55 @@ async def test_an_event_another_writer_commits_during_the_copy(
     assert (result.events_new, result.events_duplicate) == (len(T1_EVENTS) - 1, 1)
     assert await stores[0].count(EventRow) == len(T1_EVENTS)
     assert await stores[0].count(ReferralRow) == 7
+
+
+async def test_a_referral_another_writer_inserts_during_the_refresh(
+    stores: list[Store], database_url: str
+) -> None:
+    # Another writer has inserted R1's row (its clock holding r1-rec) and not committed yet:
+    # the store's locking read does not see it, so R1 is new to the store, whose insert
+    # waits for that commit and then meets the row. The attempt is rolled back and made
+    # again from the committed clock, so R1 ends with r1-rec and the store's events.
+    first, rest = T1_EVENTS[0], T1_EVENTS[1:]
+    clock = ReferralClock("R1")
+    clock.apply(parse_event(first))
+    url = make_url(database_url)
+    other = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(
+            "INSERT INTO referrals (referral_id, status, dna_count, flags, stages,"
+            " at_risk_stages, profile, clock, as_of, updated_at) VALUES ('R1', '', 0, '[]',"
+            " '{}', '[]', '', $1::text::jsonb, now(), now())",
+            orjson.dumps(clock.to_dict()).decode(),
+        )
+        write = asyncio.create_task(stores[0].write(incoming(rest)))
+        blocked = 0
+        for _ in range(600):
+            if write.done():
+                write.result()
+                raise AssertionError("the write did not wait for the other writer")
+            await other.execute("SELECT pg_stat_clear_snapshot()")
+            blocked = await other.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                other.get_server_pid(),
+            )
+            if blocked:
+                break
+            await asyncio.sleep(0.05)
+        assert blocked == 1
+        await transaction.commit()
+        result = await write
+    finally:
+        await other.close()
+    assert result.referrals_refreshed == 7
+    assert await stores[0].count(ReferralRow) == 7
+    as_of = datetime(2026, 11, 15, tzinfo=UTC)
+    expected = replay([orjson.dumps(body).decode() for body in T1_EVENTS], as_of, TRAILBLAZER_4WW)
+    states = await stores[0].states_as_of(as_of)
+    assert [state.to_dict() for state in states] == [
+        state.to_dict() for state in expected.referrals
+    ]
