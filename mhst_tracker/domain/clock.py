@@ -35,6 +35,8 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+import orjson
+
 from mhst_tracker.domain._frozen import frozen_constructor
 from mhst_tracker.domain.errors import ClockError
 from mhst_tracker.domain.events import Event, EventType
@@ -154,6 +156,9 @@ _REFERRAL_RECEIVED: Final = EventType.REFERRAL_RECEIVED
 _REFERRAL_CLOSED: Final = EventType.REFERRAL_CLOSED
 _APPOINTMENT_DNA: Final = EventType.APPOINTMENT_DNA
 """Enum members as module constants: attribute access on an enum class is slow in 3.11."""
+
+_EVENT_TYPE_NAMES: Final = {event_type: event_type.value for event_type in EventType}
+"""Each event type's value (orjson takes no enum as a key of an object)."""
 
 _new_stage_state: Callable[[date, date | None, StageStatus], StageState] = frozen_constructor(
     StageState
@@ -409,8 +414,15 @@ class ReferralClock:
         Shape: ``version``, ``referral_id``, ``event_ids`` (sorted), ``receipt``
         (``[occurred_at, event_id, team_id, school_id]`` or ``null``), ``firsts`` (event type
         to ``[occurred_at, event_id]``) and ``dnas`` (sorted ``[occurred_at, event_id]``),
-        instants in UTC ISO 8601.
+        instants in UTC ISO 8601: :meth:`snapshot` through JSON.
         """
+        data: dict[str, Any] = orjson.loads(orjson.dumps(self.snapshot()))
+        return data
+
+    def snapshot(self) -> dict[str, Any]:
+        """:meth:`to_dict` with its instants as aware UTC datetimes and its pairs as tuples,
+        for a serialiser that writes those as ISO 8601 strings and arrays: orjson writes the
+        same JSON as :meth:`to_dict`'s, formatting the instants in C, not each in Python."""
         receipt = self._receipt
         return {
             "version": CLOCK_FORMAT_VERSION,
@@ -418,12 +430,12 @@ class ReferralClock:
             "event_ids": sorted(self._event_ids),
             "receipt": None
             if receipt is None
-            else [receipt[0].isoformat(), receipt[1], self._team_id, self._school_id],
+            else (receipt[0], receipt[1], self._team_id, self._school_id),
             "firsts": {
-                event_type.value: _mark_to_list(mark)
+                _EVENT_TYPE_NAMES[event_type]: mark
                 for event_type, mark in sorted(self._firsts.items())
             },
-            "dnas": [_mark_to_list(mark) for mark in sorted(self._dnas)],
+            "dnas": sorted(self._dnas),
         }
 
     @classmethod
@@ -449,10 +461,6 @@ class ReferralClock:
         except (KeyError, TypeError, ValueError) as error:
             raise ClockError(f"malformed clock snapshot: {error!r}") from None
         return clock
-
-
-def _mark_to_list(mark: _Mark) -> list[str]:
-    return [mark[0].isoformat(), mark[1]]
 
 
 def _mark_from_list(raw: Any) -> _Mark:

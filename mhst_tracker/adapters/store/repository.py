@@ -420,7 +420,8 @@ class Store:
             "next_deadline": next_deadline(state, self.profile),
             "off_list_on": left_list_on(state),
             "profile": self.profile.name,
-            "clock": clock.to_dict(),
+            # Written by the same serialiser: the JSON of ``clock.to_dict()``.
+            "clock": clock.snapshot(),
             "as_of": as_of,
             "updated_at": now,
         }

@@ -683,6 +683,24 @@ def test_days_waited_are_never_negative_and_match_the_status(
 
 
 @settings(max_examples=100)
+@given(events=referral_events())
+def test_a_snapshot_writes_each_instant_as_its_utc_isoformat(events: list[Event]) -> None:
+    occurred: dict[str, str] = {}
+    for item in events:
+        occurred.setdefault(item.event_id, item.occurred_at.astimezone(UTC).isoformat())
+    data = clock_of(events).to_dict()
+    receipt = data["receipt"]
+    marks = [*data["firsts"].values(), *data["dnas"], *([] if receipt is None else [receipt[:2]])]
+    assert all(instant == occurred[event_id] for instant, event_id in marks)
+
+
+def test_a_snapshot_keeps_the_microseconds_of_an_instant() -> None:
+    received = event("referral_received", "2026-02-20T10:00:00.000250+01:00")
+    data = clock_of([received]).to_dict()
+    assert data["receipt"][0] == "2026-02-20T09:00:00.000250+00:00"
+
+
+@settings(max_examples=100)
 @given(events=referral_events(), as_of=as_of_moments)
 def test_a_snapshot_round_trip_gives_the_same_clock(events: list[Event], as_of: datetime) -> None:
     clock = clock_of(events)
