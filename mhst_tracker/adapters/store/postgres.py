@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, cast
 
 import asyncpg
@@ -53,7 +53,6 @@ import orjson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mhst_tracker.adapters.store.database import json_text
 from mhst_tracker.adapters.store.records import IncomingAlert, IncomingEvent, Rejection
 
 EVENTS_STAGING = """
@@ -204,7 +203,7 @@ PROJECTION_COLUMNS = (
 )
 """The projection row's columns in the staging table, in order; ``stored`` follows them."""
 
-_JSON_COLUMNS = frozenset({"flags", "stages", "at_risk_stages", "clock"})
+_NEXT_DEADLINE = PROJECTION_COLUMNS.index("next_deadline")
 
 
 def _check_aware(values: Sequence[datetime | None], name: str) -> None:
@@ -419,13 +418,14 @@ async def lock_clocks(
 
 async def write_projection(
     connection: AsyncConnection,
-    rows: Sequence[dict[str, Any]],
+    records: Sequence[tuple[Any, ...]],
     stored: Collection[str],
     profile: str,
     as_of: datetime,
     now: datetime,
 ) -> set[str]:
-    """Write the engine's states (``Store`` projection rows): a binary COPY into the
+    """Write the engine's states (``Store`` projection rows: the values of
+    :data:`PROJECTION_COLUMNS`, the JSON columns' as JSON text): a binary COPY into the
     session's staging table, then one ``INSERT`` of the referrals not in ``stored`` (the
     ids :func:`lock_clocks` found and locked) and one ``UPDATE ... FROM`` of those in it.
     The ids of the referrals a concurrent writer inserted meanwhile, which were not written
@@ -433,29 +433,16 @@ async def write_projection(
 
     COPY encodes each row once; the same rows as array parameters of one statement cost
     asyncpg a type check per element (a third of the sink's projection time)."""
-    if not rows:
+    if not records:
         return set()
-    values = itemgetter(*PROJECTION_COLUMNS)
-    json_positions = [
-        position for position, name in enumerate(PROJECTION_COLUMNS) if name in _JSON_COLUMNS
-    ]
-    records = []
-    new: set[str] = set()
-    for row in rows:
-        record = list(values(row))
-        for position in json_positions:
-            record[position] = json_text(record[position])
-        was_stored = row["referral_id"] in stored
-        if not was_stored:
-            new.add(row["referral_id"])
-        record.append(was_stored)
-        records.append(tuple(record))
-    _check_aware([row["next_deadline"] for row in rows], "next_deadline")
+    new = {record[0] for record in records}.difference(stored)
+    _check_aware([record[_NEXT_DEADLINE] for record in records], "next_deadline")
     _check_aware([as_of, now], "as_of")
+    records = [(*record, record[0] in stored) for record in records]
     await connection.exec_driver_sql(PROJECTION_STAGING)
     await copy_records(connection, "mhst_referrals_in", (*PROJECTION_COLUMNS, "stored"), records)
     if new:
         new -= await _keys(connection, INSERT_PROJECTION, (profile, as_of, now))
-    if len(new) < len(rows):
+    if len(new) < len(records):
         await connection.exec_driver_sql(UPDATE_PROJECTION, (profile, as_of, now))
     return new

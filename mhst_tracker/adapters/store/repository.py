@@ -16,7 +16,7 @@ are not blocked. SQLite has one writer and uses the SQLAlchemy statements below.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mhst_tracker.adapters.store import postgres
-from mhst_tracker.adapters.store.database import check_current, create_engine
+from mhst_tracker.adapters.store.database import check_current, create_engine, json_text
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.records import (
     Batch,
@@ -362,9 +362,9 @@ class Store:
             for event in items:
                 clock.apply(event)
         as_of = self.time_source.now()
-        rows = [self._projection_values(clock, as_of, now) for clock in clocks.values()]
+        records = [self._projection_record(clock, as_of, json_text) for clock in clocks.values()]
         raced = await postgres.write_projection(
-            connection, rows, stored, self.profile.name, as_of, now
+            connection, records, stored, self.profile.name, as_of, now
         )
         if raced:
             raise _RacedReferral
@@ -387,7 +387,13 @@ class Store:
         self, connection: AsyncConnection, clocks: Iterable[ReferralClock], now: datetime
     ) -> None:
         as_of = self.time_source.now()
-        rows = [self._projection_values(clock, as_of, now) for clock in clocks]
+        columns, row_of = postgres.PROJECTION_COLUMNS, self._projection_record
+        extra = {"profile": self.profile.name, "as_of": as_of, "updated_at": now}
+        # The JSON columns' values as they are: SQLAlchemy serialises them by ``json_text``.
+        rows = [
+            dict(zip(columns, row_of(clock, as_of, _as_is), strict=True), **extra)
+            for clock in clocks
+        ]
         insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         statement = insert(ReferralRow)
         statement = statement.on_conflict_do_update(
@@ -397,34 +403,34 @@ class Store:
         for chunk in _chunks(rows, _CHUNK):
             await connection.execute(statement, chunk)
 
-    def _projection_values(
-        self, clock: ReferralClock, as_of: datetime, now: datetime
-    ) -> dict[str, Any]:
+    def _projection_record(
+        self, clock: ReferralClock, as_of: datetime, json: Callable[[Any], Any]
+    ) -> tuple[Any, ...]:
+        """The referral's projection row as of ``as_of``: the values of
+        ``postgres.PROJECTION_COLUMNS`` in order, those of the JSON columns passed through
+        ``json``."""
         state = clock.state(as_of, self.profile)
         upcoming = next_stage(state)
-        return {
-            "referral_id": state.referral_id,
-            "team_id": state.team_id,
-            "school_id": state.school_id,
-            "status": state.status.value,
-            "received_on": state.received_on,
-            "days_waited": state.days_waited,
-            "dna_count": state.dna_count,
-            "flags": [flag.value for flag in state.flags],
-            # The stage states themselves: the JSON serialiser (orjson, see
-            # ``database.create_engine``) writes each as its ``StageState.to_dict`` shape.
-            "stages": state.stages,
-            "at_risk_stages": list(state.at_risk_stages),
-            "next_stage": None if upcoming is None else upcoming.name,
-            "next_due_on": None if upcoming is None else upcoming.due_on,
-            "next_deadline": next_deadline(state, self.profile),
-            "off_list_on": left_list_on(state),
-            "profile": self.profile.name,
+        return (
+            state.referral_id,
+            state.team_id,
+            state.school_id,
+            state.status.value,
+            state.received_on,
+            state.days_waited,
+            state.dna_count,
+            json([flag.value for flag in state.flags]),
+            # The stage states themselves: the JSON serialiser (orjson, ``json_text``)
+            # writes each as its ``StageState.to_dict`` shape.
+            json(state.stages),
+            json(list(state.at_risk_stages)),
+            None if upcoming is None else upcoming.name,
+            None if upcoming is None else upcoming.due_on,
+            next_deadline(state, self.profile),
+            left_list_on(state),
             # Written by the same serialiser: the JSON of ``clock.to_dict()``.
-            "clock": clock.snapshot(),
-            "as_of": as_of,
-            "updated_at": now,
-        }
+            json(clock.snapshot()),
+        )
 
     async def rebuild_referrals(self) -> int:
         """Recompute every referral from its stored events (after a profile change, say)."""
@@ -589,6 +595,10 @@ def _rejection_values(item: Rejection, recorded_at: datetime) -> dict[str, Any]:
         "rejected_at": item.rejected_at,
         "recorded_at": recorded_at,
     }
+
+
+def _as_is(value: _T) -> _T:
+    return value
 
 
 def _ranges(events: Sequence[Event], parts: int) -> list[list[Event]]:
