@@ -10,6 +10,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 import asyncpg
 import orjson
@@ -119,21 +120,7 @@ async def test_an_event_another_writer_commits_during_the_copy(
             " now(), '{}', now(), now(), 'other')"
         )
         write = asyncio.create_task(stores[0].write(incoming(T1_EVENTS)))
-        blocked = 0
-        for _ in range(600):
-            if write.done():
-                write.result()  # it must wait for the other writer: raise what stopped it
-                raise AssertionError("the write did not wait for the other writer")
-            # The activity view is a snapshot per transaction: take a new one each time.
-            await other.execute("SELECT pg_stat_clear_snapshot()")
-            blocked = await other.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                other.get_server_pid(),
-            )
-            if blocked:
-                break
-            await asyncio.sleep(0.05)
-        assert blocked == 1
+        await _blocked_by(other, write)
         await transaction.commit()
         result = await write
     finally:
@@ -167,20 +154,7 @@ async def test_a_referral_another_writer_inserts_during_the_refresh(
             orjson.dumps(clock.to_dict()).decode(),
         )
         write = asyncio.create_task(stores[0].write(incoming(rest)))
-        blocked = 0
-        for _ in range(600):
-            if write.done():
-                write.result()
-                raise AssertionError("the write did not wait for the other writer")
-            await other.execute("SELECT pg_stat_clear_snapshot()")
-            blocked = await other.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                other.get_server_pid(),
-            )
-            if blocked:
-                break
-            await asyncio.sleep(0.05)
-        assert blocked == 1
+        await _blocked_by(other, write)
         await transaction.commit()
         result = await write
     finally:
@@ -193,3 +167,22 @@ async def test_a_referral_another_writer_inserts_during_the_refresh(
     assert [state.to_dict() for state in states] == [
         state.to_dict() for state in expected.referrals
     ]
+
+
+async def _blocked_by(other: asyncpg.Connection, write: asyncio.Task[Any]) -> None:
+    """Wait until ``write`` is blocked by ``other``'s open transaction (and only by it)."""
+    blocked = 0
+    for _ in range(600):
+        if write.done():
+            write.result()  # it must wait for the other writer: raise what stopped it
+            raise AssertionError("the write did not wait for the other writer")
+        # The activity view is a snapshot per transaction: take a new one each time.
+        await other.execute("SELECT pg_stat_clear_snapshot()")
+        blocked = await other.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            other.get_server_pid(),
+        )
+        if blocked:
+            break
+        await asyncio.sleep(0.05)
+    assert blocked == 1
