@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import EventRow, ReferralRow
-from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.adapters.store.repository import Store, WriteResult
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
@@ -107,24 +107,14 @@ async def test_an_event_another_writer_commits_during_the_copy(
     # Another writer has inserted r1-rec and not committed yet: the store's probe does not
     # see it, its COPY waits for that commit, then meets the unique key; the batch is then
     # written again with ON CONFLICT DO NOTHING, so r1-rec counts as a duplicate.
-    url = make_url(database_url)
-    other = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
+    result = await _write_behind(
+        database_url,
+        stores[0],
+        T1_EVENTS,
+        "INSERT INTO events (event_id, referral_id, type, occurred_at, payload,"
+        " received_at, recorded_at, source) VALUES ('r1-rec', 'R1', 'referral_received',"
+        " now(), '{}', now(), now(), 'other')",
     )
-    try:
-        transaction = other.transaction()
-        await transaction.start()
-        await other.execute(
-            "INSERT INTO events (event_id, referral_id, type, occurred_at, payload,"
-            " received_at, recorded_at, source) VALUES ('r1-rec', 'R1', 'referral_received',"
-            " now(), '{}', now(), now(), 'other')"
-        )
-        write = asyncio.create_task(stores[0].write(incoming(T1_EVENTS)))
-        await _blocked_by(other, write)
-        await transaction.commit()
-        result = await write
-    finally:
-        await other.close()
     assert (result.events_new, result.events_duplicate) == (len(T1_EVENTS) - 1, 1)
     assert await stores[0].count(EventRow) == len(T1_EVENTS)
     assert await stores[0].count(ReferralRow) == 7
@@ -140,25 +130,15 @@ async def test_a_referral_another_writer_inserts_during_the_refresh(
     first, rest = T1_EVENTS[0], T1_EVENTS[1:]
     clock = ReferralClock("R1")
     clock.apply(parse_event(first))
-    url = make_url(database_url)
-    other = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
+    result = await _write_behind(
+        database_url,
+        stores[0],
+        rest,
+        "INSERT INTO referrals (referral_id, status, dna_count, flags, stages,"
+        " at_risk_stages, profile, clock, as_of, updated_at) VALUES ('R1', '', 0, '[]',"
+        " '{}', '[]', '', $1::text::jsonb, now(), now())",
+        orjson.dumps(clock.to_dict()).decode(),
     )
-    try:
-        transaction = other.transaction()
-        await transaction.start()
-        await other.execute(
-            "INSERT INTO referrals (referral_id, status, dna_count, flags, stages,"
-            " at_risk_stages, profile, clock, as_of, updated_at) VALUES ('R1', '', 0, '[]',"
-            " '{}', '[]', '', $1::text::jsonb, now(), now())",
-            orjson.dumps(clock.to_dict()).decode(),
-        )
-        write = asyncio.create_task(stores[0].write(incoming(rest)))
-        await _blocked_by(other, write)
-        await transaction.commit()
-        result = await write
-    finally:
-        await other.close()
     assert result.referrals_refreshed == 7
     assert await stores[0].count(ReferralRow) == 7
     as_of = datetime(2026, 11, 15, tzinfo=UTC)
@@ -167,6 +147,29 @@ async def test_a_referral_another_writer_inserts_during_the_refresh(
     assert [state.to_dict() for state in states] == [
         state.to_dict() for state in expected.referrals
     ]
+
+
+async def _write_behind(
+    database_url: str, store: Store, events: list[dict[str, Any]], statement: str, *args: Any
+) -> WriteResult:
+    """``store`` writes ``events`` while another connection holds ``statement`` uncommitted.
+
+    The write must wait for the other transaction (checked), which then commits.
+    """
+    url = make_url(database_url)
+    other = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(statement, *args)
+        write = asyncio.create_task(store.write(incoming(events)))
+        await _blocked_by(other, write)
+        await transaction.commit()
+        return await write
+    finally:
+        await other.close()
 
 
 async def _blocked_by(other: asyncpg.Connection, write: asyncio.Task[Any]) -> None:
