@@ -42,7 +42,7 @@ class ReferralRecord:
         return orjson.dumps(
             {
                 "version": RECORD_FORMAT_VERSION,
-                "clock": self.clock.to_dict(),
+                "clock": self.clock.snapshot(),  # orjson writes it as `to_dict`'s JSON
                 "raised": sorted(self.raised),
                 "deadline": None if self.deadline is None else self.deadline.isoformat(),
                 "partition": self.partition,
