@@ -15,7 +15,6 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import CliRunner
 
 from deploy.local.process import free_port
@@ -26,6 +25,7 @@ from mhst_tracker.domain.events import parse_event
 from mhst_tracker.simulate import simulate
 from tests.adapters.store.conftest import event, jsonl
 from tests.adapters.store.test_importer import CSV_EXTRACT
+from tests.kafka import create_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -38,17 +38,8 @@ def events_topic(kafka_bootstrap: str) -> tuple[dict[str, str], str]:
     prefix = f"import{uuid.uuid4().hex[:8]}."
     env = {"MHST_KAFKA_BOOTSTRAP": kafka_bootstrap, "MHST_TOPIC_PREFIX": prefix}
     topic = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix).topic(EVENTS_TOPIC)
-    asyncio.run(_create_topic(kafka_bootstrap, topic))
+    asyncio.run(create_topic(kafka_bootstrap, topic, PARTITIONS))
     return env, topic
-
-
-async def _create_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
 
 
 def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:

@@ -6,10 +6,10 @@ import os
 from types import SimpleNamespace
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams.publishing import BULK, AlertPublisher, key_hash
+from tests.kafka import create_topic
 
 PARTITIONS = 5
 
@@ -35,12 +35,7 @@ async def test_bursts_and_single_alerts_arrive_keyed_complete_and_in_order(
     kafka_bootstrap: str,
 ) -> None:
     topic = f"publishing-{os.getpid()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka_bootstrap, topic, PARTITIONS)
     # A burst far larger than one 16 KiB record batch per partition, then a few on their own.
     burst = [
         (f"R{n % 700}".encode(), f'{{"n":{n},"pad":"{"x" * 200}"}}'.encode()) for n in range(6000)

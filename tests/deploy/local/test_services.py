@@ -17,30 +17,21 @@ from threading import Thread
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.local import KafkaBroker, PrometheusServer, ServiceError
 from deploy.local.process import REPO_ROOT, free_port
 from mhst_tracker.dashboards import DashboardError, Sample, query_prometheus
+from tests.kafka import create_topic
 
 MESSAGES = 10_000
 PARTITIONS = 6
 KEYS = 500
 
 
-async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
-    finally:
-        await admin.close()
-
-
 @pytest.mark.kafka
 async def test_kafka_keyed_messages_come_back_in_per_key_order(kafka_bootstrap: str) -> None:
     topic = f"foundation-{uuid.uuid4().hex[:8]}"
-    await _create_topic(kafka_bootstrap, topic, PARTITIONS)
+    await create_topic(kafka_bootstrap, topic, PARTITIONS)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     await producer.start()
     try:
