@@ -20,19 +20,20 @@ the engine in Python. Concurrent writers cannot lose an update, without a table 
    and reads their clocks in one ``SELECT ... ORDER BY referral_id FOR UPDATE``. A row
    another writer holds is waited for; under READ COMMITTED the statement then locks and
    returns the version that writer committed, so the clock read is the newest one.
-2. The events are folded in and :func:`write_projection` writes the rows (COPY into a
-   session staging table): one ``INSERT ... ON CONFLICT DO NOTHING`` of the referrals that
-   had no row, in ``referral_id`` order, and one ``UPDATE ... FROM`` of the locked ones.
+2. The events are folded in and :func:`write_projection` writes the rows: the referrals
+   that had no row by one binary COPY straight into ``referrals``, in ``referral_id``
+   order, and the locked ones by a COPY into a session staging table and one
+   ``UPDATE ... FROM``.
 3. A referral with no row when it was locked, but inserted by a concurrent writer before
-   this writer's insert, is a conflict: the insert waits for that writer's commit and skips
-   the row, :func:`write_projection` reports it, and the caller rolls back to a savepoint
-   taken before step 1 (releasing this attempt's locks and rows) and starts again, now
-   finding that row committed. Each attempt that conflicts finds at least one more row, so
-   this ends.
+   this writer's COPY reached it, is a conflict: the COPY waits for that writer's commit
+   and fails on the primary key, :func:`write_projection` raises :class:`RacedReferral`,
+   and the caller rolls back to a savepoint taken before step 1 (releasing this attempt's
+   locks and rows) and starts again, now finding that row committed. Each attempt that
+   conflicts finds at least one more row, so this ends.
 
 No writer waits for a lock while holding a row another writer waits for in a way that
 closes a cycle: the locking statement waits only for row locks (never for uncommitted
-inserts, which it does not see) and takes them in key order, and the insert waits only for
+inserts, which it does not see) and takes them in key order, and the COPY waits only for
 other writers' inserts, in key order, which a writer in its locking statement does not
 hold.
 
@@ -45,7 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 import asyncpg
@@ -150,10 +151,10 @@ CREATE TEMPORARY TABLE IF NOT EXISTS mhst_referrals_in (
     referral_id text, team_id text, school_id text, status text, received_on date,
     days_waited int, dna_count int, flags jsonb, stages jsonb, at_risk_stages jsonb,
     next_stage text, next_due_on date, next_deadline timestamptz, off_list_on date,
-    clock jsonb, stored boolean
+    clock jsonb
 ) ON COMMIT DELETE ROWS
 """
-"""The session's staging table of the projection rows (emptied at every commit)."""
+"""The session's staging table of the updated projection rows (emptied at every commit)."""
 
 UPDATE_PROJECTION = """
 UPDATE referrals AS r SET
@@ -164,24 +165,7 @@ UPDATE referrals AS r SET
     off_list_on = i.off_list_on, profile = $1::text, clock = i.clock,
     as_of = $2::timestamptz, updated_at = $3::timestamptz
 FROM mhst_referrals_in AS i
-WHERE i.stored AND r.referral_id = i.referral_id
-"""
-
-INSERT_PROJECTION = """
-INSERT INTO referrals (
-    referral_id, team_id, school_id, status, received_on, days_waited, dna_count, flags,
-    stages, at_risk_stages, next_stage, next_due_on, next_deadline, off_list_on, profile,
-    clock, as_of, updated_at
-)
-SELECT
-    referral_id, team_id, school_id, status, received_on, days_waited, dna_count, flags,
-    stages, at_risk_stages, next_stage, next_due_on, next_deadline, off_list_on, $1::text,
-    clock, $2::timestamptz, $3::timestamptz
-FROM mhst_referrals_in
-WHERE NOT stored
-ORDER BY referral_id
-ON CONFLICT (referral_id) DO NOTHING
-RETURNING referral_id
+WHERE r.referral_id = i.referral_id
 """
 
 PROJECTION_COLUMNS = (
@@ -201,7 +185,12 @@ PROJECTION_COLUMNS = (
     "off_list_on",
     "clock",
 )
-"""The projection row's columns in the staging table, in order; ``stored`` follows them."""
+"""The projection row's columns (of the staging table, and of ``referrals`` before
+:data:`PROJECTION_STAMPS`), in order."""
+
+PROJECTION_STAMPS = ("profile", "as_of", "updated_at")
+"""The columns a new referral's row adds to :data:`PROJECTION_COLUMNS`: the same for every
+row of a write."""
 
 _NEXT_DEADLINE = PROJECTION_COLUMNS.index("next_deadline")
 
@@ -222,6 +211,11 @@ async def _keys(
 class RacedInsert(Exception):
     """Another writer committed one of the batch's events while it was being copied; the
     transaction is aborted and the batch must be written again with ``staged=True``."""
+
+
+class RacedReferral(Exception):
+    """Another writer inserted one of the new referrals while they were being copied; the
+    caller rolls back to its savepoint and makes the attempt again."""
 
 
 async def insert_events(
@@ -423,26 +417,38 @@ async def write_projection(
     profile: str,
     as_of: datetime,
     now: datetime,
-) -> set[str]:
+) -> None:
     """Write the engine's states (``Store`` projection rows: the values of
-    :data:`PROJECTION_COLUMNS`, the JSON columns' as JSON text): a binary COPY into the
-    session's staging table, then one ``INSERT`` of the referrals not in ``stored`` (the
-    ids :func:`lock_clocks` found and locked) and one ``UPDATE ... FROM`` of those in it.
-    The ids of the referrals a concurrent writer inserted meanwhile, which were not written
-    (empty unless writers race; see the module docstring).
+    :data:`PROJECTION_COLUMNS`, the JSON columns' as JSON text): those of referrals not in
+    ``stored`` (the ids :func:`lock_clocks` found and locked) by a binary COPY into
+    ``referrals`` in ``referral_id`` order, the others by a binary COPY into the session's
+    staging table and one ``UPDATE ... FROM``. :class:`RacedReferral` if a concurrent
+    writer inserted one of the new referrals meanwhile (see the module docstring); the
+    transaction is then aborted up to its last savepoint.
 
     COPY encodes each row once; the same rows as array parameters of one statement cost
-    asyncpg a type check per element (a third of the sink's projection time)."""
+    asyncpg a type check per element (a third of the sink's projection time). New rows go
+    straight into the table: through the staging table they cost PostgreSQL a second write
+    and read of every row."""
     if not records:
-        return set()
-    new = {record[0] for record in records}.difference(stored)
+        return
     _check_aware([record[_NEXT_DEADLINE] for record in records], "next_deadline")
     _check_aware([as_of, now], "as_of")
-    records = [(*record, record[0] in stored) for record in records]
-    await connection.exec_driver_sql(PROJECTION_STAGING)
-    await copy_records(connection, "mhst_referrals_in", (*PROJECTION_COLUMNS, "stored"), records)
+    new = sorted(
+        ((*record, profile, as_of, now) for record in records if record[0] not in stored),
+        key=itemgetter(0),
+    )
     if new:
-        new -= await _keys(connection, INSERT_PROJECTION, (profile, as_of, now))
+        try:
+            await copy_records(
+                connection, "referrals", (*PROJECTION_COLUMNS, *PROJECTION_STAMPS), new
+            )
+        except sa_exc.IntegrityError as error:
+            if isinstance(error.orig, asyncpg.UniqueViolationError):
+                raise RacedReferral from error
+            raise
     if len(new) < len(records):
+        updated = [record for record in records if record[0] in stored]
+        await connection.exec_driver_sql(PROJECTION_STAGING)
+        await copy_records(connection, "mhst_referrals_in", PROJECTION_COLUMNS, updated)
         await connection.exec_driver_sql(UPDATE_PROJECTION, (profile, as_of, now))
-    return new

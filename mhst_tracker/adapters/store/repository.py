@@ -49,10 +49,6 @@ _CHUNK = 2000
 _T = TypeVar("_T")
 
 
-class _RacedReferral(Exception):
-    """A concurrent writer inserted one of the refresh's new referrals first."""
-
-
 class DeliveryStatus:
     """Values of ``alerts.delivery_status``."""
 
@@ -341,7 +337,7 @@ class Store:
             try:
                 async with connection.begin_nested():
                     return await self._refresh_attempt(connection, by_referral, now)
-            except _RacedReferral:
+            except postgres.RacedReferral:
                 continue
 
     async def _refresh_attempt(
@@ -363,11 +359,7 @@ class Store:
                 clock.apply(event)
         as_of = self.time_source.now()
         records = [self._projection_record(clock, as_of, json_text) for clock in clocks.values()]
-        raced = await postgres.write_projection(
-            connection, records, stored, self.profile.name, as_of, now
-        )
-        if raced:
-            raise _RacedReferral
+        await postgres.write_projection(connection, records, stored, self.profile.name, as_of, now)
         return len(clocks)
 
     async def _load_clocks(
