@@ -59,6 +59,10 @@ GROUP_ID = "mhst-store-sink"
 FETCH_MAX_WAIT_MS = 50
 """How long the broker may hold a fetch with no data (aiokafka's default, 500 ms, left the
 sink idle between batches while the fetcher waited on partitions already drained)."""
+POLL_RECORDS = 1000
+"""The most messages taken from the consumer's buffer and decoded at a time: between two
+polls the event loop runs the writes' and refreshes' next steps, so a statement is sent
+as soon as the one before it returns, not after a whole batch is decoded."""
 GATHER_WAIT_SECONDS = 0.01
 """While batches are written and nothing new is fetched, how long to wait before polling
 again (the wait ends at once when the write does)."""
@@ -398,10 +402,14 @@ class Sink:
                         caught_up = await _caught_up(consumer)
                         wait_ms = int(window.wait_seconds(self.options) * 1000)
                         timeout = 0 if caught_up else min(poll_ms, FETCH_MAX_WAIT_MS, wait_ms)
-                    polled = await consumer.getmany(timeout_ms=timeout, max_records=room)
+                    polled = await consumer.getmany(
+                        timeout_ms=timeout, max_records=min(room, POLL_RECORDS)
+                    )
                     idle = (caught_up or timeout > 0) and not polled
                 if polled:
                     gathered.add(polled, self._decode(polled))
+                    # getmany returns buffered messages without yielding to the event loop.
+                    await asyncio.sleep(0)
                 while writing and writing[0].task.done():
                     pending = writing.popleft()
                     result = await pending.task
@@ -426,12 +434,20 @@ class Sink:
                     gathered = _Gathered()
                 elif (writing or refreshing) and not polled:
                     # Nothing more fetched: let the writes run a while before polling again.
-                    tasks: set[asyncio.Task[Any]] = {pending.task for pending in writing}
-                    if refreshing is not None:
+                    # Only those still running: a finished one behind the first write would
+                    # end the wait at once, again and again. (None may be left: the first
+                    # write can finish while the offsets above are committed.)
+                    tasks: set[asyncio.Task[Any]] = {
+                        pending.task for pending in writing if not pending.task.done()
+                    }
+                    if refreshing is not None and not refreshing.task.done():
                         tasks.add(refreshing.task)
-                    await asyncio.wait(
-                        tasks, timeout=GATHER_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    if tasks:
+                        await asyncio.wait(
+                            tasks,
+                            timeout=GATHER_WAIT_SECONDS,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
                 await self._refresh_lag()
             # Stopping: finish the writes under way and refresh what they wrote.
             while writing:
