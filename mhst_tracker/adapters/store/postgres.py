@@ -82,7 +82,13 @@ EVENT_COLUMNS = (
 )
 """The columns of :func:`event_records`, in ``events`` and in the staging table."""
 
-STORED_EVENTS = "SELECT event_id FROM events WHERE event_id = ANY($1::text[])"
+KEYS = "ARRAY(SELECT jsonb_array_elements_text($1::jsonb))"
+"""The keys of a batch, sent as one JSON array (:func:`keys_parameter`) and turned into a
+``text[]`` once, before the statement's index scan (an init plan). As a ``text[]``
+parameter, asyncpg checks each element against two abstract base classes as it encodes the
+array: 6 ms of the sink's CPU per 10,000 keys, against 1 ms for the JSON."""
+
+STORED_EVENTS = f"SELECT event_id FROM events WHERE event_id = ANY({KEYS})"
 
 INSERT_EVENTS = """
 INSERT INTO events (
@@ -140,8 +146,8 @@ ON CONFLICT (reject_key) DO NOTHING
 RETURNING reject_key
 """
 
-LOCK_CLOCKS = """
-SELECT clock::text FROM referrals WHERE referral_id = ANY($1::text[])
+LOCK_CLOCKS = f"""
+SELECT clock::text FROM referrals WHERE referral_id = ANY({KEYS})
 ORDER BY referral_id
 FOR UPDATE
 """
@@ -195,6 +201,11 @@ row of a write."""
 _NEXT_DEADLINE = PROJECTION_COLUMNS.index("next_deadline")
 
 
+def keys_parameter(keys: Sequence[str]) -> str:
+    """The ``$1`` of :data:`KEYS`: the keys as a JSON array."""
+    return orjson.dumps(keys).decode()
+
+
 def _check_aware(values: Sequence[datetime | None], name: str) -> None:
     for value in values:
         if value is not None and value.utcoffset() is None:
@@ -239,7 +250,7 @@ async def insert_events(
         return set()
     if not staged:
         ids = [item.event.event_id for item in events]
-        stored = await _keys(connection, STORED_EVENTS, (ids,))
+        stored = await _keys(connection, STORED_EVENTS, (keys_parameter(ids),))
         events = sorted(
             (item for item in events if item.event.event_id not in stored),
             key=lambda item: item.event.event_id,
@@ -406,7 +417,7 @@ async def lock_clocks(
     referrals with no row are absent)."""
     if not referral_ids:
         return []
-    result = await connection.exec_driver_sql(LOCK_CLOCKS, (sorted(referral_ids),))
+    result = await connection.exec_driver_sql(LOCK_CLOCKS, (keys_parameter(referral_ids),))
     return [orjson.loads(row[0]) for row in result]
 
 
