@@ -85,11 +85,10 @@ async def test_the_store_sends_and_reads_the_values_asyncpg_does(
                     text("SELECT CAST(:v AS timestamptz)::text, CAST(:v AS timestamptz)"),
                     {"v": value},
                 )
+                assert expected is not None
                 assert tuple(stored.one()) == tuple(expected), value
             # Arrays of the type take the same codec.
-            array = await connection.exec_driver_sql(
-                "SELECT $1::timestamptz[]", (PARAMETERS[:3],)
-            )
+            array = await connection.exec_driver_sql("SELECT $1::timestamptz[]", (PARAMETERS[:3],))
             assert array.scalar_one() == PARAMETERS[:3]
     finally:
         await engine.dispose()
