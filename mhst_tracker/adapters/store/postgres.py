@@ -445,11 +445,15 @@ async def write_projection(
         return
     _check_aware([record[_NEXT_DEADLINE] for record in records], "next_deadline")
     _check_aware([as_of, now], "as_of")
-    new = sorted(
-        ((*record, profile, as_of, now) for record in records if record[0] not in stored),
-        key=itemgetter(0),
-    )
+    new: list[tuple[Any, ...]] = []
+    updated: list[tuple[Any, ...]] = []
+    for record in records:
+        if record[0] in stored:
+            updated.append(record)
+        else:
+            new.append((*record, profile, as_of, now))
     if new:
+        new.sort(key=itemgetter(0))
         try:
             await copy_records(
                 connection, "referrals", (*PROJECTION_COLUMNS, *PROJECTION_STAMPS), new
@@ -458,8 +462,7 @@ async def write_projection(
             if isinstance(error.orig, asyncpg.UniqueViolationError):
                 raise RacedReferral from error
             raise
-    if len(new) < len(records):
-        updated = [record for record in records if record[0] in stored]
+    if updated:
         await connection.exec_driver_sql(PROJECTION_STAGING)
         await copy_records(connection, "mhst_referrals_in", PROJECTION_COLUMNS, updated)
         await connection.exec_driver_sql(UPDATE_PROJECTION, (profile, as_of, now))
