@@ -188,14 +188,12 @@ class Store:
         stored.difference_update(inserted)
         now = datetime.now(UTC)
         events = list(inserted.values())
-        if self._dialect != "postgresql" or parts <= 1:
-            async with self.engine.begin() as connection:
-                events += await self._stored_events(connection, sorted(stored))
-                return await self._refresh(connection, events, now)
         if stored:
             # Stored events are committed and never change: read outside the refreshes.
             async with self.engine.connect() as connection:
                 events += await self._stored_events(connection, sorted(stored))
+        if self._dialect != "postgresql" or parts <= 1:
+            return await self._refresh_in_transaction(events, now)
         ranges = _ranges(events, parts)
         results = await asyncio.gather(
             *(self._refresh_in_transaction(part, now) for part in ranges),
