@@ -2,10 +2,14 @@
 
 A frozen dataclass's generated ``__init__`` sets each field through
 ``object.__setattr__``, which is about twice as slow as writing the slot directly. The
-parser builds one :class:`~mhst_tracker.domain.events.Event` per message and the clock a
-few state objects per referral, so the hot paths use these constructors instead: they take
-every field positionally, in declaration order, and run no ``__post_init__`` (the classes
-they are used for have none). The instances are ordinary frozen dataclass instances.
+clock builds a few state objects per referral it evaluates, so it uses these constructors
+instead: they take every field positionally, in declaration order, and run no
+``__post_init__`` (the classes they are used for have none). The instances are ordinary
+frozen dataclass instances. The state objects stay dataclasses because orjson, the store's
+JSON serialiser, writes a dataclass as the object of its fields (a ``StageState`` as its
+``to_dict`` shape); the per-message objects (``Event``, the store's ``Origin`` and
+``IncomingEvent``), which are never serialised that way, are msgspec ``Struct`` classes,
+cheaper still to build.
 """
 
 from collections.abc import Callable

@@ -7,12 +7,13 @@ small derived facts of a :class:`ReferralState` that the store promotes to colum
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from mhst_tracker.domain._frozen import frozen_constructor
+import msgspec
+
 from mhst_tracker.domain.alerts import Alert, AlertKind
 from mhst_tracker.domain.clock import ReferralState, ReferralStatus, StageStatus
 from mhst_tracker.domain.events import Event, parse_timestamp
@@ -26,9 +27,13 @@ class InvalidAlert(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where an input came from: a topic (partition, offset) or a file (line)."""
+class Origin(msgspec.Struct, frozen=True, gc=False):
+    """Where an input came from: a topic (partition, offset) or a file (line).
+
+    A msgspec ``Struct``, like :class:`IncomingEvent`: the sink builds one of each per
+    message, and a frozen dataclass's ``__init__`` costs about five times as much.
+    ``gc=False``: they hold strings, numbers, bytes, datetimes and events, never a cycle.
+    """
 
     source: str
     partition: int | None = None
@@ -36,8 +41,7 @@ class Origin:
     line: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingEvent:
+class IncomingEvent(msgspec.Struct, frozen=True, gc=False):
     """A valid event, its JSON as received (the UTF-8 bytes of one object, stored as the
     event's payload), when the tracker received it and from where."""
 
@@ -45,16 +49,6 @@ class IncomingEvent:
     payload: bytes
     received_at: datetime
     origin: Origin
-
-
-new_origin: Callable[[str, int | None, int | None, int | None], Origin] = frozen_constructor(Origin)
-"""``Origin(source, partition, offset, line)`` without the frozen ``__init__``'s cost, for
-the sink's one per message."""
-
-new_incoming_event: Callable[[Event, bytes, datetime, Origin], IncomingEvent] = frozen_constructor(
-    IncomingEvent
-)
-"""``IncomingEvent(event, payload, received_at, origin)``, likewise."""
 
 
 @dataclass(frozen=True, slots=True)

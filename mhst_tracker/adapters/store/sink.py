@@ -38,12 +38,11 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from mhst_tracker.adapters.store.records import (
     Batch,
     IncomingAlert,
+    IncomingEvent,
     InvalidAlert,
     Origin,
     Rejection,
     alert_from_dict,
-    new_incoming_event,
-    new_origin,
 )
 from mhst_tracker.adapters.store.repository import Store, WriteResult
 from mhst_tracker.config import ALERTS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, Settings
@@ -179,7 +178,7 @@ def decode(
     timestamp, received_at = None, now
     for message in messages:
         topic = message.topic
-        origin = new_origin(topic, message.partition, message.offset, None)
+        origin = Origin(topic, message.partition, message.offset, None)
         if message.timestamp != timestamp:  # often shared by the messages of a batch
             timestamp = message.timestamp
             received_at = datetime.fromtimestamp(timestamp / 1000, UTC)
@@ -191,7 +190,7 @@ def decode(
                 batch.rejections.append(Rejection(error.reason, value or b"", origin, now))
                 continue
             assert value is not None
-            events.append(new_incoming_event(event, value, received_at, origin))
+            events.append(IncomingEvent(event, value, received_at, origin))
         elif topic == topics.alerts:
             try:
                 alert = alert_from_dict(orjson.loads(message.value or b"null") or {})

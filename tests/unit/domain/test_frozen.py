@@ -12,26 +12,7 @@ from mhst_tracker.domain.clock import (
     StageState,
     StageStatus,
 )
-from mhst_tracker.domain.events import Event, EventType, Source
 from mhst_tracker.domain.profile import Profile
-
-
-def test_an_event_built_by_slots_equals_one_built_by_init() -> None:
-    values = (
-        "e1",
-        EventType.REFERRAL_RECEIVED,
-        "R1",
-        datetime(2026, 1, 1, tzinfo=UTC),
-        "T1",
-        None,
-        Source.GP,
-        None,
-        1,
-    )
-    built = frozen_constructor(Event)(*values)
-    assert built == Event(*values)
-    with pytest.raises(AttributeError):
-        built.team_id = "T2"
 
 
 def test_states_built_by_slots_equal_ones_built_by_init() -> None:
