@@ -67,7 +67,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Json = JSON().with_variant(JSONB(), "postgresql")
-"""A JSON document: JSONB on PostgreSQL, JSON text on SQLite."""
+"""A JSON document to query by field: JSONB on PostgreSQL, JSON text on SQLite."""
+
+JsonText = JSON()
+"""A JSON document written and read whole: ``json`` on PostgreSQL (the text as written,
+checked to be JSON: no parsing into ``jsonb`` on the way in nor printing on the way out),
+JSON text on SQLite."""
 
 Key = BigInteger().with_variant(Integer(), "sqlite")
 """A surrogate key (SQLite only autoincrements ``INTEGER PRIMARY KEY``)."""
@@ -126,7 +131,7 @@ class ReferralRow(Base):
     next_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     off_list_on: Mapped[date | None] = mapped_column(Date)
     profile: Mapped[str] = mapped_column(String(64))
-    clock: Mapped[dict[str, Any]] = mapped_column(Json)
+    clock: Mapped[dict[str, Any]] = mapped_column(JsonText)
     as_of: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

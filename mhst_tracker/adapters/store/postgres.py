@@ -157,7 +157,7 @@ CREATE TEMPORARY TABLE IF NOT EXISTS mhst_referrals_in (
     referral_id text, team_id text, school_id text, status text, received_on date,
     days_waited int, dna_count int, flags jsonb, stages jsonb, at_risk_stages jsonb,
     next_stage text, next_due_on date, next_deadline timestamptz, off_list_on date,
-    clock jsonb
+    clock json
 ) ON COMMIT DELETE ROWS
 """
 """The session's staging table of the updated projection rows (emptied at every commit)."""

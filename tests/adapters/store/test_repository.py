@@ -8,8 +8,14 @@ from datetime import UTC, date, datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
 
-from mhst_tracker.adapters.store.database import current_revision, head_revision
+from mhst_tracker.adapters.store.database import (
+    create_engine,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from mhst_tracker.adapters.store.models import (
     AlertRow,
     Base,
@@ -30,6 +36,7 @@ from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
+from mhst_tracker.timesource import ManualClock
 from tests.adapters.store.conftest import NOW, event, incoming, valid_bodies
 
 T1_EVENTS = [
@@ -67,6 +74,40 @@ async def test_migrations_reach_head_and_match_the_models(store: Store) -> None:
             )
         )
     assert differences == []
+
+
+async def test_the_clock_migration_keeps_every_snapshot_and_state(store_url: str) -> None:
+    """0002 turns ``clock`` from ``jsonb`` to ``json`` on PostgreSQL: a store written at
+    0001 reads the same snapshots and answers the same after the upgrade, and takes new
+    events into them."""
+    engine = create_engine(store_url)
+    await upgrade(engine, "0001")
+    store = Store(engine, TRAILBLAZER_4WW, ManualClock(NOW))
+    try:
+        await store.write(incoming(T1_EVENTS[:9]))
+        async with engine.connect() as connection:
+            before = (await connection.execute(select(ReferralRow.clock))).scalars().all()
+        as_of = datetime(2026, 9, 30, 12, tzinfo=UTC)
+        states = await store.states_as_of(as_of)
+        await upgrade(engine)
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as connection:
+            after = (await connection.execute(select(ReferralRow.clock))).scalars().all()
+        assert sorted(after, key=repr) == sorted(before, key=repr)
+        assert await store.states_as_of(as_of) == states
+        later = [
+            *T1_EVENTS[9:],
+            event("r3-int", "intervention_started", "R3", "2026-09-25T10:00:00+01:00"),
+        ]
+        await store.write(incoming(later))  # R3's row updated, R4-R7 new
+        clocks: dict[str, ReferralClock] = {}
+        for body in [*T1_EVENTS, *later]:
+            parsed = parse_event(body)
+            clocks.setdefault(parsed.referral_id, ReferralClock(parsed.referral_id)).apply(parsed)
+        expected = [clocks[key].state(as_of, TRAILBLAZER_4WW) for key in sorted(clocks)]
+        assert await store.states_as_of(as_of) == expected
+    finally:
+        await store.close()
 
 
 async def test_writes_are_idempotent_by_event_id(store: Store) -> None:
