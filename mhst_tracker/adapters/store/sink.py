@@ -511,17 +511,18 @@ class Sink:
         return _Refreshing(task, window)
 
     async def _finish(self, refreshing: _Refreshing) -> bool:
-        """Wait for a window's refresh, then count its rows and commit its offsets;
+        """Wait for a window's refresh, then commit its offsets and count its rows (so a
+        count that has reached the stream's size means its last commit is made too);
         ``False`` if stopped first."""
         refreshed = await refreshing.task
         if refreshed is None:
             return False
         window = refreshing.window
+        await self._commit(window.offsets)
         for result in window.results:
             self.metrics.count(result)
         self.metrics.rows.labels("events", "duplicate").inc(window.dropped)
         self.metrics.referrals_refreshed.inc(refreshed)
-        await self._commit(window.offsets)
         return True
 
     async def _retried(
