@@ -35,7 +35,8 @@ the same broker, server and topic. On a shared 2-core machine one run of either 
 up to a third from the next, so each round's ratio is of a sink and a baseline timed within
 seconds of each other, and the result is the median round (by ratio); every round's figures
 are recorded too. Figures go to ``bench/results/sink.json``; the target is a median
-sink/baseline ratio of at least 0.5.
+sink/baseline ratio of at least 0.5. Everything runs on the event loop the commands use
+(uvloop, :mod:`mhst_tracker.commands.running`), as ``mhst-tracker sink`` does.
 """
 
 import argparse
@@ -66,6 +67,7 @@ from mhst_tracker.adapters.store.sink import (
     SinkOptions,
     Topics,
 )
+from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
@@ -373,7 +375,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    figures = asyncio.run(run(args.events, args.seed, args.rounds))
+    figures = running.run(run(args.events, args.seed, args.rounds))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))

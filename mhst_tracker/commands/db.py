@@ -5,8 +5,6 @@
 DDL rights (see docs/store.md).
 """
 
-import asyncio
-
 import click
 from sqlalchemy.engine import make_url
 
@@ -16,6 +14,7 @@ from mhst_tracker.adapters.store.database import (
     upgrade,
     writer_grants,
 )
+from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 
 
@@ -30,7 +29,7 @@ def db_command() -> None:
 def upgrade_command(url: str | None, revision: str) -> None:
     """Migrate the store to the newest schema (run as the database owner)."""
     url = url or Settings.from_env().database_url
-    before, after = asyncio.run(_upgrade(url, revision))
+    before, after = running.run(_upgrade(url, revision))
     click.echo(f"store at revision {after} (was {before or 'empty'})", err=True)
 
 

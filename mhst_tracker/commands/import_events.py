@@ -29,6 +29,7 @@ from mhst_tracker.adapters.store.importer import (
 )
 from mhst_tracker.adapters.store.records import Batch, Rejection
 from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.commands import running
 from mhst_tracker.commands.progress import stderr_is_terminal, with_progress
 from mhst_tracker.config import EVENTS_TOPIC, Settings
 
@@ -65,7 +66,7 @@ def import_command(file: Path, fmt: str | None, target: str) -> None:
     settings = Settings.from_env()
     try:
         fmt = fmt or detect_format(file)
-        counts = asyncio.run(import_file(file, fmt, target, settings))
+        counts = running.run(import_file(file, fmt, target, settings))
     except (UnusableFile, StoreNotMigrated, NoTopic) as error:
         raise click.ClickException(str(error)) from None
     except KafkaError as error:

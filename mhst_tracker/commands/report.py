@@ -5,7 +5,6 @@ Per team and per school, from the engine's measures over the stored events (see
 small-number suppression unless ``--no-suppression`` (for internal use).
 """
 
-import asyncio
 import csv
 import io
 
@@ -21,6 +20,7 @@ from mhst_tracker.adapters.store.report import (
     report_json,
 )
 from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 
 
@@ -55,7 +55,7 @@ def report_command(period: Period, fmt: str, suppression: bool) -> None:
     """Print the figures of PERIOD per team and per school."""
     settings = Settings.from_env()
     try:
-        text = asyncio.run(build_report(settings, period, fmt, suppression))
+        text = running.run(build_report(settings, period, fmt, suppression))
     except StoreNotMigrated as error:
         raise click.ClickException(str(error)) from None
     click.echo(text, nl=False)

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions
+from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 
 
@@ -38,7 +39,7 @@ def sink_command(batch_size: int, loglevel: str) -> None:
     registry = CollectorRegistry()
     start_http_server(settings.sink_metrics_port, registry=registry)
     try:
-        asyncio.run(_run(settings, SinkMetrics(registry), SinkOptions(batch_size=batch_size)))
+        running.run(_run(settings, SinkMetrics(registry), SinkOptions(batch_size=batch_size)))
     except StoreNotMigrated as error:
         raise click.ClickException(str(error)) from None
 

@@ -5,7 +5,6 @@ the rest, each by the due date of the next stage to do. Referral ids are the pse
 ones of the event contract; nothing else identifies a child.
 """
 
-import asyncio
 import csv
 import io
 from datetime import UTC, date, datetime, time, timedelta
@@ -15,6 +14,7 @@ import orjson
 
 from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.repository import Store, WaitingEntry
+from mhst_tracker.commands import running
 from mhst_tracker.commands.replay import Timestamp
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.profile import Profile
@@ -71,7 +71,7 @@ def waiting_list_command(team: str, as_of: datetime | date | None, fmt: str) -> 
     """Print TEAM's open referrals, breached first, then at risk, by next due date."""
     settings = Settings.from_env()
     try:
-        moment, entries = asyncio.run(_waiting_list(settings, team, as_of))
+        moment, entries = running.run(_waiting_list(settings, team, as_of))
     except StoreNotMigrated as error:
         raise click.ClickException(str(error)) from None
     click.echo(render(entries, moment, team, fmt), nl=False)

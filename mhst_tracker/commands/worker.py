@@ -6,11 +6,11 @@ the partitions. The plain Faust form, ``faust -A streams.app:app worker -l info`
 same app but does not create the topics.
 """
 
-import asyncio
 import dataclasses
 
 import click
 
+from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 
 
@@ -35,7 +35,7 @@ def worker_command(partitions: int | None, loglevel: str) -> None:
     from streams.tracker import create_app
 
     settings = _settings(partitions)
-    asyncio.run(create_topics(settings))
+    running.run(create_topics(settings))
     app = create_app(settings)
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
@@ -56,7 +56,7 @@ def create_command(partitions: int | None) -> None:
     from streams.topics import TopicNames, create_topics
 
     settings = _settings(partitions)
-    created = asyncio.run(create_topics(settings))
+    created = running.run(create_topics(settings))
     for name in TopicNames.of(settings).all():
         state = "created" if name in created else "exists"
         click.echo(f"{name}\t{state}")
