@@ -142,20 +142,27 @@ class Store:
         """Release the engine's connections."""
         await self.engine.dispose()
 
-    async def write(self, batch: Batch, refresh: bool = True) -> WriteResult:
+    async def write(self, batch: Batch, refresh: bool = True, probe: bool = True) -> WriteResult:
         """Store a batch in one transaction; inputs already stored are left as they are.
 
         With ``refresh`` the referrals that received new events are refreshed in the same
         transaction, from their clocks as of the time source's now. Without it the
         projection is left for a later :meth:`refresh` of the result's ``unfolded`` (the
         sink's coalesced refresh).
+
+        Without ``probe`` (PostgreSQL; for a caller that has left out the events it knows
+        are stored, as the sink does) the events are copied without first asking which are
+        stored: if one is, the transaction is rolled back and the batch written again as
+        after a race, so the result is the same, at the cost of a second write.
         """
         recorded_at = datetime.now(UTC)
         events = _first_per_key(batch.events, lambda item: item.event.event_id)
         alerts = _first_per_key(batch.alerts, lambda item: item.alert.alert_id)
         rejections = _first_per_key(batch.rejections, lambda item: item.key)
         try:
-            return await self._write(batch, events, alerts, rejections, recorded_at, refresh)
+            return await self._write(
+                batch, events, alerts, rejections, recorded_at, refresh, probe=probe
+            )
         except postgres.RacedInsert:
             # A concurrent writer stored some of these events meanwhile; write the batch
             # again, this time with ON CONFLICT DO NOTHING.
@@ -230,11 +237,12 @@ class Store:
         recorded_at: datetime,
         refresh: bool,
         staged: bool = False,
+        probe: bool = True,
     ) -> WriteResult:
         async with self.engine.begin() as connection:
             if self._dialect == "postgresql":
                 new_event_ids = await postgres.insert_events(
-                    connection, events, recorded_at, staged
+                    connection, events, recorded_at, staged, probe
                 )
                 new_alert_ids = await postgres.insert_alerts(
                     connection, alerts, recorded_at, DeliveryStatus.PENDING

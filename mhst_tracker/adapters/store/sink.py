@@ -24,7 +24,7 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -136,6 +136,7 @@ class SinkOptions:
     refresh_batches: int = 5
     refresh_seconds: float = 1.0
     refresh_parts: int = 2
+    remembered_events: int = 100_000
     poll_seconds: float = 0.5
     backoff_initial: float = 0.2
     backoff_max: float = 5.0
@@ -259,9 +260,28 @@ class _Pending:
 
     task: asyncio.Task[WriteResult | None]
     offsets: dict[Any, int]
-    event_ids: frozenset[str]
     dropped: int
     started: float
+
+
+class RecentEventIds:
+    """The ids of the events the sink has sent to be written lately: two generations of up
+    to ``capacity`` ids each, so the last ``capacity`` to twice as many are remembered (at
+    about 120 bytes an id)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.current: set[str] = set()
+        self.previous: set[str] = set()
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self.current or event_id in self.previous
+
+    def add(self, event_ids: Iterable[str]) -> None:
+        """Remember these ids, forgetting the older generation once the newer is full."""
+        self.current.update(event_ids)
+        if len(self.current) >= self.capacity:
+            self.previous, self.current = self.current, set()
 
 
 class _Window:
@@ -335,6 +355,7 @@ class Sink:
         self._committed: dict[Any, int] = {}
         self._lag_checked = 0.0
         self._consumer: Any = None
+        self._written = RecentEventIds(self.options.remembered_events)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; a batch being retried is left uncommitted."""
@@ -347,6 +368,7 @@ class Sink:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         self._consumer = consumer
+        self._written = RecentEventIds(self.options.remembered_events)
         await consumer.start()
         # A batch is tens of thousands of short-lived objects, freed by reference counting;
         # the cyclic collector's passes they set off walked every object of the process and
@@ -424,12 +446,12 @@ class Sink:
                     refreshing = self._refresh(window, stop)
                     window = _Window()
                 if ready and len(writing) < self.options.writes_in_flight:
-                    writing.append(self._start(ready.popleft(), writing, stop))
+                    writing.append(self._start(ready.popleft(), stop))
                 elif gathered.size and (
                     not writing
                     or (gathered.size >= size and len(writing) < self.options.writes_in_flight)
                 ):
-                    writing.append(self._start(gathered, writing, stop))
+                    writing.append(self._start(gathered, stop))
                     gathered = _Gathered()
                 elif (writing or refreshing) and not polled:
                     # Nothing more fetched: let the writes run a while before polling again.
@@ -477,27 +499,30 @@ class Sink:
         messages = [message for records in polled.values() for message in records]
         return decode(messages, self.topics, self.settings.max_event_bytes, self.metrics)
 
-    def _start(
-        self, gathered: _Gathered, writing: Sequence[_Pending], stop: asyncio.Event
-    ) -> _Pending:
+    def _start(self, gathered: _Gathered, stop: asyncio.Event) -> _Pending:
         """Start writing a batch, its projection left to its window's refresh.
 
-        Events that a batch still being written also holds are left out (they are counted
-        as duplicates): that batch commits them, and this one's offsets are committed only
-        after it. Sent again, they would wait on its commit and then abort this write.
+        Events that an earlier batch of this sink held (:class:`RecentEventIds`) are left out
+        and counted as duplicates: that batch has stored them or is storing them (it is
+        retried until it does, or the sink stops), its window's refresh folds them, and
+        this batch's offsets are committed only after that window's. So the store copies
+        the rest without first probing for stored ones (``probe=False``); an event stored
+        by someone else (a sink before a restart, an import) makes that copy fail, and the
+        store writes the batch again through its staging table.
         """
         batch = gathered.batch
-        dropped = 0
-        if writing:
-            busy = set().union(*(pending.event_ids for pending in writing))
-            events = [item for item in batch.events if item.event.event_id not in busy]
-            dropped = len(batch.events) - len(events)
+        written = self._written
+        events = [item for item in batch.events if item.event.event_id not in written]
+        dropped = len(batch.events) - len(events)
+        if dropped:
             batch = Batch(events, batch.alerts, batch.rejections)
+        written.add(item.event.event_id for item in events)
         task = asyncio.create_task(
-            self._retried(lambda: self.store.write(batch, refresh=False), len(batch), stop)
+            self._retried(
+                lambda: self.store.write(batch, refresh=False, probe=False), len(batch), stop
+            )
         )
-        event_ids = frozenset(item.event.event_id for item in batch.events)
-        return _Pending(task, gathered.offsets, event_ids, dropped, time.perf_counter())
+        return _Pending(task, gathered.offsets, dropped, time.perf_counter())
 
     def _refresh(self, window: _Window, stop: asyncio.Event) -> _Refreshing:
         """Start refreshing the referrals of a window's batches."""
