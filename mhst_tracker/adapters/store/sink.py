@@ -136,6 +136,7 @@ class SinkOptions:
     refresh_batches: int = 5
     refresh_seconds: float = 1.0
     refresh_parts: int = 2
+    catch_up_factor: int = 4
     remembered_events: int = 100_000
     poll_seconds: float = 0.5
     backoff_initial: float = 0.2
@@ -218,14 +219,16 @@ def _dead_letter(message: Message, origin: Origin, now: datetime) -> Rejection:
     )
 
 
-async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
-    """Whether every assigned partition has been read up to the high watermark its last
-    fetch reported (``False`` while one has not been fetched yet)."""
+async def _behind(consumer: AIOKafkaConsumer) -> int | None:
+    """How many messages of the assigned partitions are still to be read, up to the high
+    watermarks their last fetches reported (``None`` while one has not been fetched yet)."""
+    behind = 0
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
-        if highwater is None or await consumer.position(tp) < highwater:
-            return False
-    return True
+        if highwater is None:
+            return None
+        behind += max(0, highwater - await consumer.position(tp))
+    return behind
 
 
 def _retryable(error: BaseException) -> bool:
@@ -302,13 +305,14 @@ class _Window:
         self.offsets.update(pending.offsets)
         self.dropped += pending.dropped
 
-    def due(self, options: SinkOptions, idle: bool) -> bool:
-        """Whether to refresh now: enough batches, the first one waited long enough, or the
-        sink is ``idle`` (nothing to read, gather or write)."""
+    def due(self, options: SinkOptions, idle: bool, scale: int = 1) -> bool:
+        """Whether to refresh now: enough batches, the first one waited long enough (both
+        limits times ``scale``), or the sink is ``idle`` (nothing to read, gather or
+        write)."""
         return bool(self.results) and (
             idle
-            or len(self.results) >= options.refresh_batches
-            or time.monotonic() - self.opened >= options.refresh_seconds
+            or len(self.results) >= options.refresh_batches * scale
+            or time.monotonic() - self.opened >= options.refresh_seconds * scale
         )
 
     def wait_seconds(self, options: SinkOptions) -> float:
@@ -420,7 +424,7 @@ class Sink:
                     if writing or refreshing or gathered.size or ready:
                         timeout = 0
                     elif window.results:
-                        caught_up = await _caught_up(consumer)
+                        caught_up = await _behind(consumer) == 0
                         wait_ms = int(window.wait_seconds(self.options) * 1000)
                         timeout = 0 if caught_up else min(poll_ms, FETCH_MAX_WAIT_MS, wait_ms)
                     polled = await consumer.getmany(
@@ -442,7 +446,11 @@ class Sink:
                     if not await self._finish(refreshing):
                         return
                     refreshing = None
-                if refreshing is None and window.due(self.options, idle):
+                if (
+                    refreshing is None
+                    and window.due(self.options, idle)
+                    and (idle or not await self._catching_up(window))
+                ):
                     refreshing = self._refresh(window, stop)
                     window = _Window()
                 if ready and len(writing) < self.options.writes_in_flight:
@@ -494,6 +502,20 @@ class Sink:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _catching_up(self, window: _Window) -> bool:
+        """Whether to let a window that is due grow while the sink catches up: until it
+        reaches ``catch_up_factor`` times the window's limits, as long as at least that many
+        batches are still to be read. A referral's events then fall in fewer windows, so
+        fewer of its projection rows are written again (after a long outage, or a first
+        run on a long history), and the projection is, meanwhile, behind by the lag anyway."""
+        options = self.options
+        factor = options.catch_up_factor
+        if factor <= 1 or window.due(options, False, factor):
+            return False
+        behind = await _behind(self._consumer)
+        unread = factor * options.refresh_batches * options.batch_size
+        return behind is not None and behind >= unread
 
     def _decode(self, polled: Mapping[Any, list[Message]]) -> Batch:
         messages = [message for records in polled.values() for message in records]

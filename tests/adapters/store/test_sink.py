@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
@@ -20,13 +20,14 @@ from deploy.local import PostgresServer
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.repository import Store
-from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions, Topics
+from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions, Topics, _behind
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
 from streams.dead_letters import DeadLetter
@@ -207,6 +208,59 @@ async def _equals(read: Callable[[], Awaitable[object]], expected: object) -> bo
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_behind_counts_the_messages_still_to_read(kafka_bootstrap: str) -> None:
+    _settings, topics = await new_topics(kafka_bootstrap)
+    await produce(
+        kafka_bootstrap,
+        topics.events,
+        [(f"k{n}".encode(), b"{}", []) for n in range(30)],  # over the 3 partitions
+    )
+    consumer = AIOKafkaConsumer(
+        topics.events,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"behind-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        assert await _behind(consumer) is None  # nothing fetched yet: unknown
+        read = 0
+        deadline = time.monotonic() + 30
+        while (behind := await _behind(consumer)) is None or read == 0:
+            assert time.monotonic() < deadline, "no fetch of every partition"
+            polled = await consumer.getmany(timeout_ms=500, max_records=4)
+            read += sum(len(records) for records in polled.values())
+        assert behind == 30 - read
+        while read < 30:
+            polled = await consumer.getmany(timeout_ms=500)
+            read += sum(len(records) for records in polled.values())
+        assert await _behind(consumer) == 0
+    finally:
+        await consumer.stop()
+
+
+async def test_windows_grown_while_catching_up_give_the_replay_states(
+    store: Store, kafka_bootstrap: str
+) -> None:
+    # Windows of one batch, growing to five while 50 messages are still to be read: the
+    # sink catches up through both kinds, and the projection is replay's.
+    settings, topics = await new_topics(kafka_bootstrap)
+    lines = list(simulate(8, date(2026, 9, 1), referrals=40))
+    await produce(kafka_bootstrap, topics.events, [line_message(line) for line in lines])
+    options = SinkOptions(batch_size=10, refresh_batches=1, catch_up_factor=5, lag_interval=0.2)
+    sink = RunningSink(store, settings, options)
+    try:
+        await wait_for(lambda: _true(total_lag(sink.metrics, topics) == 0), "lag 0")
+    finally:
+        await sink.close()
+    assert len(lines) > 2 * 5 * 10
+    expected = replay(lines, NOW, TRAILBLAZER_4WW).referrals
+    assert [state.to_dict() for state in await store.states_as_of(NOW)] == [
+        state.to_dict() for state in expected
+    ]
 
 
 OUTAGE_SECONDS = 30.0
