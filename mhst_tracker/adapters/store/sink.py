@@ -337,8 +337,9 @@ class Sink:
     own transaction, as concurrent writers of the store; a batch's write stores its events,
     alerts and rejections only. The referrals of the batches written are then refreshed
     together, once per window (``refresh_batches`` batches, ``refresh_seconds`` after the
-    window's first batch, or as soon as there is nothing else to do, whichever comes first),
-    in ``refresh_parts`` concurrent transactions, while the next batches are written.
+    window's first batch, or as soon as there is nothing else to do, whichever comes first;
+    up to ``catch_up_factor`` times those limits while the sink is far behind), in
+    ``refresh_parts`` concurrent transactions, while the next batches are written.
     Offsets are committed window by window in order, each after its refresh's commits, so a
     window read again after a crash refreshes again: its events, found stored, have their
     stored copies folded (see :meth:`Store.refresh`).
