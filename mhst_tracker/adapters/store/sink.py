@@ -506,10 +506,11 @@ class Sink:
 
     async def _catching_up(self, window: _Window) -> bool:
         """Whether to let a window that is due grow while the sink catches up: until it
-        reaches ``catch_up_factor`` times the window's limits, as long as at least that many
-        batches are still to be read. A referral's events then fall in fewer windows, so
-        fewer of its projection rows are written again (after a long outage, or a first
-        run on a long history), and the projection is, meanwhile, behind by the lag anyway."""
+        reaches ``catch_up_factor`` times the window's limits, as long as the messages still
+        to be read would fill a window that large. A referral's events then fall in fewer
+        windows, so fewer of its projection rows are written again (after a long outage, or
+        a first run on a long history), and the projection is, meanwhile, behind by the lag
+        anyway."""
         options = self.options
         factor = options.catch_up_factor
         if factor <= 1 or window.due(options, False, factor):
