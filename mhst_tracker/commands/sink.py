@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.repository import Store
-from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions
+from mhst_tracker.adapters.store.sink import GROUP_ID, Sink, SinkMetrics, SinkOptions
 from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 
@@ -27,19 +27,26 @@ from mhst_tracker.config import Settings
     help="Most messages written in one transaction.",
 )
 @click.option(
+    "--group",
+    default=GROUP_ID,
+    show_default=True,
+    help="Kafka consumer group; sinks of the same store share one, another store needs its own.",
+)
+@click.option(
     "--loglevel",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
 )
-def sink_command(batch_size: int, loglevel: str) -> None:
+def sink_command(batch_size: int, group: str, loglevel: str) -> None:
     """Write every event, alert and dead letter from Kafka into the store."""
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     registry = CollectorRegistry()
     start_http_server(settings.sink_metrics_port, registry=registry)
     try:
-        running.run(_run(settings, SinkMetrics(registry), SinkOptions(batch_size=batch_size)))
+        options = SinkOptions(batch_size=batch_size, group_id=group)
+        running.run(_run(settings, SinkMetrics(registry), options))
     except StoreNotMigrated as error:
         raise click.ClickException(str(error)) from None
 
