@@ -253,14 +253,11 @@ async def insert_events(
     if not events:
         return set()
     if not staged:
-        stored: set[str] = set()
         if probe:
             ids = [item.event.event_id for item in events]
             stored = await _keys(connection, STORED_EVENTS, (keys_parameter(ids),))
-        events = sorted(
-            (item for item in events if item.event.event_id not in stored),
-            key=lambda item: item.event.event_id,
-        )
+            events = [item for item in events if item.event.event_id not in stored]
+        events = sorted(events, key=lambda item: item.event.event_id)
         if not events:
             return set()
         records = event_records(events, recorded_at)
