@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from deploy.local.process import free_port
+from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import EventRow
 from mhst_tracker.adapters.store.repository import Store
-from mhst_tracker.adapters.store.sink import GROUP_ID, Topics
+from mhst_tracker.adapters.store.sink import GROUP_ID
 from mhst_tracker.config import Settings
 from tests.adapters.store.test_repository import T1_EVENTS
 from tests.adapters.store.test_sink import event_message, produce
-from tests.kafka import create_topic
+from tests.streams.harness import Deployment
 
 pytestmark = pytest.mark.kafka
-
-CLI = Path(sys.executable).with_name("mhst-tracker")
 
 
 async def committed(bootstrap: str, group: str, topic: str) -> int:
@@ -48,46 +42,32 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
 async def test_the_sink_commits_as_the_group_it_is_given_and_stops_on_sigterm(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}.")
-    topics = Topics(settings)
-    for name in topics.all():
-        await create_topic(kafka_bootstrap, name, 3)
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}.", partitions=3
+    )
+    deployment = Deployment(settings=settings, base_dir=tmp_path)
+    await deployment.create_topics()
     url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    env = {
-        **os.environ,
-        "MHST_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MHST_TOPIC_PREFIX": settings.topic_prefix,
-        "MHST_DATABASE_URL": url,
-        "MHST_SINK_METRICS_PORT": str(free_port()),
-    }
-    upgrade = await asyncio.create_subprocess_exec(
-        CLI, "db", "upgrade", env=env, stdout=subprocess.DEVNULL
-    )
-    assert await upgrade.wait() == 0
-    metadata = await produce(
-        kafka_bootstrap, topics.events, [event_message(body) for body in T1_EVENTS]
-    )
-    ends: dict[TopicPartition, int] = {}
+    engine = create_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+    events = deployment.names.events
+    metadata = await produce(kafka_bootstrap, events, [event_message(body) for body in T1_EVENTS])
+    ends: dict[int, int] = {}
     for record in metadata:
-        tp = TopicPartition(record.topic, record.partition)
-        ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
     group = f"second-store-{uuid.uuid4().hex[:6]}"
-    log = tmp_path / "sink.log"
-    with log.open("w") as output:
-        process = await asyncio.create_subprocess_exec(
-            CLI, "sink", "--group", group, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while await committed(kafka_bootstrap, group, topics.events) < sum(ends.values()):
-                assert process.returncode is None, log.read_text()
-                assert time.monotonic() < deadline, "the sink's group committed nothing"
-                await asyncio.sleep(0.3)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            returncode = await asyncio.wait_for(process.wait(), 30)
-    assert returncode == 0, log.read_text()
-    assert await committed(kafka_bootstrap, GROUP_ID, topics.events) == 0
+    sink = deployment.start_sink("sink", url, free_port(), args=["--group", group])
+    try:
+        deadline = time.monotonic() + 60
+        while await committed(kafka_bootstrap, group, events) < sum(ends.values()):
+            assert sink.exit_code() is None, sink.log_tail()
+            assert time.monotonic() < deadline, "the sink's group committed nothing"
+            await asyncio.sleep(0.3)
+    finally:
+        await asyncio.to_thread(sink.stop, 30.0)  # SIGTERM
+    assert sink.exit_code() == 0, sink.log_tail()
+    assert await committed(kafka_bootstrap, GROUP_ID, events) == 0
     store = await Store.open(settings, url)
     try:
         assert await store.count(EventRow) == len(T1_EVENTS)

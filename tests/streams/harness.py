@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,21 +55,26 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
-    def start_sink(self, name: str, database_url: str, metrics_port: int) -> ManagedProcess:
-        """Start ``mhst-tracker sink`` into the (migrated) store at ``database_url``.
+    def start_sink(
+        self, name: str, database_url: str, metrics_port: int, args: Sequence[str] = ()
+    ) -> ManagedProcess:
+        """Start ``mhst-tracker sink [args]`` into the (migrated) store at ``database_url``.
 
         It serves its metrics on ``metrics_port`` and keeps time by the deployment's clock.
         """
         env = {"MHST_DATABASE_URL": database_url, "MHST_SINK_METRICS_PORT": str(metrics_port)}
-        sink = self._start(name, "sink", env)
+        sink = self._start(name, "sink", env, args)
         self.sinks.append(sink)
         return sink
 
-    def _start(self, name: str, command: str, env: dict[str, str]) -> ManagedProcess:
-        """Start ``mhst-tracker <command>`` on the deployment's broker, topics and clock."""
+    def _start(
+        self, name: str, command: str, env: dict[str, str], args: Sequence[str] = ()
+    ) -> ManagedProcess:
+        """Start ``mhst-tracker <command> [args]`` on the deployment's broker, topics and
+        clock."""
         process = ManagedProcess(
             name,
-            [str(MHST_TRACKER), command],
+            [str(MHST_TRACKER), command, *args],
             self.base_dir / f"{name}.log",
             env={
                 **os.environ,
