@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack needs, skipping what is already there:
-# Java and Maven (to fetch and run Kafka), PostgreSQL, Prometheus with promtool, Alertmanager.
+# Java and Maven (to fetch and run Kafka), PostgreSQL, Prometheus with promtool, Alertmanager,
+# and headless Chromium (the report and dashboard pages are opened in it by the tests).
 set -euo pipefail
 
 missing=()
@@ -11,9 +12,10 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v amtool >/dev/null || command -v prometheus-alertmanager >/dev/null \
   || missing+=(prometheus-alertmanager)
+command -v chromium >/dev/null || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "==> system packages: all present (java, maven, postgresql, prometheus, alertmanager)"
+  echo "==> system packages: all present (java, maven, postgresql, prometheus, alertmanager, chromium)"
   exit 0
 fi
 
