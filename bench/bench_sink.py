@@ -65,7 +65,6 @@ from mhst_tracker.adapters.store.sink import (
     Sink,
     SinkMetrics,
     SinkOptions,
-    Topics,
 )
 from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
@@ -74,6 +73,7 @@ from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import SimulatedClock
+from mhst_tracker.topics import TopicNames
 
 TARGET_RATIO = 0.5
 RESULTS = Path(__file__).parent / "results" / "sink.json"
@@ -92,11 +92,11 @@ def valid_messages(events: int, seed: int) -> list[tuple[bytes, bytes]]:
     return messages
 
 
-async def publish(bootstrap: str, topics: Topics, messages: list[tuple[bytes, bytes]]) -> None:
+async def publish(bootstrap: str, topics: TopicNames, messages: list[tuple[bytes, bytes]]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, 6, 1) for name in topics.all()])
+        await admin.create_topics([NewTopic(name, 6, 1) for name in topics.stored()])
     finally:
         await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
@@ -190,7 +190,7 @@ async def time_consume(settings: Settings, messages: int) -> float:
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     assigned = _Assigned()
-    consumer.subscribe([Topics(settings).events], listener=assigned)
+    consumer.subscribe([settings.topics.events], listener=assigned)
     await consumer.start()
     try:
         await assigned.wait()
@@ -291,7 +291,7 @@ async def run(events: int, seed: int, rounds: int) -> dict[str, Any]:
         settings = Settings(
             kafka_bootstrap=broker.bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:6]}."
         )
-        await publish(broker.bootstrap, Topics(settings), messages)
+        await publish(broker.bootstrap, settings.topics, messages)
         write_seconds, written_url = await time_store_writes(server, messages)
         consume_seconds = await time_consume(settings, len(messages))
         for number in range(1, rounds + 1):

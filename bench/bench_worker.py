@@ -68,16 +68,17 @@ from aiokafka.partitioner import murmur2
 
 from deploy.local import KafkaBroker
 from deploy.local.process import ManagedProcess
+from mhst_tracker.adapters.kafka import create_topics
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.pipeline import accept, apply_event
 from mhst_tracker.simulate import simulate
-from streams.topics import TopicNames, create_topics
+from mhst_tracker.topics import TopicNames
 from streams.tracker import changelog_topic
-from streams.tracking import accept, apply_event
 
 RESULTS = Path(__file__).parent / "results" / "worker.json"
 MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"
@@ -254,7 +255,7 @@ class Bench:
 
     @property
     def names(self) -> TopicNames:
-        return TopicNames.of(self.settings)
+        return self.settings.topics
 
     def env(self, data_dir: Path, clock: str) -> dict[str, str]:
         return {
@@ -518,7 +519,7 @@ async def stamp_alerts_on_append(settings: Settings) -> None:
     try:
         resource = ConfigResource(
             ConfigResourceType.TOPIC,
-            TopicNames.of(settings).alerts,
+            settings.topics.alerts,
             configs={"message.timestamp.type": "LogAppendTime"},
         )
         await admin.alter_configs([resource])

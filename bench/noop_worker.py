@@ -18,7 +18,6 @@ from typing import Any
 import faust
 
 from mhst_tracker.config import Settings
-from streams.topics import TopicNames
 from streams.tracker import faust_settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ def create_app(settings: Settings, count: int, take: int) -> faust.App:
         f"{settings.topic_prefix}bench-noop-{take}", **faust_settings(settings, "memory://")
     )
     events = app.topic(
-        TopicNames.of(settings).events,
+        settings.topics.events,
         partitions=settings.partitions,
         key_serializer="raw",
         value_serializer="raw",

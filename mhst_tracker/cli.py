@@ -1,31 +1,83 @@
-"""The ``mhst-tracker`` command line: a thin group; each command lives in its own module."""
+"""The ``mhst-tracker`` command line: a thin group whose commands are loaded when invoked.
+
+Each command lives in its own module, named in :data:`COMMANDS` with its one-line help, so
+``mhst-tracker --help`` lists them without importing any, and a command imports only what
+it uses (the worker's Faust, the store's SQLAlchemy, the sink's Kafka client) when it runs.
+The worker's command is Faust wiring and lives in ``streams``; this table is the only place
+the package names it, as a module path loaded when that command runs.
+"""
+
+import importlib
+from typing import Final
 
 import click
 
-from mhst_tracker.commands.dashboard_check import dashboard_check_command
-from mhst_tracker.commands.db import db_command
-from mhst_tracker.commands.import_events import import_command
-from mhst_tracker.commands.replay import replay_command
-from mhst_tracker.commands.report import report_command
-from mhst_tracker.commands.simulate import simulate_command
-from mhst_tracker.commands.sink import sink_command
-from mhst_tracker.commands.waiting_list import waiting_list_command
-from mhst_tracker.commands.worker import topics_command, worker_command
+COMMANDS: Final = {
+    "replay": (
+        "mhst_tracker.commands.replay:replay_command",
+        "Replay the events of FILE (JSONL; - for standard input) as of a moment.",
+    ),
+    "simulate": (
+        "mhst_tracker.commands.simulate:simulate_command",
+        "Write a realistic synthetic referral event stream (JSONL), the same for the same seed.",
+    ),
+    "worker": (
+        "streams.command:worker_command",
+        "Run a stream worker: per-referral clocks, deadline timers, breach alerts, dead letters.",
+    ),
+    "topics": ("mhst_tracker.commands.topics:topics_command", "Manage the Kafka topics."),
+    "db": (
+        "mhst_tracker.commands.db:db_command",
+        "Manage the store's schema (PostgreSQL or SQLite).",
+    ),
+    "sink": (
+        "mhst_tracker.commands.sink:sink_command",
+        "Write every event, alert and dead letter from Kafka into the store.",
+    ),
+    "import": (
+        "mhst_tracker.commands.import_events:import_command",
+        "Import the events of FILE (JSONL events or an MHSDS-style CSV extract).",
+    ),
+    "waiting-list": (
+        "mhst_tracker.commands.waiting_list:waiting_list_command",
+        "Print TEAM's open referrals, breached first, then at risk, by next due date.",
+    ),
+    "report": (
+        "mhst_tracker.commands.report:report_command",
+        "Print the figures of PERIOD per team and per school.",
+    ),
+    "dashboard-check": (
+        "mhst_tracker.commands.dashboard_check:dashboard_check_command",
+        "Print every dashboard panel with the value it shows now.",
+    ),
+}
+"""Command name to ``module:attribute`` and the command's summary (the first paragraph of
+its own help), which ``--help`` lists."""
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, attribute = entry[0].split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{entry[0]} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="mhst-tracker")
 def main() -> None:
     """Track the four-week waiting-time standard of school Mental Health Support Teams."""
-
-
-main.add_command(replay_command)
-main.add_command(simulate_command)
-main.add_command(worker_command)
-main.add_command(topics_command)
-main.add_command(db_command)
-main.add_command(sink_command)
-main.add_command(import_command)
-main.add_command(waiting_list_command)
-main.add_command(report_command)
-main.add_command(dashboard_check_command)

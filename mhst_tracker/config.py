@@ -6,6 +6,7 @@ typo fails at start-up with the variable's name rather than deep inside a worker
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,10 +15,7 @@ from pathlib import Path
 from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile, load_profile
 from mhst_tracker.timesource import TimeSource, parse_time_source
-
-EVENTS_TOPIC = "mhst.referral-events"
-ALERTS_TOPIC = "mhst.breach-alerts"
-DLQ_TOPIC = "mhst.referral-events.dlq"
+from mhst_tracker.topics import TopicNames
 
 
 class ConfigError(ValueError):
@@ -82,9 +80,14 @@ class Settings:
         except ProfileError as err:
             raise ConfigError(f"MHST_PROFILE: {err}") from err
 
-    def topic(self, name: str) -> str:
-        """A topic's full name (``MHST_TOPIC_PREFIX`` lets tests isolate their topics)."""
-        return f"{self.topic_prefix}{name}"
+    def with_partitions(self, partitions: int | None) -> Settings:
+        """These settings with another partition count (a command's ``--partitions``)."""
+        return self if partitions is None else dataclasses.replace(self, partitions=partitions)
+
+    @property
+    def topics(self) -> TopicNames:
+        """The topics' full names (``MHST_TOPIC_PREFIX`` lets tests isolate their topics)."""
+        return TopicNames.with_prefix(self.topic_prefix)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:

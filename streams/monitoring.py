@@ -20,8 +20,8 @@ from mhst_tracker.adapters.metrics import start_metrics_server
 from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.events import EventType
 from mhst_tracker.domain.profile import Profile
+from mhst_tracker.pipeline import ReferralRecord
 from mhst_tracker.timesource import TimeSource
-from streams.tracking import ReferralRecord
 
 FAUST_METRICS_PREFIX: Final = "mhst_faust"
 """Name prefix of the Faust sensor's pipeline metrics (messages, offsets, rebalances)."""

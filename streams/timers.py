@@ -6,7 +6,7 @@ referrals are open. So the timer does not route each due referral through the st
 
 * **Deciding.** For each partition the worker owns, the keys whose deadline has come are
   listed by the :class:`~streams.deadlines.DeadlineIndex` and each referral is decided by
-  the engine (:func:`streams.tracking.apply_tick`) right there; the tracker publishes the
+  the engine (:func:`mhst_tracker.pipeline.apply_tick`) right there; the tracker publishes the
   alerts in bulk, and only then are the decisions applied (:meth:`DeadlineTimer.settle`),
   so that the index's bookkeeping does not delay the alerts.
 * **Preparing.** Before a deadline moment M comes (from :data:`PREPARE_AHEAD` ahead), the
@@ -35,10 +35,10 @@ from typing import Final
 from mhst_tracker.domain.alerts import Alert
 from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.profile import Profile
+from mhst_tracker.pipeline import ReferralRecord, apply_tick
 from streams.deadlines import DeadlineIndex
 from streams.monitoring import local_date
 from streams.publishing import key_hash, unstamped
-from streams.tracking import ReferralRecord, apply_tick
 
 PREPARE_AHEAD: Final = timedelta(minutes=10)
 """How long (on the worker's clock) before a deadline moment its referrals are decided."""

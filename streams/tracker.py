@@ -2,9 +2,9 @@
 
 * The agent ``track-referrals`` reads ``mhst.referral-events`` and the internal command
   topic ``mhst.referral-ticks`` (co-partitioned). An event goes through
-  :func:`streams.tracking.accept` (the engine's parser plus the size and key checks); a
-  rejected message goes to the dead-letter topic unchanged (:mod:`streams.dead_letters`).
-  A valid event updates the referral's :class:`~streams.tracking.ReferralRecord` in the
+  :func:`mhst_tracker.pipeline.accept` (the engine's parser plus the size and key checks); a
+  rejected message goes to the dead-letter topic unchanged (:mod:`mhst_tracker.dead_letters`).
+  A valid event updates the referral's :class:`~mhst_tracker.pipeline.ReferralRecord` in the
   table ``referral-clocks`` and publishes the engine's new alerts; a tick writes records
   the timer decided for its partition.
 * The timer ``fire-deadlines`` (every :data:`TICK_INTERVAL` seconds, on every worker) asks
@@ -45,12 +45,13 @@ from faust.types import TP, EventT
 
 from mhst_tracker.adapters.metrics import ClinicalMetrics
 from mhst_tracker.config import Settings
+from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import Profile
+from mhst_tracker.pipeline import Outcome, ReferralRecord, accept, apply_event, deadline_of
 from mhst_tracker.replay import cyclic_gc_paused
 from mhst_tracker.timesource import TimeSource
-from streams.dead_letters import DeadLetter
 from streams.monitoring import (
     FAUST_METRICS_PREFIX,
     declared_type,
@@ -61,8 +62,6 @@ from streams.monitoring import (
 )
 from streams.publishing import AlertPublisher, alert_message, stamped
 from streams.timers import DeadlineTimer, Decision
-from streams.topics import TopicNames
-from streams.tracking import Outcome, ReferralRecord, accept, apply_event, deadline_of
 from streams.transport import StreamConsumer, StreamTransport
 
 APP_ID: Final = "mhst-tracker"
@@ -129,7 +128,7 @@ class ReferralTracker:
         self.time_source = time_source
         self.metrics = metrics
         self.metrics_date = local_date(profile, time_source.now())
-        self.names = TopicNames.of(settings)
+        self.names = settings.topics
         self.timer = DeadlineTimer(profile)
         self.flush_sent: set[int] = set()
         self.ticked: dict[int, float] = {}

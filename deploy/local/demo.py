@@ -36,7 +36,6 @@ from aiokafka.errors import KafkaError
 from deploy.local.errors import ServiceError
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import CACHE_DIR, ManagedProcess, free_port
-from mhst_tracker.config import ALERTS_TOPIC, EVENTS_TOPIC
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.measures import WAIT_BANDS
@@ -44,6 +43,7 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import SimulatedClock
+from mhst_tracker.topics import ALERTS_TOPIC, EVENTS_TOPIC
 
 START = date(2026, 9, 7)
 """A Monday early in the autumn term."""

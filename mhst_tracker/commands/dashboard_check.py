@@ -97,8 +97,9 @@ def panel_lines(
 def dashboard_check_command(
     uids: tuple[str, ...], team: tuple[str, ...], school: tuple[str, ...], directory: Path
 ) -> None:
-    """Print every dashboard panel with the value it shows now (Prometheus at
-    MHST_PROMETHEUS_URL)."""
+    """Print every dashboard panel with the value it shows now.
+
+    The values come from the Prometheus at MHST_PROMETHEUS_URL."""
     settings = Settings.from_env()
     selection: dict[str, Sequence[str]] = {"team": team, "school": school}
     try:

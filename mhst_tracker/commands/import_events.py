@@ -31,7 +31,7 @@ from mhst_tracker.adapters.store.records import Batch, Rejection
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.commands import running
 from mhst_tracker.commands.progress import stderr_is_terminal, with_progress
-from mhst_tracker.config import EVENTS_TOPIC, Settings
+from mhst_tracker.config import Settings
 
 BATCH_SIZE = 2000
 
@@ -133,7 +133,7 @@ async def _writer(target: str, settings: Settings) -> AsyncIterator[Write]:
         finally:
             await store.close()
         return
-    topic = settings.topic(EVENTS_TOPIC)
+    topic = settings.topics.events
     # The producer would wait for a missing topic's metadata until its request timeout.
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()

@@ -68,8 +68,9 @@ class Timestamp(click.ParamType):
 def replay_command(
     events_file: str, as_of: datetime | None, output_format: str, profile_path: Path | None
 ) -> None:
-    """Replay the events of FILE (JSONL; - for standard input) and print every referral's
-    state as of a moment, the rejected lines, the duplicates and the measures."""
+    """Replay the events of FILE (JSONL; - for standard input) as of a moment.
+
+    Prints every referral's state, the rejected lines, the duplicates and the measures."""
     try:
         profile = TRAILBLAZER_4WW if profile_path is None else load_profile(profile_path)
     except ProfileError as error:

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from deploy.local.process import free_port
 from mhst_tracker.cli import main
-from mhst_tracker.config import EVENTS_TOPIC, Settings
+from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.simulate import simulate
@@ -37,7 +37,7 @@ def events_topic(kafka_bootstrap: str) -> tuple[dict[str, str], str]:
     """The environment of an import to a fresh topic prefix, and its events topic (created)."""
     prefix = f"import{uuid.uuid4().hex[:8]}."
     env = {"MHST_KAFKA_BOOTSTRAP": kafka_bootstrap, "MHST_TOPIC_PREFIX": prefix}
-    topic = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix).topic(EVENTS_TOPIC)
+    topic = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix).topics.events
     asyncio.run(create_topic(kafka_bootstrap, topic, PARTITIONS))
     return env, topic
 
@@ -133,7 +133,7 @@ def test_a_missing_topic_or_broker_is_a_clear_error(kafka_bootstrap: str, tmp_pa
     )
     prefix = f"missing{uuid.uuid4().hex[:8]}."
     env = {"MHST_KAFKA_BOOTSTRAP": kafka_bootstrap, "MHST_TOPIC_PREFIX": prefix}
-    topic = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix).topic(EVENTS_TOPIC)
+    topic = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix).topics.events
     started = time.monotonic()
     code, stderr = run_import(path, env)
     assert code == 1

@@ -16,8 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local.process import ManagedProcess
+from mhst_tracker.adapters.kafka import create_topics
 from mhst_tracker.config import Settings
-from streams.topics import TopicNames, create_topics
+from mhst_tracker.topics import TopicNames
 from streams.tracker import app_id, changelog_topic
 
 MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"
@@ -35,7 +36,7 @@ class Deployment:
     @property
     def names(self) -> TopicNames:
         """The deployment's topic names."""
-        return TopicNames.of(self.settings)
+        return self.settings.topics
 
     async def create_topics(self) -> None:
         """Create the deployment's topics."""

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
+from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.events import event_to_json
-from streams.dead_letters import DeadLetter
-from streams.tracking import ReferralRecord
+from mhst_tracker.pipeline import ReferralRecord
 from tests.streams.harness import (
     Deployment,
     TopicReader,

@@ -1,13 +1,16 @@
 """The command line: replay (JSON and tables, bad lines, stdin, profiles) and simulate."""
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import click
 import orjson
 import pytest
 from click.testing import CliRunner
 
-from mhst_tracker.cli import main
+from mhst_tracker.cli import COMMANDS, main
 from mhst_tracker.commands import replay as replay_command
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
@@ -256,3 +259,34 @@ def test_simulated_streams_replay_cleanly(tmp_path: Path) -> None:
     assert len(output["referrals"]) > 250
     assert len(output["rejected"]) < 0.02 * len(lines)
     assert all(0 < item["line"] <= len(lines) for item in output["rejected"])
+
+
+def test_importing_the_command_line_loads_no_heavy_library() -> None:
+    code = (
+        "import sys, mhst_tracker.cli\n"
+        "heavy = ('faust', 'sqlalchemy', 'alembic', 'aiokafka', 'streams')\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert result.stdout.decode().strip() == "[]"
+
+
+def test_help_lists_every_command_with_its_own_summary() -> None:
+    context = click.Context(main)
+    for name, (_path, summary) in COMMANDS.items():
+        command = main.get_command(context, name)
+        assert command is not None
+        assert command.name == name
+        assert " ".join((command.help or "").split("\n\n")[0].split()) == summary
+    code, out, _ = run("--help")
+    assert code == 0
+    listed = [
+        line.split()[0] for line in out.split("Commands:")[1].splitlines() if line[:3].strip()
+    ]
+    assert listed == sorted(COMMANDS)
+
+
+def test_an_unknown_command_is_a_usage_error() -> None:
+    code, _, err = run("no-such-command")
+    assert code == 2
+    assert "No such command 'no-such-command'" in err

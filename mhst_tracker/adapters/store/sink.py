@@ -7,7 +7,7 @@ batches (in ``refresh_parts`` more transactions, on disjoint ranges of referrals
 commits the window's Kafka offsets only after those commits. A crash in between re-reads
 the window, which then adds nothing and refreshes its referrals again.
 
-Messages are read as the workers read them (:func:`streams.tracking.accept`): an invalid
+Messages are read as the workers read them (:func:`mhst_tracker.pipeline.accept`): an invalid
 event is stored as a rejection keyed by where it was read, so the workers' dead letter for
 the same message (whose headers name that place) is the same rejection, stored once.
 
@@ -45,11 +45,12 @@ from mhst_tracker.adapters.store.records import (
     alert_from_dict,
 )
 from mhst_tracker.adapters.store.repository import Store, WriteResult
-from mhst_tracker.config import ALERTS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, Settings
+from mhst_tracker.config import Settings
+from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.errors import InvalidEvent
+from mhst_tracker.pipeline import accept
 from mhst_tracker.replay import cyclic_gc_paused
-from streams.dead_letters import DeadLetter
-from streams.tracking import accept
+from mhst_tracker.topics import TopicNames
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -157,21 +158,8 @@ class Message(Protocol):
     headers: Sequence[tuple[str, bytes]]
 
 
-class Topics:
-    """The three topics the sink reads, with the prefix applied."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.events = settings.topic(EVENTS_TOPIC)
-        self.alerts = settings.topic(ALERTS_TOPIC)
-        self.dlq = settings.topic(DLQ_TOPIC)
-
-    def all(self) -> tuple[str, str, str]:
-        """Every topic the sink consumes."""
-        return (self.events, self.alerts, self.dlq)
-
-
 def decode(
-    messages: Sequence[Message], topics: Topics, max_event_bytes: int, metrics: SinkMetrics
+    messages: Sequence[Message], topics: TopicNames, max_event_bytes: int, metrics: SinkMetrics
 ) -> Batch:
     """Turn a poll's messages into a batch for the store."""
     batch = Batch()
@@ -356,7 +344,7 @@ class Sink:
         self.settings = settings
         self.metrics = metrics
         self.options = options or SinkOptions()
-        self.topics = Topics(settings)
+        self.topics = settings.topics
         self._committed: dict[Any, int] = {}
         self._lag_checked = 0.0
         self._consumer: Any = None
@@ -365,7 +353,7 @@ class Sink:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; a batch being retried is left uncommitted."""
         consumer = AIOKafkaConsumer(
-            *self.topics.all(),
+            *self.topics.stored(),
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.options.group_id,
             enable_auto_commit=False,
@@ -640,7 +628,7 @@ class Sink:
         except KafkaError as error:
             log.warning("could not read end offsets (%s)", type(error).__name__)
             return
-        lag: dict[str, int] = dict.fromkeys(self.topics.all(), 0)
+        lag: dict[str, int] = dict.fromkeys(self.topics.stored(), 0)
         for tp in partitions:
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends[tp] - self._committed[tp])
         for topic, value in lag.items():

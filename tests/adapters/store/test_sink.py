@@ -20,8 +20,9 @@ from deploy.local import PostgresServer
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.repository import Store
-from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions, Topics, _behind
+from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions, _behind
 from mhst_tracker.config import Settings
+from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
@@ -30,7 +31,7 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
-from streams.dead_letters import DeadLetter
+from mhst_tracker.topics import TopicNames
 from tests.adapters.store.conftest import NOW, incoming, valid_bodies
 from tests.adapters.store.test_repository import T1_EVENTS
 
@@ -49,14 +50,14 @@ async def wait_for(
         await asyncio.sleep(0.2)
 
 
-async def new_topics(bootstrap: str) -> tuple[Settings, Topics]:
+async def new_topics(bootstrap: str) -> tuple[Settings, TopicNames]:
     """Settings with a unique topic prefix, and that prefix's topics created (3 partitions)."""
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"{uuid.uuid4().hex[:8]}.")
-    topics = Topics(settings)
+    topics = settings.topics
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, 3, 1) for name in topics.all()])
+        await admin.create_topics([NewTopic(name, 3, 1) for name in topics.stored()])
     finally:
         await admin.close()
     return settings, topics
@@ -90,10 +91,10 @@ def sample(metrics: SinkMetrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def total_lag(metrics: SinkMetrics, topics: Topics) -> float | None:
+def total_lag(metrics: SinkMetrics, topics: TopicNames) -> float | None:
     values = [
         metrics.registry.get_sample_value("mhst_store_sink_lag_messages", {"topic": name})
-        for name in topics.all()
+        for name in topics.stored()
     ]
     return None if None in values else sum(value or 0.0 for value in values)
 

@@ -20,11 +20,11 @@ from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.measures import summarise
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.pipeline import ReferralRecord
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock, SimulatedClock, WallClock
 from streams.monitoring import declared_type, local_date, partition_states, wall_seconds_since
 from streams.tracker import ReferralTracker
-from streams.tracking import ReferralRecord
 
 PARTITIONS = 3
 START = datetime(2025, 12, 19, 12, 0, tzinfo=UTC)

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.pipeline import ReferralRecord, accept, apply_event
 from streams.timers import PREPARE_AHEAD, DeadlineTimer, decide
-from streams.tracking import ReferralRecord, accept, apply_event
 
 ZONE = TRAILBLAZER_4WW.timezone
 RECEIVED_AT = datetime(2026, 9, 1, 9, tzinfo=ZONE)

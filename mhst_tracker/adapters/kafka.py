@@ -1,45 +1,14 @@
-"""The topics the workers read and write, and their creation on the broker.
+"""Topic administration on the broker: create the deployment's topics, check co-partitioning.
 
-Public topics (``mhst.referral-events``, ``mhst.breach-alerts``, ``mhst.referral-events.dlq``)
-and the internal command topic ``mhst.referral-ticks`` are created here with the configured
-partition count; Faust creates the table's changelog topic itself. The tick topic must have
-as many partitions as the events topic: one agent reads both, and a tick for a referral is
-sent to the partition that holds the referral's clock.
+The names are :class:`mhst_tracker.topics.TopicNames`; Faust creates the table's changelog
+topic itself.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from mhst_tracker.config import ALERTS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, Settings
-
-TICKS_TOPIC = "mhst.referral-ticks"
-
-
-@dataclass(frozen=True)
-class TopicNames:
-    """Full topic names for one deployment (``MHST_TOPIC_PREFIX`` applied)."""
-
-    events: str
-    ticks: str
-    alerts: str
-    dlq: str
-
-    @classmethod
-    def of(cls, settings: Settings) -> TopicNames:
-        """The names ``settings`` gives the four topics."""
-        return cls(
-            events=settings.topic(EVENTS_TOPIC),
-            ticks=settings.topic(TICKS_TOPIC),
-            alerts=settings.topic(ALERTS_TOPIC),
-            dlq=settings.topic(DLQ_TOPIC),
-        )
-
-    def all(self) -> tuple[str, ...]:
-        """Every name, events first."""
-        return (self.events, self.ticks, self.alerts, self.dlq)
+from mhst_tracker.config import Settings
 
 
 async def create_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
@@ -48,7 +17,7 @@ async def create_topics(settings: Settings, replication_factor: int = 1) -> list
     Fails if the events or tick topic already exists with a different partition count,
     since the worker's agent needs them co-partitioned.
     """
-    names = TopicNames.of(settings)
+    names = settings.topics
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:

@@ -8,7 +8,7 @@ import pytest
 from mhst_tracker.domain.alerts import alert_id
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
-from streams.tracking import (
+from mhst_tracker.pipeline import (
     KEY_MISMATCH,
     NO_KEY,
     ReferralRecord,

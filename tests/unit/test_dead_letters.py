@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from streams.dead_letters import DeadLetter
+from mhst_tracker.dead_letters import DeadLetter
 
 
 def test_a_dead_letter_reads_back_from_its_headers() -> None:

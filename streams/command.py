@@ -1,0 +1,39 @@
+"""``mhst-tracker worker``: run one stream worker until SIGTERM or Ctrl-C.
+
+It creates any missing topic, then runs the Faust app of :func:`streams.tracker.create_app`
+with the ``MHST_*`` settings. Start more of them (each with its own
+``MHST_WORKER_DATA_DIR``) to share the partitions. The plain Faust form,
+``faust -A streams.app:app worker -l info``, runs the same app but does not create the topics.
+The command line loads this module only when the command runs (``mhst_tracker.cli``).
+"""
+
+import click
+
+from mhst_tracker.commands import running
+from mhst_tracker.config import Settings
+
+
+@click.command("worker")
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    help="Partitions of the events topic (default MHST_PARTITIONS).",
+)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Log level.",
+)
+def worker_command(partitions: int | None, loglevel: str) -> None:
+    """Run a stream worker: per-referral clocks, deadline timers, breach alerts, dead letters."""
+    import faust
+
+    from mhst_tracker.adapters.kafka import create_topics
+    from streams.tracker import create_app
+
+    settings = Settings.from_env().with_partitions(partitions)
+    running.run(create_topics(settings))
+    app = create_app(settings)
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
