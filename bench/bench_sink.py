@@ -17,7 +17,7 @@ events topic, then measures in the same run:
 * **baseline**: asyncpg ``copy_records_to_table`` of the same rows the sink writes, built
   before the clock starts, into empty copies of the tables (same columns and indexes; no
   idempotency, no engine, no Kafka): the event rows (the distinct events, by the store's own
-  :func:`~mhst_tracker.adapters.store.postgres.event_records`) into ``events``, then the
+  :func:`~mhst_tracker.adapters.store.backend.event_rows`) into ``events``, then the
   referral rows (one per distinct referral: the final projection, as the store write path
   above left it in its database) into ``referrals``. The stream holds no alerts and no
   invalid events, so the sink writes no other rows. The events COPY alone is recorded beside
@@ -56,8 +56,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from deploy.local import KafkaBroker, PostgresServer
+from mhst_tracker.adapters.store.backend import EVENT_COLUMNS, event_rows
 from mhst_tracker.adapters.store.database import create_engine, upgrade
-from mhst_tracker.adapters.store.postgres import EVENT_COLUMNS, event_records
 from mhst_tracker.adapters.store.records import Batch, IncomingEvent, Origin
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.adapters.store.sink import (
@@ -261,7 +261,7 @@ async def time_copy(
                 seen.add(event.event_id)
                 events.append(IncomingEvent(event, value, now, Origin("bench", 0, offset)))
         records = [
-            (number, *record) for number, record in enumerate(event_records(events, now), start=1)
+            (number, *record) for number, record in enumerate(event_rows(events, now), start=1)
         ]
         started = time.perf_counter()
         await connection.copy_records_to_table(

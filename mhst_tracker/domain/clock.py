@@ -29,7 +29,7 @@ The rules are those of the domain page. Decisions where it is silent:
   never change a stage.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -461,6 +461,25 @@ class ReferralClock:
         except (KeyError, TypeError, ValueError) as error:
             raise ClockError(f"malformed clock snapshot: {error!r}") from None
         return clock
+
+
+def fold_events(clocks: dict[str, ReferralClock], events: Iterable[Event]) -> int:
+    """Apply each event to its referral's clock in ``clocks``, adding a new clock for a
+    referral not there yet; how many events were duplicates (their ``event_id`` already
+    held by the clock).
+
+    The one fold of many referrals' events: the store's refreshes and rebuild, and replay.
+    """
+    duplicates = 0
+    get_clock = clocks.get
+    for event in events:
+        referral_id = event.referral_id
+        clock = get_clock(referral_id)
+        if clock is None:
+            clock = clocks[referral_id] = ReferralClock(referral_id)
+        if not clock.apply(event):
+            duplicates += 1
+    return duplicates
 
 
 def _mark_from_list(raw: Any) -> _Mark:

@@ -7,54 +7,63 @@ the state the engine computed from it at the last write (columns for fast filter
 narrow the candidates, then ask the engine for each candidate's state as of that moment from
 its clock snapshot, so a stale projection never gives a stale answer.
 
-On PostgreSQL a batch is written by the set-based statements of
-:mod:`~mhst_tracker.adapters.store.postgres`; concurrent writers lock the touched referral
-rows in key order for the read-modify-write of the clock snapshots (no table lock); readers
-are not blocked. SQLite has one writer and uses the SQLAlchemy statements below.
+What a write, a refresh and a rebuild do, in which transactions, is written here once for
+both databases; the statements that differ are a :class:`~.backend.Backend`'s, chosen by the
+engine's dialect: :class:`~.postgres.PostgresBackend` (binary COPY; concurrent writers lock
+the touched referral rows in key order for the read-modify-write of the clock snapshots, no
+table lock; readers are not blocked) or :class:`~.sqlite.SqliteBackend` (one writer at a
+time). Each referral's events are folded into its clock by the engine
+(:func:`~mhst_tracker.domain.clock.fold_events`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-import orjson
-from sqlalchemy import Select, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mhst_tracker.adapters.store import postgres
-from mhst_tracker.adapters.store.database import check_current, create_engine, json_text
+from mhst_tracker.adapters.store.backend import (
+    CHUNK,
+    Backend,
+    DeliveryStatus,
+    RacedInsert,
+    RacedReferral,
+    chunks,
+    projection_row,
+)
+from mhst_tracker.adapters.store.database import check_current, create_engine
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
+from mhst_tracker.adapters.store.postgres import PostgresBackend
 from mhst_tracker.adapters.store.records import (
     Batch,
     IncomingAlert,
     IncomingEvent,
     Rejection,
     breached_stages,
-    left_list_on,
     next_stage,
 )
+from mhst_tracker.adapters.store.sqlite import SqliteBackend
 from mhst_tracker.config import Settings
-from mhst_tracker.domain.alerts import next_deadline
-from mhst_tracker.domain.clock import ReferralClock, ReferralState
+from mhst_tracker.domain.clock import ReferralClock, ReferralState, fold_events
 from mhst_tracker.domain.events import Event, parse_event
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.timesource import TimeSource
 
-_CHUNK = 2000
 _T = TypeVar("_T")
 
 
-class DeliveryStatus:
-    """Values of ``alerts.delivery_status``."""
+__all__ = ["DeliveryStatus", "Store", "Unfolded", "WaitingEntry", "WriteResult"]
 
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
+BACKENDS: dict[str, type[PostgresBackend | SqliteBackend]] = {
+    "postgresql": PostgresBackend,
+    "sqlite": SqliteBackend,
+}
+"""The backend of each SQLAlchemy dialect the store runs on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +133,7 @@ class Store:
         self.engine = engine
         self.profile = profile
         self.time_source = time_source
-        self._dialect = engine.dialect.name
+        self.backend: Backend = BACKENDS[engine.dialect.name]()
 
     @classmethod
     async def open(cls, settings: Settings, url: str | None = None) -> Store:
@@ -163,7 +172,7 @@ class Store:
             return await self._write(
                 batch, events, alerts, rejections, recorded_at, refresh, probe=probe
             )
-        except postgres.RacedInsert:
+        except RacedInsert:
             # A concurrent writer stored some of these events meanwhile; write the batch
             # again, this time with ON CONFLICT DO NOTHING.
             return await self._write(
@@ -180,11 +189,11 @@ class Store:
         then a crash before the refresh) are folded when they are read again and found
         stored.
 
-        One transaction, or on PostgreSQL with ``parts`` above 1, that many transactions at
-        once, each refreshing one range of the referral ids (disjoint, so they take no lock
-        the others need): while the database works on one, Python folds another. If one
-        fails the others still finish, and the first error is raised; refreshing the same
-        writes again is harmless.
+        One transaction, or (where the backend has concurrent writers) with ``parts`` above 1,
+        that many transactions at once, each refreshing one range of the referral ids
+        (disjoint, so they take no lock the others need): while the database works on one,
+        Python folds another. If one fails the others still finish, and the first error is
+        raised; refreshing the same writes again is harmless.
         """
         inserted: dict[str, Event] = {}
         stored: set[str] = set()
@@ -199,7 +208,7 @@ class Store:
             # Stored events are committed and never change: read outside the refreshes.
             async with self.engine.connect() as connection:
                 events += await self._stored_events(connection, sorted(stored))
-        if self._dialect != "postgresql" or parts <= 1:
+        if parts <= 1 or not self.backend.concurrent_writers:
             return await self._refresh_in_transaction(events, now)
         ranges = _ranges(events, parts)
         results = await asyncio.gather(
@@ -221,7 +230,7 @@ class Store:
         self, connection: AsyncConnection, event_ids: Sequence[str]
     ) -> list[Event]:
         events: list[Event] = []
-        for chunk in _chunks(event_ids, _CHUNK):
+        for chunk in chunks(event_ids, CHUNK):
             result = await connection.execute(
                 select(EventRow.payload).where(EventRow.event_id.in_(chunk))
             )
@@ -239,36 +248,13 @@ class Store:
         staged: bool = False,
         probe: bool = True,
     ) -> WriteResult:
+        backend = self.backend
         async with self.engine.begin() as connection:
-            if self._dialect == "postgresql":
-                new_event_ids = await postgres.insert_events(
-                    connection, events, recorded_at, staged, probe
-                )
-                new_alert_ids = await postgres.insert_alerts(
-                    connection, alerts, recorded_at, DeliveryStatus.PENDING
-                )
-                new_rejections = await postgres.insert_rejections(
-                    connection, rejections, recorded_at
-                )
-            else:
-                new_event_ids = await self._insert_new(
-                    connection,
-                    EventRow,
-                    "event_id",
-                    [_event_values(item, recorded_at) for item in events],
-                )
-                new_alert_ids = await self._insert_new(
-                    connection,
-                    AlertRow,
-                    "alert_id",
-                    [_alert_values(item, recorded_at) for item in alerts],
-                )
-                new_rejections = await self._insert_new(
-                    connection,
-                    RejectedEventRow,
-                    "reject_key",
-                    [_rejection_values(item, recorded_at) for item in rejections],
-                )
+            new_event_ids = await backend.insert_events(
+                connection, events, recorded_at, staged, probe
+            )
+            new_alert_ids = await backend.insert_alerts(connection, alerts, recorded_at)
+            new_rejections = await backend.insert_rejections(connection, rejections, recorded_at)
             new_events = [item.event for item in events if item.event.event_id in new_event_ids]
             refreshed, unfolded = 0, None
             if refresh:
@@ -290,162 +276,56 @@ class Store:
             unfolded=unfolded,
         )
 
-    async def _insert_new(
-        self,
-        connection: AsyncConnection,
-        model: type[EventRow | AlertRow | RejectedEventRow],
-        key: str,
-        rows: list[dict[str, Any]],
-    ) -> set[str]:
-        """INSERT ... ON CONFLICT DO NOTHING; the keys of the rows actually inserted."""
-        inserted: set[str] = set()
-        if not rows:
-            return inserted
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        column = model.__table__.c[key]
-        statement = insert(model).on_conflict_do_nothing(index_elements=[key]).returning(column)
-        for chunk in _chunks(rows, _CHUNK):
-            result = await connection.execute(statement, chunk)
-            inserted.update(result.scalars().all())
-        return inserted
-
     async def _refresh(
         self, connection: AsyncConnection, events: Sequence[Event], now: datetime
     ) -> int:
-        """Fold new events into their referrals' clocks and store the engine's states."""
-        by_referral: dict[str, list[Event]] = {}
-        for event in events:
-            by_referral.setdefault(event.referral_id, []).append(event)
-        if not by_referral:
-            return 0
-        if self._dialect == "postgresql":
-            return await self._refresh_postgres(connection, by_referral, now)
-        clocks = await self._load_clocks(connection, list(by_referral))
-        for referral_id, items in by_referral.items():
-            clock = clocks.get(referral_id)
-            if clock is None:
-                clock = clocks[referral_id] = ReferralClock(referral_id)
-            for event in items:
-                clock.apply(event)
-        await self._upsert_projection(connection, clocks.values(), now)
-        return len(clocks)
+        """Fold new events into their referrals' clocks and store the engine's states.
 
-    async def _refresh_postgres(
-        self,
-        connection: AsyncConnection,
-        by_referral: dict[str, list[Event]],
-        now: datetime,
-    ) -> int:
-        """The same fold with the rows locked in key order, not the table (see ``postgres``):
-        an attempt that meets a referral a concurrent writer inserted meanwhile is rolled
-        back to its savepoint and made again."""
+        The touched referrals' clocks are read and locked, the events folded in, and the
+        rows written; an attempt that meets a referral a concurrent writer inserted
+        meanwhile (:class:`RacedReferral`) is rolled back and made again."""
+        referral_ids = list(dict.fromkeys(event.referral_id for event in events))
+        if not referral_ids:
+            return 0
+        backend = self.backend
         while True:
             try:
-                async with connection.begin_nested():
-                    return await self._refresh_attempt(connection, by_referral, now)
-            except postgres.RacedReferral:
+                async with backend.attempt(connection):
+                    snapshots = await backend.lock_clocks(connection, referral_ids)
+                    clocks = {
+                        clock.referral_id: clock
+                        for clock in map(ReferralClock.from_dict, snapshots)
+                    }
+                    existing = set(clocks)
+                    fold_events(clocks, events)
+                    await self._write_projection(connection, clocks, existing, now)
+                    return len(clocks)
+            except RacedReferral:
                 continue
 
-    async def _refresh_attempt(
+    async def _write_projection(
         self,
         connection: AsyncConnection,
-        by_referral: dict[str, list[Event]],
+        clocks: dict[str, ReferralClock],
+        existing: set[str],
         now: datetime,
-    ) -> int:
-        clocks: dict[str, ReferralClock] = {}
-        for snapshot in await postgres.lock_clocks(connection, list(by_referral)):
-            loaded = ReferralClock.from_dict(snapshot)
-            clocks[loaded.referral_id] = loaded
-        stored = set(clocks)
-        for referral_id, items in by_referral.items():
-            clock = clocks.get(referral_id)
-            if clock is None:
-                clock = clocks[referral_id] = ReferralClock(referral_id)
-            for event in items:
-                clock.apply(event)
-        as_of = self.time_source.now()
-        records = [self._projection_record(clock, as_of, json_text) for clock in clocks.values()]
-        await postgres.write_projection(connection, records, stored, self.profile.name, as_of, now)
-        return len(clocks)
-
-    async def _load_clocks(
-        self, connection: AsyncConnection, referral_ids: list[str]
-    ) -> dict[str, ReferralClock]:
-        clocks: dict[str, ReferralClock] = {}
-        for chunk in _chunks(referral_ids, _CHUNK):
-            result = await connection.execute(
-                select(ReferralRow.clock).where(ReferralRow.referral_id.in_(chunk))
-            )
-            for snapshot in result.scalars():
-                clock = ReferralClock.from_dict(snapshot)
-                clocks[clock.referral_id] = clock
-        return clocks
-
-    async def _upsert_projection(
-        self, connection: AsyncConnection, clocks: Iterable[ReferralClock], now: datetime
     ) -> None:
-        as_of = self.time_source.now()
-        columns, row_of = postgres.PROJECTION_COLUMNS, self._projection_record
-        extra = {"profile": self.profile.name, "as_of": as_of, "updated_at": now}
-        # The JSON columns' values as they are: SQLAlchemy serialises them by ``json_text``.
-        rows = [
-            dict(zip(columns, row_of(clock, as_of, _as_is), strict=True), **extra)
-            for clock in clocks
-        ]
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        statement = insert(ReferralRow)
-        statement = statement.on_conflict_do_update(
-            index_elements=["referral_id"],
-            set_={name: statement.excluded[name] for name in rows[0] if name != "referral_id"},
-        )
-        for chunk in _chunks(rows, _CHUNK):
-            await connection.execute(statement, chunk)
-
-    def _projection_record(
-        self, clock: ReferralClock, as_of: datetime, json: Callable[[Any], Any]
-    ) -> tuple[Any, ...]:
-        """The referral's projection row as of ``as_of``: the values of
-        ``postgres.PROJECTION_COLUMNS`` in order, those of the JSON columns passed through
-        ``json``."""
-        state = clock.state(as_of, self.profile)
-        upcoming = next_stage(state)
-        return (
-            state.referral_id,
-            state.team_id,
-            state.school_id,
-            state.status.value,
-            state.received_on,
-            state.days_waited,
-            state.dna_count,
-            json([flag.value for flag in state.flags]),
-            # The stage states themselves: the JSON serialiser (orjson, ``json_text``)
-            # writes each as its ``StageState.to_dict`` shape.
-            json(state.stages),
-            json(list(state.at_risk_stages)),
-            None if upcoming is None else upcoming.name,
-            None if upcoming is None else upcoming.due_on,
-            next_deadline(state, self.profile),
-            left_list_on(state),
-            # Written by the same serialiser: the JSON of ``clock.to_dict()``.
-            json(clock.snapshot()),
-        )
+        """Store the engine's state of each clock as of the time source's now."""
+        as_of, profile = self.time_source.now(), self.profile
+        rows = [projection_row(clock, as_of, profile) for clock in clocks.values()]
+        await self.backend.write_projection(connection, rows, existing, (profile.name, as_of, now))
 
     async def rebuild_referrals(self) -> int:
         """Recompute every referral from its stored events (after a profile change, say)."""
         now = datetime.now(UTC)
         async with self.engine.begin() as connection:
-            if self._dialect == "postgresql":
-                await connection.execute(text("LOCK TABLE referrals IN SHARE ROW EXCLUSIVE MODE"))
+            await self.backend.lock_projection(connection)
             clocks: dict[str, ReferralClock] = {}
             result = await connection.stream(select(EventRow.payload).order_by(EventRow.id))
-            async for payload in result.scalars():
-                event = parse_event(payload)
-                clock = clocks.get(event.referral_id)
-                if clock is None:
-                    clock = clocks[event.referral_id] = ReferralClock(event.referral_id)
-                clock.apply(event)
-            if clocks:
-                await self._upsert_projection(connection, clocks.values(), now)
+            async for payloads in result.scalars().partitions(CHUNK):
+                fold_events(clocks, [parse_event(payload) for payload in payloads])
+            existing = set((await connection.execute(select(ReferralRow.referral_id))).scalars())
+            await self._write_projection(connection, clocks, existing, now)
         return len(clocks)
 
     async def states_as_of(
@@ -540,65 +420,6 @@ def _waiting_entry(state: ReferralState) -> WaitingEntry:
     )
 
 
-def _event_values(item: IncomingEvent, recorded_at: datetime) -> dict[str, Any]:
-    event = item.event
-    return {
-        "event_id": event.event_id,
-        "referral_id": event.referral_id,
-        "type": event.type.value,
-        "occurred_at": event.occurred_at,
-        "team_id": event.team_id,
-        "school_id": event.school_id,
-        "payload": orjson.loads(item.payload),
-        "received_at": item.received_at,
-        "recorded_at": recorded_at,
-        "source": item.origin.source,
-        "source_partition": item.origin.partition,
-        "source_offset": item.origin.offset,
-        "source_line": item.origin.line,
-    }
-
-
-def _alert_values(item: IncomingAlert, recorded_at: datetime) -> dict[str, Any]:
-    alert = item.alert
-    return {
-        "alert_id": alert.alert_id,
-        "kind": alert.kind.value,
-        "stage": alert.stage,
-        "referral_id": alert.referral_id,
-        "team_id": alert.team_id,
-        "school_id": alert.school_id,
-        "due_on": alert.due_on,
-        "days_waited": alert.days_waited,
-        "detected_at": alert.detected_at,
-        "received_at": item.received_at,
-        "recorded_at": recorded_at,
-        "delivery_status": DeliveryStatus.PENDING,
-        "delivered_at": None,
-        "source": item.origin.source,
-        "source_partition": item.origin.partition,
-        "source_offset": item.origin.offset,
-    }
-
-
-def _rejection_values(item: Rejection, recorded_at: datetime) -> dict[str, Any]:
-    return {
-        "reject_key": item.key,
-        "reason": item.reason,
-        "raw": item.raw,
-        "source": item.origin.source,
-        "source_partition": item.origin.partition,
-        "source_offset": item.origin.offset,
-        "source_line": item.origin.line,
-        "rejected_at": item.rejected_at,
-        "recorded_at": recorded_at,
-    }
-
-
-def _as_is(value: _T) -> _T:
-    return value
-
-
 def _ranges(events: Sequence[Event], parts: int) -> list[list[Event]]:
     """The events split into at most ``parts`` lists by ranges of their referral ids (each
     referral's events in one list), none empty."""
@@ -623,8 +444,3 @@ def _first_per_key(items: Iterable[_T], key: Any) -> list[_T]:
             seen.add(value)
             kept.append(item)
     return kept
-
-
-def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

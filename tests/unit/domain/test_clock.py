@@ -15,13 +15,14 @@ from mhst_tracker.domain.clock import (
     ReferralStatus,
     StageState,
     StageStatus,
+    fold_events,
 )
 from mhst_tracker.domain.errors import ClockError
 from mhst_tracker.domain.events import Event, EventType
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile, Stage
 
 from .builders import clock_of, event, state_of
-from .strategies import WINDOW_DAYS, WINDOW_START, moments, referral_events
+from .strategies import WINDOW_DAYS, WINDOW_START, many_referrals_events, moments, referral_events
 
 MET, BREACHED, PENDING, NOT_APPLICABLE = (
     StageStatus.MET,
@@ -721,3 +722,18 @@ def test_shared_stage_states_match_freshly_built_ones(events: list[Event], as_of
     fresh = clock.state(as_of, TRAILBLAZER_4WW)
     assert cached == fresh
     assert len(clock_module._stage_cache) <= clock_module._STAGE_CACHE_LIMIT
+
+
+@given(events=many_referrals_events(), split=st.integers(min_value=0, max_value=60))
+def test_fold_events_gives_each_referral_the_clock_of_its_own_events(
+    events: list[Event], split: int
+) -> None:
+    clocks: dict[str, ReferralClock] = {}
+    # Folded in two lots, the second repeating the first: every event of it a duplicate.
+    assert fold_events(clocks, events[:split]) == 0
+    assert fold_events(clocks, events) == len(events[:split])
+    referral_ids = {item.referral_id for item in events}
+    assert set(clocks) == referral_ids
+    for referral_id in referral_ids:
+        own = [item for item in events if item.referral_id == referral_id]
+        assert clocks[referral_id].to_dict() == clock_of(own, referral_id).to_dict()
