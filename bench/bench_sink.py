@@ -9,7 +9,8 @@ events topic, then measures in the same run:
 
 * **sink**: a fresh :class:`~mhst_tracker.adapters.store.sink.Sink` consuming the whole topic
   (decode, validate, ``INSERT ... ON CONFLICT DO NOTHING``, the referral projection by the
-  engine, offset commits) until its lag is 0;
+  engine, offset commits) until its lag is 0, under the command's garbage-collector policy
+  (:func:`~mhst_tracker.commands.sink.collector_paused`);
 * **store write path**: the same messages' rows through ``Store.write`` in the sink's batch
   size, without Kafka (where the time goes);
 * **Kafka alone**: a consumer reading the whole topic with the sink's fetch settings and
@@ -56,17 +57,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from deploy.local import KafkaBroker, PostgresServer
+from mhst_tracker.adapters.metrics import SinkMetrics
 from mhst_tracker.adapters.store.backend import EVENT_COLUMNS, event_rows
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.records import Batch, IncomingEvent, Origin
 from mhst_tracker.adapters.store.repository import Store
-from mhst_tracker.adapters.store.sink import (
-    FETCH_MAX_WAIT_MS,
-    Sink,
-    SinkMetrics,
-    SinkOptions,
-)
+from mhst_tracker.adapters.store.sink import Sink, SinkOptions
+from mhst_tracker.adapters.store.sink.policy import FETCH_MAX_WAIT_MS
 from mhst_tracker.commands import running
+from mhst_tracker.commands.sink import collector_paused
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
@@ -135,7 +134,7 @@ async def time_sink(
     stop = asyncio.Event()
     sink = Sink(store, settings, metrics, SinkOptions(group_id=group_id))
     started, cpu_started = time.time(), time.process_time()
-    task = asyncio.create_task(sink.run(stop))
+    task = asyncio.create_task(_run_as_the_command(sink, stop))
     while True:
         stored = metrics.registry.get_sample_value(
             "mhst_store_sink_rows_total", {"table": "events", "outcome": "new"}
@@ -158,6 +157,12 @@ async def time_sink(
     await store.close()
     refreshed = metrics.registry.get_sample_value("mhst_store_sink_referrals_refreshed_total")
     return elapsed, cpu, int(refreshed or 0)
+
+
+async def _run_as_the_command(sink: Sink, stop: asyncio.Event) -> None:
+    """The sink under the command's garbage-collector policy."""
+    async with collector_paused():
+        await sink.run(stop)
 
 
 class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]

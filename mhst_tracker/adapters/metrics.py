@@ -1,4 +1,4 @@
-"""The tracker's Prometheus metrics: the clinical measures and the worker's own health.
+"""The tracker's Prometheus metrics: the clinical measures, the workers' and the sink's health.
 
 Every metric the project defines lives here, registered on an injectable
 ``CollectorRegistry``, named ``mhst_*`` in base units. Labels are only ``team``,
@@ -24,7 +24,8 @@ that single referral (:func:`mhst_tracker.domain.measures.summarise`), so the me
 
 Counters (alerts, events processed and rejected) and histograms (processing lag, timer
 lateness) are ordinary per-worker series; query them with ``rate``/``increase`` summed
-over workers.
+over workers. The store sink's own metrics (:class:`SinkMetrics`: lag, retries, rows
+written) are labelled by topic, table and outcome only.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from typing import Final
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -434,3 +435,59 @@ def start_metrics_server(
     """
     server, _thread = start_http_server(port, address, registry=registry)
     return server
+
+
+class SinkMetrics:
+    """The store sink's own operational metrics (labels: topic, table, outcome)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.lag = Gauge(
+            "mhst_store_sink_lag_messages",
+            "Messages on the topic not yet committed by the store sink",
+            ["topic"],
+            registry=registry,
+        )
+        self.retrying = Gauge(
+            "mhst_store_sink_retrying",
+            "1 while the sink is retrying a batch the database refused, else 0",
+            registry=registry,
+        )
+        self.retries = Counter(
+            "mhst_store_sink_db_retries",
+            "Database writes retried after a connection failure",
+            registry=registry,
+        )
+        self.rows = Counter(
+            "mhst_store_sink_rows",
+            "Inputs written by the sink, by table and outcome (new or duplicate)",
+            ["table", "outcome"],
+            registry=registry,
+        )
+        self.invalid_alerts = Counter(
+            "mhst_store_sink_invalid_alerts",
+            "Alerts-topic messages that are not alert bodies (skipped)",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "mhst_store_sink_batch_seconds",
+            "Time to write one batch to the database, retries included",
+            registry=registry,
+        )
+        self.referrals_refreshed = Counter(
+            "mhst_store_sink_referrals_refreshed",
+            "Referral projection rows the sink refreshed (once per referral per window)",
+            registry=registry,
+        )
+        self.last_commit = Gauge(
+            "mhst_store_sink_last_commit_timestamp_seconds",
+            "When the sink last committed Kafka offsets (POSIX seconds)",
+            registry=registry,
+        )
+
+    def count(self, table: str, new: int, duplicate: int | None = None) -> None:
+        """Add rows written to a table: ``new``, and ``duplicate`` inputs already stored
+        (``None`` for a table whose duplicates are not counted)."""
+        self.rows.labels(table, "new").inc(new)
+        if duplicate is not None:
+            self.rows.labels(table, "duplicate").inc(duplicate)

@@ -21,8 +21,9 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, Final, Protocol, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import BigInteger, Integer, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeEngine
 
 from mhst_tracker.adapters.store.database import json_text
 from mhst_tracker.adapters.store.models import (
@@ -117,6 +118,63 @@ write's."""
 def is_instant(table: Table, name: str) -> bool:
     """Whether a column holds an aware datetime (:class:`UTCDateTime`)."""
     return isinstance(table.c[name].type, UTCDateTime)
+
+
+_INT_RANGES: Final[dict[type[TypeEngine[Any]], int]] = {Integer: 2**31, BigInteger: 2**63}
+
+
+def _problem(table: Table, name: str, value: Any) -> str | None:
+    """Why ``value`` cannot go in the column ``name`` of ``table``, or ``None``."""
+    if value is None:
+        return None
+    kind = table.c[name].type
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{name}: contains the NUL character"
+        length = getattr(kind, "length", None)
+        if length is not None and len(value) > length:
+            return f"{name}: longer than {length} characters"
+    elif isinstance(value, int) and type(kind) in _INT_RANGES:
+        bound = _INT_RANGES[type(kind)]
+        if not -bound <= value < bound:
+            return f"{name}: out of range"
+    elif isinstance(value, datetime) and value.utcoffset() is None:
+        return f"{name}: has no UTC offset"
+    return None
+
+
+_TEAM_LENGTH: Final = EVENTS.c.team_id.type.length  # type: ignore[attr-defined]
+_SCHOOL_LENGTH: Final = EVENTS.c.school_id.type.length  # type: ignore[attr-defined]
+
+
+def unstorable(item: IncomingEvent | IncomingAlert | Rejection) -> str | None:
+    """Why an input, valid by the contract, does not fit the store's columns (a string
+    longer than its column, a NUL character, a number out of range, a time without offset),
+    or ``None``. The reason names the column and the rule, never the value.
+
+    An event's other fields are bounded by the contract itself; only its team and school,
+    which the contract leaves unbounded, are checked (cheaply: every event is)."""
+    if isinstance(item, IncomingEvent):
+        event = item.event
+        team_id, school_id = event.team_id, event.school_id
+        if team_id is not None and len(team_id) > _TEAM_LENGTH:
+            return f"team_id: longer than {_TEAM_LENGTH} characters"
+        if school_id is not None and len(school_id) > _SCHOOL_LENGTH:
+            return f"school_id: longer than {_SCHOOL_LENGTH} characters"
+        return None
+    table, fields = (
+        (ALERTS, ALERT_FIELDS)
+        if isinstance(item, IncomingAlert)
+        else (
+            REJECTIONS,
+            REJECTION_FIELDS,
+        )
+    )
+    for name, field in fields.items():
+        problem = _problem(table, name, field(item))
+        if problem is not None:
+            return problem
+    return None
 
 
 def check_aware(values: Sequence[datetime | None], name: str) -> None:

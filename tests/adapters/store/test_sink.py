@@ -17,10 +17,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from deploy.local import PostgresServer
+from mhst_tracker.adapters.metrics import SinkMetrics
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.repository import Store
-from mhst_tracker.adapters.store.sink import Sink, SinkMetrics, SinkOptions, _behind
+from mhst_tracker.adapters.store.sink import Sink, SinkOptions
+from mhst_tracker.adapters.store.sink.consumer import behind as _behind
 from mhst_tracker.config import Settings
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mhst_tracker.adapters.store.sink import RecentEventIds
+from mhst_tracker.adapters.store.sink.recent import RecentEventIds
 
 
 def test_the_last_capacity_ids_are_remembered_and_older_generations_forgotten() -> None:
