@@ -1,21 +1,31 @@
-"""``mhst-tracker db``: migrate the store and print the grants of its writer role.
+"""``mhst-tracker db``: migrate the store, print its roles' grants, purge old rejections.
 
 ``db upgrade`` runs the migrations shipped in the package (as the database owner);
 ``db grants ROLE`` prints the SQL that lets an existing role read and write rows without
-DDL rights (see docs/store.md).
+DDL rights, ``db grants ROLE --reader`` the SQL of a role that only reads (dashboards);
+``db purge-rejected --older-than 30d`` deletes the dead-letter rows older than that (as the
+owner). See docs/store.md.
 """
+
+import re
+from datetime import UTC, datetime, timedelta
 
 import click
 from sqlalchemy.engine import make_url
 
 from mhst_tracker.adapters.store.database import (
+    StoreNotMigrated,
     create_engine,
     current_revision,
+    reader_grants,
     upgrade,
     writer_grants,
 )
+from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
+
+_DAYS = re.compile(r"([0-9]+)d")
 
 
 @click.group("db")
@@ -46,7 +56,8 @@ async def _upgrade(url: str, revision: str) -> tuple[str | None, str | None]:
 @db_command.command("grants")
 @click.argument("role")
 @click.option("--url", help="Database URL, for the database name (default MHST_DATABASE_URL).")
-def grants_command(role: str, url: str | None) -> None:
+@click.option("--reader", is_flag=True, help="A role that only reads (dashboards).")
+def grants_command(role: str, url: str | None, reader: bool) -> None:
     """Print the SQL granting ROLE row access without DDL (PostgreSQL)."""
     parsed = make_url(url or Settings.from_env().database_url)
     if parsed.get_backend_name() != "postgresql":
@@ -55,8 +66,43 @@ def grants_command(role: str, url: str | None) -> None:
     if not database:
         raise click.UsageError("the database URL names no database")
     try:
-        statements = writer_grants(role, database)
+        statements = (reader_grants if reader else writer_grants)(role, database)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     for statement in statements:
         click.echo(f"{statement};")
+
+
+def _age(_context: click.Context, _parameter: click.Parameter, value: str) -> timedelta:
+    match = _DAYS.fullmatch(value)
+    if match is None:
+        raise click.BadParameter("a number of days, such as 30d")
+    return timedelta(days=int(match.group(1)))
+
+
+@db_command.command("purge-rejected")
+@click.option(
+    "--older-than",
+    "age",
+    required=True,
+    callback=_age,
+    help="Delete the rejections made more than this long ago, in days (30d).",
+)
+@click.option("--url", help="Database URL (default MHST_DATABASE_URL).")
+def purge_rejected_command(age: timedelta, url: str | None) -> None:
+    """Delete old rows of the dead-letter table (run as the database owner)."""
+    settings = Settings.from_env()
+    before = datetime.now(UTC) - age
+    try:
+        purged = running.run(_purge(settings, url, before))
+    except StoreNotMigrated as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{purged} rejections made before {before.isoformat()} deleted", err=True)
+
+
+async def _purge(settings: Settings, url: str | None, before: datetime) -> int:
+    store = await Store.open(settings, url)
+    try:
+        return await store.purge_rejected(before)
+    finally:
+        await store.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import EventRow
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.adapters.store.sink import GROUP_ID
+from mhst_tracker.commands.sink import collector_paused
 from mhst_tracker.config import Settings
 from tests.adapters.store.test_repository import T1_EVENTS
 from tests.adapters.store.test_sink import event_message, produce
@@ -73,3 +76,25 @@ async def test_the_sink_commits_as_the_group_it_is_given_and_stops_on_sigterm(
         assert await store.count(EventRow) == len(T1_EVENTS)
     finally:
         await store.close()
+
+
+class _Cycle:
+    """An object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_the_collector_is_paused_frozen_and_run_on_a_timer_then_restored() -> None:
+    enabled = gc.isenabled()
+    async with collector_paused(interval=0.05):
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what existed is out of the collector's way
+        garbage = weakref.ref(_Cycle())
+        assert garbage() is not None  # reference counting alone does not free a cycle
+        deadline = time.monotonic() + 10
+        while garbage() is not None:
+            assert time.monotonic() < deadline, "the timer never collected"
+            await asyncio.sleep(0.05)
+    assert gc.isenabled() == enabled
+    assert gc.get_freeze_count() == 0

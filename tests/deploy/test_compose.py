@@ -24,7 +24,12 @@ from sqlalchemy.engine import make_url
 from deploy.local.kafka import KAFKA_VERSION, TEMPLATE
 from deploy.local.process import REPO_ROOT
 from mhst_tracker import config
-from mhst_tracker.adapters.store.database import create_engine, upgrade, writer_grants
+from mhst_tracker.adapters.store.database import (
+    create_engine,
+    reader_grants,
+    upgrade,
+    writer_grants,
+)
 from mhst_tracker.config import Settings
 from tests.adapters.store.conftest import create_database, drop_database
 
@@ -98,6 +103,12 @@ def test_writer_grants_are_those_the_command_prints() -> None:
     writer = writer_grants("mhst_writer", "mhst")
     assert statements[: len(writer)] == writer
     assert all("mhst_reader" in statement for statement in statements[len(writer) :])
+
+
+def test_reader_grants_are_those_the_command_prints() -> None:
+    statements = _statements(GRANTS)
+    writer = writer_grants("mhst_writer", "mhst")
+    assert statements[len(writer) :] == reader_grants("mhst_reader", "mhst")
 
 
 @pytest.mark.postgres

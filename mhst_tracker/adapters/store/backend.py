@@ -42,6 +42,7 @@ from mhst_tracker.adapters.store.records import (
 )
 from mhst_tracker.domain.alerts import next_deadline
 from mhst_tracker.domain.clock import ReferralClock
+from mhst_tracker.domain.events import event_to_json
 from mhst_tracker.domain.profile import Profile
 
 CHUNK: Final = 2000
@@ -186,8 +187,11 @@ def check_aware(values: Sequence[datetime | None], name: str) -> None:
 
 
 def event_rows(events: Sequence[IncomingEvent], recorded_at: datetime) -> list[tuple[Any, ...]]:
-    """The ``events`` rows of valid events, values in :data:`EVENT_COLUMNS` order, the
-    payload as JSON text.
+    """The ``events`` rows of valid events, values in :data:`EVENT_COLUMNS` order.
+
+    The payload is the event in canonical form, the contract's fields only, as JSON text
+    (:func:`~mhst_tracker.domain.events.event_to_json`), never the document as it came: a
+    field outside the contract (a name, an NHS number, free text) never reaches the table.
 
     ``type`` is the :class:`EventType` member itself: a ``StrEnum`` member is a ``str`` whose
     text is its value, which the drivers encode as it is (reading ``.value`` costs a
@@ -208,7 +212,7 @@ def event_rows(events: Sequence[IncomingEvent], recorded_at: datetime) -> list[t
                 occurred_at,
                 event.team_id,
                 event.school_id,
-                item.payload.decode(),
+                event_to_json(event).decode(),
                 received_at,
                 recorded_at,
                 origin.source,

@@ -2,8 +2,9 @@
 
 The migrations live in this package (``migrations/``), so ``mhst-tracker db upgrade`` works
 from an installed wheel with no ``alembic.ini``. Migrations run as the database owner; the
-sink and the readers connect as a role that can read and write rows but run no DDL
-(:func:`writer_grants`, shown in docs/store.md).
+sink and the commands connect as a role that can read and write rows but run no DDL
+(:func:`writer_grants`), the dashboards as a role that only reads (:func:`reader_grants`).
+Neither reads what the dead-letter table keeps of the refused input (docs/store.md).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = "mhst_tracker.adapters.store:migrations"
 TABLES = ("events", "referrals", "alerts", "rejected_events")
+DEAD_LETTERS = "rejected_events"
+"""The table that keeps refused input as it came: readable by the owner role only."""
+_READABLE = tuple(table for table in TABLES if table != DEAD_LETTERS)
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 """The instant PostgreSQL counts ``timestamptz`` values from, in microseconds."""
@@ -159,24 +163,47 @@ def _config_without_connection() -> Config:
     return config
 
 
+def _check_names(*names: str) -> None:
+    for name in names:
+        if _ROLE_NAME.fullmatch(name) is None:
+            raise ValueError(f"{name!r} is not a plain lower-case SQL identifier")
+
+
 def writer_grants(role: str, database: str) -> list[str]:
     """SQL that lets ``role`` (which must exist) read and write the store's rows, no DDL.
 
     Run it as the owner after ``db upgrade``. The role may use the sequences (surrogate
     keys), update ``referrals`` (the projection, and the row locks of its read-modify-write)
     and create temporary tables (the session's staging table of the events COPY, which no
-    other session sees; ``TEMPORARY`` is granted explicitly in case ``PUBLIC`` lost it).
+    other session sees; ``TEMPORARY`` is granted explicitly in case ``PUBLIC`` lost it). Of
+    ``rejected_events`` it may insert rows and read back their keys only (the ``RETURNING``
+    of its insert): what was refused is the owner's to read.
     """
-    for name in (role, database):
-        if _ROLE_NAME.fullmatch(name) is None:
-            raise ValueError(f"{name!r} is not a plain lower-case SQL identifier")
-    tables = ", ".join(TABLES)
+    _check_names(role, database)
     return [
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC",
         f"GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}",
         f"GRANT USAGE ON SCHEMA public TO {role}",
-        f"GRANT SELECT, INSERT ON {tables} TO {role}",
+        f"GRANT SELECT, INSERT ON {', '.join(_READABLE)} TO {role}",
+        f"REVOKE ALL ON {DEAD_LETTERS} FROM {role}",
+        f"GRANT INSERT, SELECT (reject_key) ON {DEAD_LETTERS} TO {role}",
         f"GRANT UPDATE ON referrals, alerts TO {role}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    ]
+
+
+def reader_grants(role: str, database: str) -> list[str]:
+    """SQL that lets ``role`` (which must exist) read the store, as dashboards do.
+
+    Every table but ``rejected_events``, of which only why and when (``reason``,
+    ``rejected_at``: the rejections panel) and never what was refused (``raw``) or where it
+    was read."""
+    _check_names(role, database)
+    return [
+        f"GRANT CONNECT ON DATABASE {database} TO {role}",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT ON {', '.join(_READABLE)} TO {role}",
+        f"REVOKE ALL ON {DEAD_LETTERS} FROM {role}",
+        f"GRANT SELECT (reason, rejected_at) ON {DEAD_LETTERS} TO {role}",
     ]

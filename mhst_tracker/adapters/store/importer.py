@@ -23,7 +23,8 @@ column                          becomes
 Each date becomes an event at local midnight of that date in the profile's time zone, so its
 local date is the date written. A row's event ids are derived from the row (a UUID 5 of the
 service request id, the event type and the date), so importing an extract twice adds nothing.
-A row is all or nothing: if any of its fields is bad, none of its events is imported.
+A row is all or nothing: if any of its fields is bad, or does not fit the store's columns (a
+team longer than 64 characters, say), none of its events is imported.
 """
 
 from __future__ import annotations
@@ -37,11 +38,10 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any, Final
 
-import orjson
-
-from mhst_tracker.adapters.store.records import IncomingEvent, Origin, Rejection
+from mhst_tracker.adapters.store.backend import unstorable
+from mhst_tracker.adapters.store.records import IncomingEvent, Origin, Rejection, unreadable
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import Event, EventType, event_to_dict, parse_event
+from mhst_tracker.domain.events import Event, EventType, event_to_json, parse_event
 from mhst_tracker.domain.profile import Profile
 
 ImportItem = IncomingEvent | Rejection
@@ -96,7 +96,10 @@ def read_jsonl(file: IO[bytes], source: str, now: datetime) -> Iterator[ImportIt
         except InvalidEvent as error:
             yield Rejection(error.reason, raw, origin, now)
             continue
-        yield IncomingEvent(event, raw, now, origin)
+        except Exception as error:  # deep nesting and the like: still the line's fault
+            yield Rejection(unreadable(error), raw, origin, now)
+            continue
+        yield from _storable([IncomingEvent(event, raw, now, origin)], raw)
 
 
 def read_csv(file: IO[bytes], source: str, profile: Profile, now: datetime) -> Iterator[ImportItem]:
@@ -108,14 +111,25 @@ def read_csv(file: IO[bytes], source: str, profile: Profile, now: datetime) -> I
         raise UnusableFile(f"{source}: CSV header lacks {', '.join(missing)}")
     for row in reader:
         origin = Origin(source, line=reader.line_num)
+        raw_row = ",".join(value or "" for value in row.values() if isinstance(value, str)).encode()
         try:
             events = _row_events(row, profile)
         except InvalidEvent as error:
-            raw = ",".join(value or "" for value in row.values() if isinstance(value, str))
-            yield Rejection(error.reason, raw.encode(), origin, now)
+            yield Rejection(error.reason, raw_row, origin, now)
             continue
-        for event in events:
-            yield IncomingEvent(event, orjson.dumps(event_to_dict(event)), now, origin)
+        yield from _storable(
+            [IncomingEvent(event, event_to_json(event), now, origin) for event in events], raw_row
+        )
+
+
+def _storable(items: list[IncomingEvent], raw: bytes) -> list[ImportItem]:
+    """The events of a line, or its rejection if one of them does not fit the store's
+    columns (a line is all or nothing)."""
+    for item in items:
+        problem = unstorable(item)
+        if problem is not None:
+            return [Rejection(problem, raw, item.origin, item.received_at)]
+    return list(items)
 
 
 def _row_events(row: dict[str, Any], profile: Profile) -> list[Event]:

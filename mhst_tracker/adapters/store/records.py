@@ -27,6 +27,12 @@ class InvalidAlert(ValueError):
         self.reason = reason
 
 
+def unreadable(error: Exception) -> str:
+    """The reason for input whose reading failed other than by the contract's rules (deep
+    nesting, say): the kind of failure, never the input's content."""
+    return f"message could not be read ({type(error).__name__})"
+
+
 class Origin(msgspec.Struct, frozen=True, gc=False):
     """Where an input came from: a topic (partition, offset) or a file (line).
 
@@ -42,8 +48,9 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
 
 
 class IncomingEvent(msgspec.Struct, frozen=True, gc=False):
-    """A valid event, its JSON as received (the UTF-8 bytes of one object, stored as the
-    event's payload), when the tracker received it and from where."""
+    """A valid event, its JSON as received (the UTF-8 bytes of one object: what ``import
+    --to kafka`` publishes; the store keeps the event's canonical form instead), when the
+    tracker received it and from where."""
 
     event: Event
     payload: bytes

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mhst_tracker.adapters.store.backend import (
@@ -391,6 +391,15 @@ class Store:
         async with self.engine.connect() as connection:
             value = await connection.scalar(select(func.count()).select_from(model))
         return int(value or 0)
+
+    async def purge_rejected(self, before: datetime) -> int:
+        """Delete the rejections made before ``before`` (by their ``rejected_at``); how many.
+        Run as the owner role: no other may read or delete what was refused."""
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                delete(RejectedEventRow).where(RejectedEventRow.rejected_at < before)
+            )
+        return int(result.rowcount)
 
     async def set_delivery(self, alert_id: str, status: str, at: datetime) -> bool:
         """Record what became of an alert; ``False`` if the store has no such alert."""

@@ -6,8 +6,10 @@ import asyncio
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from mhst_tracker.adapters.store.database import create_engine
 from mhst_tracker.adapters.store.models import EventRow, RejectedEventRow
@@ -109,6 +111,74 @@ def test_missing_file_and_unusable_csv_fail(store_url: str, tmp_path: Path) -> N
     code, _, stderr = run_cli(["import", str(bad)], store_url)
     assert code != 0
     assert "CSV header lacks ServiceRequestId, ReferralRequestReceivedDate, TeamId" in stderr
+
+
+PLANTED = {"nhs_number": "9434765919", "child_name": "Ann Example", "notes": "free text"}
+CONTRACT_FIELDS = {
+    "event_id",
+    "type",
+    "referral_id",
+    "occurred_at",
+    "team_id",
+    "school_id",
+    "source",
+    "reason",
+    "schema_version",
+}
+
+
+async def stored_payloads(url: str) -> list[dict[str, object]]:
+    """Every ``events.payload``, decoded."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(select(EventRow.payload))
+            return [dict(payload) for payload in result.scalars()]
+    finally:
+        await engine.dispose()
+
+
+def test_fields_outside_the_contract_never_reach_the_events_table(
+    store_url: str, tmp_path: Path
+) -> None:
+    migrate(store_url)
+    path = tmp_path / "events.jsonl"
+    bodies = [
+        event("e1", "referral_received", "R1", "2026-09-01T09:00:00+01:00", team_id="T1"),
+        event("e2", "allocated", "R1", "2026-09-03T09:00:00+01:00"),
+    ]
+    path.write_bytes(jsonl([body | PLANTED for body in bodies]))
+    code, _, stderr = run_cli(["import", str(path)], store_url)
+    assert code == 0, stderr
+    payloads = asyncio.run(stored_payloads(store_url))
+    assert sorted(payloads, key=lambda payload: str(payload["event_id"])) == [
+        body | {"schema_version": 1} for body in bodies
+    ]
+    assert all(set(payload) <= CONTRACT_FIELDS for payload in payloads)
+
+
+def test_an_event_that_does_not_fit_the_store_is_a_rejected_line(
+    store_url: str, tmp_path: Path
+) -> None:
+    migrate(store_url)
+    path = tmp_path / "events.jsonl"
+    receipt = event("e1", "referral_received", "R1", "2026-09-01T09:00:00Z", team_id="T1")
+    deep = orjson.dumps(event("e3", "allocated", "R1", "2026-09-02T09:00:00Z"))[:-1]
+    deep += b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    path.write_bytes(
+        jsonl(
+            [
+                receipt,
+                event("e2", "referral_received", "R2", "2026-09-01T09:00:00Z", team_id="T" * 65),
+                deep.decode(),
+            ]
+        )
+    )
+    code, _, stderr = run_cli(["import", str(path)], store_url)
+    assert code == 0, stderr
+    assert "events.jsonl:2: team_id: longer than 64 characters" in stderr
+    assert "events.jsonl:3: message could not be read (RecursionError)" in stderr
+    assert asyncio.run(_counts(store_url)) == (1, 2)
 
 
 def test_commands_refuse_an_unmigrated_store(store_url: str) -> None:

@@ -255,6 +255,20 @@ async def test_rejections_keep_raw_bytes_once_per_origin(store: Store) -> None:
     assert await store.count(RejectedEventRow) == 2
 
 
+async def test_purging_deletes_only_the_rejections_made_before_the_moment(store: Store) -> None:
+    made = [datetime(2026, 8, day, 12, tzinfo=UTC) for day in (1, 20, 31)]
+    rejections = [
+        Rejection("invalid JSON", b"{", Origin("events", 0, offset), moment)
+        for offset, moment in enumerate(made)
+    ]
+    await store.write(Batch(rejections=rejections))
+    assert await store.purge_rejected(made[1]) == 1  # strictly before
+    assert await store.count(RejectedEventRow) == 2
+    assert await store.purge_rejected(made[1]) == 0
+    assert await store.purge_rejected(NOW) == 2
+    assert await store.count(RejectedEventRow) == 0
+
+
 @pytest.mark.parametrize(("parts", "probe"), [(1, True), (3, True), (3, False)])
 async def test_deferred_refreshes_coalesce_and_a_lost_one_is_redone(
     store: Store, parts: int, probe: bool

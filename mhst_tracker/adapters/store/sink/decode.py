@@ -27,6 +27,7 @@ from mhst_tracker.adapters.store.records import (
     Origin,
     Rejection,
     alert_from_dict,
+    unreadable,
 )
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.errors import InvalidEvent
@@ -48,12 +49,6 @@ class Message(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]]
-
-
-def unreadable(error: Exception) -> str:
-    """The reason for a message whose reading failed other than by the contract's rules: the
-    kind of failure, never the message's content."""
-    return f"message could not be read ({type(error).__name__})"
 
 
 def decode(
