@@ -3,6 +3,7 @@ becomes its rejection (or a skipped alert), with a reason that quotes nothing of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -33,7 +34,7 @@ class Message:
     partition: int = 0
     offset: int = 0
     timestamp: int = 1_780_000_000_000
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=list)
 
 
 def _event(value: bytes | None, key: bytes | None = b"R1", offset: int = 0) -> Message:
