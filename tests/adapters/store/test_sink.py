@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
+from sqlalchemy import select
 
 from deploy.local import PostgresServer
 from mhst_tracker.adapters.metrics import SinkMetrics
@@ -30,6 +33,7 @@ from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.pipeline import accept
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
@@ -345,3 +349,138 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
         await store.close()
     finally:
         await asyncio.to_thread(server.stop)
+
+
+PLANTED = {"nhs_number": "9434765919", "child_name": "Ann Example", "notes": "free text"}
+CONTRACT_FIELDS = {
+    "event_id",
+    "type",
+    "referral_id",
+    "occurred_at",
+    "team_id",
+    "school_id",
+    "source",
+    "reason",
+    "schema_version",
+}
+MAX_EVENT_BYTES = 4096
+Raw = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""A message as produced, with or without a key and a value."""
+
+
+def _body(n: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"bad-{n}",
+        "type": "allocated",
+        "referral_id": f"B{n % 50}",
+        "occurred_at": "2026-09-03T10:00:00+01:00",
+        **fields,
+    }
+
+
+def _json(n: int, **fields: Any) -> bytes:
+    return orjson.dumps(_body(n, **fields))
+
+
+def _keyed(n: int, value: bytes | None) -> Raw:
+    return f"B{n % 50}".encode(), value, []
+
+
+def _nested(n: int, depth: int) -> bytes:
+    return _json(n)[:-1] + b',"x":' + b"[" * depth + b"]" * depth + b"}"
+
+
+BAD_KINDS: list[Callable[[int], Raw]] = [
+    lambda n: _keyed(n, _nested(n, 1000)),
+    lambda n: _keyed(n, _nested(n, 100_000)),
+    lambda n: _keyed(n, _json(n, x="y" * MAX_EVENT_BYTES)),  # over the size limit
+    lambda n: _keyed(n, b"\xff\xfe" + _json(n)),  # not UTF-8
+    lambda n: _keyed(n, _json(n, team_id="T\u00001")),  # NUL
+    lambda n: _keyed(n, b"\xef\xbb\xbf" + _json(n)),  # a byte-order mark
+    lambda n: _keyed(n, b"[1, 2, 3]"),  # not an object
+    lambda n: _keyed(n, b'"9434765919"'),
+    lambda n: _keyed(n, _json(n, event_id=9434765919)),  # a number for a string
+    lambda n: _keyed(n, _json(n, school_id=["S1"])),
+    lambda n: _keyed(n, b'{"event_id": "a", "event_id": ' + _json(n)[len(b'{"event_id":') :]),
+    lambda n: _keyed(n, orjson.dumps({k: v for k, v in _body(n).items() if k != "type"})),
+    lambda n: (None, _json(n), []),  # no key
+    lambda n: (b"someone-else", _json(n), []),  # key mismatch
+    lambda n: _keyed(n, None),  # no value
+    lambda n: _keyed(n, _json(n, type="R0999001")),
+    lambda n: _keyed(n, _json(n, occurred_at="2026-09-03T10:00:00")),
+    lambda n: _keyed(n, _json(n, type="referral_received", team_id="T" * 65)),  # too long to store
+    lambda n: _keyed(n, _json(n, schema_version=2)),
+    lambda n: _keyed(n, b"{not json" + str(n).encode()),
+]
+
+
+def _accepted(message: Raw) -> str | None:
+    """The event id if the contract accepts the message and the store can keep it."""
+    key, value, _ = message
+    try:
+        event = accept(key, value, MAX_EVENT_BYTES)
+    except Exception:
+        return None
+    if event.team_id is not None and len(event.team_id) > 64:
+        return None
+    return event.event_id
+
+
+async def _produce_all(bootstrap: str, topic: str, messages: Sequence[Raw]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, key=key, value=value, headers=headers)
+            for key, value, headers in messages
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def test_ten_thousand_bad_messages_among_valid_ones_stop_nothing_and_lose_nothing(
+    store: Store, kafka_bootstrap: str
+) -> None:
+    settings, topics = await new_topics(kafka_bootstrap)
+    settings = replace(settings, max_event_bytes=MAX_EVENT_BYTES)
+    valid: list[Raw] = [line_message(line) for line in simulate(5, date(2026, 9, 1), referrals=200)]
+    # Some senders add fields outside the contract: they must never reach the table.
+    valid += [
+        event_message(body | PLANTED)
+        for body in valid_bodies((x or b"").decode() for _, x, _ in valid[:50])
+    ]
+    bad = [BAD_KINDS[n % len(BAD_KINDS)](n) for n in range(10_000)]
+    mixed = [*valid, *bad]
+    random.Random(3).shuffle(mixed)
+    mixed.append(_keyed(0, b'{"pad": "' + b"x" * 900_000 + b'"}'))  # near the broker's limit
+    not_alerts: list[Raw] = [
+        (b"R1", value, []) for value in (b"[]", b"\xff", b"{}", _nested(0, 5000))
+    ]
+    broken_letters: list[Raw] = [(b"R1", b"{}", [("mhst-reason", b"x")]), (b"R1", None, [])]
+    await _produce_all(kafka_bootstrap, topics.events, mixed)
+    await _produce_all(kafka_bootstrap, topics.alerts, not_alerts * 10)
+    await _produce_all(kafka_bootstrap, topics.dlq, broken_letters * 10)
+    expected_ids = {event_id for m in mixed if (event_id := _accepted(m)) is not None}
+    accepted_messages = sum(1 for m in mixed if _accepted(m) is not None)
+    expected_rejections = len(mixed) - accepted_messages + len(broken_letters) * 10
+    assert len(bad) - sum(1 for m in bad if _accepted(m) is not None) >= 9_000
+
+    sink = RunningSink(store, settings, SinkOptions(batch_size=1000, lag_interval=0.2))
+    try:
+        deadline = time.monotonic() + 180
+        while total_lag(sink.metrics, topics) != 0:
+            assert not sink.task.done(), "the sink exited"
+            assert time.monotonic() < deadline, "the sink never caught up"
+            await asyncio.sleep(0.2)
+        assert not sink.task.done()
+    finally:
+        await sink.close()
+    async with store.engine.connect() as connection:
+        stored_ids = set((await connection.execute(select(EventRow.event_id))).scalars())
+        payloads = list((await connection.execute(select(EventRow.payload))).scalars())
+    assert stored_ids == expected_ids
+    assert await store.count(RejectedEventRow) == expected_rejections
+    assert sample(sink.metrics, "mhst_store_sink_invalid_alerts_total") == len(not_alerts) * 10
+    assert all(set(payload) <= CONTRACT_FIELDS for payload in payloads)
+    assert not any(value in orjson.dumps(payloads).decode() for value in PLANTED.values())
