@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from mhst_tracker.domain.clock import ReferralClock, ReferralState
+from mhst_tracker.domain.clock import ReferralClock, ReferralState, fold_events
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import (
     _REFERRAL_RECEIVED,
@@ -150,11 +150,7 @@ class Replayer:
             except InvalidEvent as error:
                 self.rejected.append(RejectedLine(number, error.reason))
                 continue
-            clock = get_clock(event.referral_id)
-            if clock is None:
-                clock = clocks[event.referral_id] = ReferralClock(event.referral_id)
-            if not clock.apply(event):
-                self.duplicates += 1
+            self.duplicates += fold_events(clocks, (event,))
         self.lines = number
 
     def result(self, as_of: datetime, profile: Profile) -> ReplayResult:
