@@ -2,12 +2,13 @@
 
 :class:`~mhst_tracker.adapters.store.repository.Store` holds everything the two databases
 share (what a write, a refresh or a rebuild does, in which transaction, and every query) and
-calls a :class:`Backend` for the statements that differ: how a batch's rows are inserted,
-how the touched referrals' clocks are read and locked, how the projection rows are
-written. The implementations sit side by side, each in its own module:
-:class:`~mhst_tracker.adapters.store.postgres.PostgresBackend` (binary COPY, array
-parameters, row locks) and :class:`~mhst_tracker.adapters.store.sqlite.SqliteBackend`
-(SQLAlchemy's statements; one writer at a time).
+calls a :class:`Backend`, bound to the transaction's connection, for the statements that
+differ: how a batch's rows are inserted, how the touched referrals' clocks are read and
+locked, how the projection rows are written. The implementations sit side by side, each
+in its own module: :class:`~mhst_tracker.adapters.store.postgres.PostgresBackend`
+(binary COPY, array parameters, row locks) and
+:class:`~mhst_tracker.adapters.store.sqlite.SqliteBackend` (SQLAlchemy's statements; one
+writer at a time).
 
 The rows both write are built here, once, in the column order of the SQLAlchemy tables
 (:mod:`~mhst_tracker.adapters.store.models`): every column list is derived from them.
@@ -15,11 +16,12 @@ The rows both write are built here, once, in the column order of the SQLAlchemy 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from sqlalchemy import BigInteger, Integer, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -264,20 +266,19 @@ class RacedReferral(Exception):
     caller rolls back to the savepoint of its :meth:`Backend.attempt` and makes it again."""
 
 
-class Backend(Protocol):
-    """What a database does its own way. Every method runs inside the caller's transaction
-    on ``connection``; rows are the tuples built above."""
+class Backend(ABC):
+    """What a database does its own way, on one connection: every method runs inside the
+    caller's transaction on it; rows are the tuples built above."""
 
-    concurrent_writers: bool
+    concurrent_writers: ClassVar[bool]
     """Whether several transactions can write at once (a refresh split into parts)."""
 
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    @abstractmethod
     async def insert_events(
-        self,
-        connection: AsyncConnection,
-        events: Sequence[IncomingEvent],
-        recorded_at: datetime,
-        staged: bool,
-        probe: bool,
+        self, events: Sequence[IncomingEvent], recorded_at: datetime, staged: bool, probe: bool
     ) -> set[str]:
         """Insert the events not yet stored; the ``event_id`` of those inserted.
 
@@ -285,50 +286,40 @@ class Backend(Protocol):
         the events it knows are stored) an event stored after all may raise
         :class:`RacedInsert`, as may a concurrent writer's commit. ``staged`` never does:
         the events are inserted with ``ON CONFLICT DO NOTHING``."""
-        ...
 
+    @abstractmethod
     async def insert_alerts(
-        self, connection: AsyncConnection, alerts: Sequence[IncomingAlert], recorded_at: datetime
+        self, alerts: Sequence[IncomingAlert], recorded_at: datetime
     ) -> set[str]:
         """Insert the alerts not yet stored, :attr:`DeliveryStatus.PENDING`; their ids."""
-        ...
 
+    @abstractmethod
     async def insert_rejections(
-        self,
-        connection: AsyncConnection,
-        rejections: Sequence[Rejection],
-        recorded_at: datetime,
+        self, rejections: Sequence[Rejection], recorded_at: datetime
     ) -> set[str]:
         """Insert the rejections not yet stored; their keys."""
-        ...
 
-    def attempt(self, connection: AsyncConnection) -> AbstractAsyncContextManager[Any]:
+    @abstractmethod
+    def attempt(self) -> AbstractAsyncContextManager[Any]:
         """The scope of one refresh attempt: a savepoint where :class:`RacedReferral` can be
         raised, so the attempt can be rolled back and made again."""
-        ...
 
-    async def lock_clocks(
-        self, connection: AsyncConnection, referral_ids: Sequence[str]
-    ) -> list[dict[str, Any]]:
+    @abstractmethod
+    async def lock_clocks(self, referral_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The clock snapshots of the referrals that have a row, locked against other
         writers until the transaction ends (in ``referral_id`` order)."""
-        ...
 
+    @abstractmethod
     async def write_projection(
-        self,
-        connection: AsyncConnection,
-        rows: Sequence[tuple[Any, ...]],
-        existing: Collection[str],
-        stamps: Stamps,
+        self, rows: Sequence[tuple[Any, ...]], existing: Collection[str], stamps: Stamps
     ) -> None:
         """Write projection rows: those of ``existing`` referrals (found by
         :meth:`lock_clocks`) replace their rows, the others are new rows.
         :class:`RacedReferral` if another writer inserted one of the new ones meanwhile."""
-        ...
 
-    async def lock_projection(self, connection: AsyncConnection) -> None:
+    @abstractmethod
+    async def lock_projection(self) -> None:
         """Keep every other writer off the projection until the transaction ends (rebuild)."""
-        ...
 
 
 def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:

@@ -51,7 +51,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from operator import itemgetter
-from typing import Any, Final, cast
+from typing import Any, ClassVar, Final, cast
 
 import asyncpg
 import orjson
@@ -72,6 +72,7 @@ from mhst_tracker.adapters.store.backend import (
     REFERRALS,
     REJECTION_FIELDS,
     REJECTIONS,
+    Backend,
     DeliveryStatus,
     RacedInsert,
     RacedReferral,
@@ -253,18 +254,13 @@ async def _insert_columns(
     return await _keys(connection, statement, (*arrays, *stamps))
 
 
-class PostgresBackend:
+class PostgresBackend(Backend):
     """The store's statements on PostgreSQL (asyncpg); see the module docstring."""
 
-    concurrent_writers = True
+    concurrent_writers: ClassVar[bool] = True
 
     async def insert_events(
-        self,
-        connection: AsyncConnection,
-        events: Sequence[IncomingEvent],
-        recorded_at: datetime,
-        staged: bool,
-        probe: bool,
+        self, events: Sequence[IncomingEvent], recorded_at: datetime, staged: bool, probe: bool
     ) -> set[str]:
         """Direct (not ``staged``): the batch's ids already stored are read with one index
         probe (unless ``probe`` is off) and the others are copied (binary COPY, in
@@ -281,20 +277,20 @@ class PostgresBackend:
         if not events:
             return set()
         if staged:
-            await connection.exec_driver_sql(EVENTS_STAGING)  # also begins the transaction
+            await self.connection.exec_driver_sql(EVENTS_STAGING)  # also begins the transaction
             await copy_records(
-                connection, "mhst_events_in", EVENT_COLUMNS, event_rows(events, recorded_at)
+                self.connection, "mhst_events_in", EVENT_COLUMNS, event_rows(events, recorded_at)
             )
-            return await _keys(connection, INSERT_EVENTS, ())
+            return await _keys(self.connection, INSERT_EVENTS, ())
         if probe:
             ids = [item.event.event_id for item in events]
-            stored = await _keys(connection, STORED_EVENTS, (keys_parameter(ids),))
+            stored = await _keys(self.connection, STORED_EVENTS, (keys_parameter(ids),))
             events = [item for item in events if item.event.event_id not in stored]
             if not events:
                 return set()
         rows = event_rows(sorted(events, key=lambda item: item.event.event_id), recorded_at)
         try:
-            await copy_records(connection, "events", EVENT_COLUMNS, rows)
+            await copy_records(self.connection, "events", EVENT_COLUMNS, rows)
         except sa_exc.IntegrityError as error:
             if _unique_violation(error):
                 raise RacedInsert from error
@@ -302,44 +298,40 @@ class PostgresBackend:
         return {row[0] for row in rows}
 
     async def insert_alerts(
-        self, connection: AsyncConnection, alerts: Sequence[IncomingAlert], recorded_at: datetime
+        self, alerts: Sequence[IncomingAlert], recorded_at: datetime
     ) -> set[str]:
         """One :data:`INSERT_ALERTS`."""
         stamps = (recorded_at, DeliveryStatus.PENDING)
         return await _insert_columns(
-            connection, INSERT_ALERTS, ALERTS, alerts, ALERT_FIELDS, stamps
+            self.connection, INSERT_ALERTS, ALERTS, alerts, ALERT_FIELDS, stamps
         )
 
     async def insert_rejections(
-        self,
-        connection: AsyncConnection,
-        rejections: Sequence[Rejection],
-        recorded_at: datetime,
+        self, rejections: Sequence[Rejection], recorded_at: datetime
     ) -> set[str]:
         """One :data:`INSERT_REJECTIONS`."""
         return await _insert_columns(
-            connection, INSERT_REJECTIONS, REJECTIONS, rejections, REJECTION_FIELDS, (recorded_at,)
+            self.connection,
+            INSERT_REJECTIONS,
+            REJECTIONS,
+            rejections,
+            REJECTION_FIELDS,
+            (recorded_at,),
         )
 
-    def attempt(self, connection: AsyncConnection) -> AbstractAsyncContextManager[Any]:
+    def attempt(self) -> AbstractAsyncContextManager[Any]:
         """A savepoint."""
-        return connection.begin_nested()
+        return self.connection.begin_nested()
 
-    async def lock_clocks(
-        self, connection: AsyncConnection, referral_ids: Sequence[str]
-    ) -> list[dict[str, Any]]:
+    async def lock_clocks(self, referral_ids: Sequence[str]) -> list[dict[str, Any]]:
         """One :data:`LOCK_CLOCKS`."""
         if not referral_ids:
             return []
-        result = await connection.exec_driver_sql(LOCK_CLOCKS, (keys_parameter(referral_ids),))
+        result = await self.connection.exec_driver_sql(LOCK_CLOCKS, (keys_parameter(referral_ids),))
         return [orjson.loads(row[0]) for row in result]
 
     async def write_projection(
-        self,
-        connection: AsyncConnection,
-        rows: Sequence[tuple[Any, ...]],
-        existing: Collection[str],
-        stamps: Stamps,
+        self, rows: Sequence[tuple[Any, ...]], existing: Collection[str], stamps: Stamps
     ) -> None:
         """The new referrals' rows by a binary COPY into ``referrals`` in ``referral_id``
         order, the others by a binary COPY into the session's staging table and one
@@ -365,17 +357,17 @@ class PostgresBackend:
             new.sort(key=itemgetter(PROJECTION_KEY))
             try:
                 await copy_records(
-                    connection, "referrals", (*PROJECTION_COLUMNS, *PROJECTION_STAMPS), new
+                    self.connection, "referrals", (*PROJECTION_COLUMNS, *PROJECTION_STAMPS), new
                 )
             except sa_exc.IntegrityError as error:
                 if _unique_violation(error):
                     raise RacedReferral from error
                 raise
         if updated:
-            await connection.exec_driver_sql(PROJECTION_STAGING)
-            await copy_records(connection, "mhst_referrals_in", PROJECTION_COLUMNS, updated)
-            await connection.exec_driver_sql(UPDATE_PROJECTION, stamps)
+            await self.connection.exec_driver_sql(PROJECTION_STAGING)
+            await copy_records(self.connection, "mhst_referrals_in", PROJECTION_COLUMNS, updated)
+            await self.connection.exec_driver_sql(UPDATE_PROJECTION, stamps)
 
-    async def lock_projection(self, connection: AsyncConnection) -> None:
+    async def lock_projection(self) -> None:
         """``LOCK TABLE referrals IN SHARE ROW EXCLUSIVE MODE``."""
-        await connection.exec_driver_sql("LOCK TABLE referrals IN SHARE ROW EXCLUSIVE MODE")
+        await self.connection.exec_driver_sql("LOCK TABLE referrals IN SHARE ROW EXCLUSIVE MODE")

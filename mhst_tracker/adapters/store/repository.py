@@ -59,7 +59,7 @@ _T = TypeVar("_T")
 
 __all__ = ["DeliveryStatus", "Store", "Unfolded", "WaitingEntry", "WriteResult"]
 
-BACKENDS: dict[str, type[PostgresBackend | SqliteBackend]] = {
+BACKENDS: dict[str, type[Backend]] = {
     "postgresql": PostgresBackend,
     "sqlite": SqliteBackend,
 }
@@ -133,7 +133,7 @@ class Store:
         self.engine = engine
         self.profile = profile
         self.time_source = time_source
-        self.backend: Backend = BACKENDS[engine.dialect.name]()
+        self.backend: type[Backend] = BACKENDS[engine.dialect.name]
 
     @classmethod
     async def open(cls, settings: Settings, url: str | None = None) -> Store:
@@ -248,13 +248,11 @@ class Store:
         staged: bool = False,
         probe: bool = True,
     ) -> WriteResult:
-        backend = self.backend
         async with self.engine.begin() as connection:
-            new_event_ids = await backend.insert_events(
-                connection, events, recorded_at, staged, probe
-            )
-            new_alert_ids = await backend.insert_alerts(connection, alerts, recorded_at)
-            new_rejections = await backend.insert_rejections(connection, rejections, recorded_at)
+            backend = self.backend(connection)
+            new_event_ids = await backend.insert_events(events, recorded_at, staged, probe)
+            new_alert_ids = await backend.insert_alerts(alerts, recorded_at)
+            new_rejections = await backend.insert_rejections(rejections, recorded_at)
             new_events = [item.event for item in events if item.event.event_id in new_event_ids]
             refreshed, unfolded = 0, None
             if refresh:
@@ -287,25 +285,25 @@ class Store:
         referral_ids = list(dict.fromkeys(event.referral_id for event in events))
         if not referral_ids:
             return 0
-        backend = self.backend
+        backend = self.backend(connection)
         while True:
             try:
-                async with backend.attempt(connection):
-                    snapshots = await backend.lock_clocks(connection, referral_ids)
+                async with backend.attempt():
+                    snapshots = await backend.lock_clocks(referral_ids)
                     clocks = {
                         clock.referral_id: clock
                         for clock in map(ReferralClock.from_dict, snapshots)
                     }
                     existing = set(clocks)
                     fold_events(clocks, events)
-                    await self._write_projection(connection, clocks, existing, now)
+                    await self._write_projection(backend, clocks, existing, now)
                     return len(clocks)
             except RacedReferral:
                 continue
 
     async def _write_projection(
         self,
-        connection: AsyncConnection,
+        backend: Backend,
         clocks: dict[str, ReferralClock],
         existing: set[str],
         now: datetime,
@@ -313,19 +311,20 @@ class Store:
         """Store the engine's state of each clock as of the time source's now."""
         as_of, profile = self.time_source.now(), self.profile
         rows = [projection_row(clock, as_of, profile) for clock in clocks.values()]
-        await self.backend.write_projection(connection, rows, existing, (profile.name, as_of, now))
+        await backend.write_projection(rows, existing, (profile.name, as_of, now))
 
     async def rebuild_referrals(self) -> int:
         """Recompute every referral from its stored events (after a profile change, say)."""
         now = datetime.now(UTC)
         async with self.engine.begin() as connection:
-            await self.backend.lock_projection(connection)
+            backend = self.backend(connection)
+            await backend.lock_projection()
             clocks: dict[str, ReferralClock] = {}
             result = await connection.stream(select(EventRow.payload).order_by(EventRow.id))
             async for payloads in result.scalars().partitions(CHUNK):
                 fold_events(clocks, [parse_event(payload) for payload in payloads])
             existing = set((await connection.execute(select(ReferralRow.referral_id))).scalars())
-            await self._write_projection(connection, clocks, existing, now)
+            await self._write_projection(backend, clocks, existing, now)
         return len(clocks)
 
     async def states_as_of(

@@ -11,28 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import JSON, Column, MetaData, Table, Text, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mhst_tracker.adapters.store.backend import (
-    ALERT_FIELDS,
-    ALERTS,
-    CHUNK,
-    EVENT_COLUMNS,
-    EVENTS,
-    PROJECTION_COLUMNS,
-    PROJECTION_STAMPS,
-    REFERRALS,
-    REJECTION_FIELDS,
-    REJECTIONS,
-    DeliveryStatus,
-    Stamps,
-    chunks,
-    event_rows,
-)
+from mhst_tracker.adapters.store import backend
 from mhst_tracker.adapters.store.models import ReferralRow
 from mhst_tracker.adapters.store.records import IncomingAlert, IncomingEvent, Rejection
 
@@ -54,8 +39,8 @@ def _with_json_text(table: Table) -> Table:
     )
 
 
-_EVENTS: Final = _with_json_text(EVENTS)
-_REFERRALS: Final = _with_json_text(REFERRALS)
+_EVENTS: Final = _with_json_text(backend.EVENTS)
+_REFERRALS: Final = _with_json_text(backend.REFERRALS)
 
 
 async def _insert_new(
@@ -66,84 +51,78 @@ async def _insert_new(
     if not rows:
         return inserted
     statement = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
-    for chunk in chunks(rows, CHUNK):
+    for chunk in backend.chunks(rows, backend.CHUNK):
         result = await connection.execute(statement, chunk)
         inserted.update(result.scalars().all())
     return inserted
 
 
-class SqliteBackend:
+class SqliteBackend(backend.Backend):
     """The store's statements on SQLite (aiosqlite); see the module docstring."""
 
-    concurrent_writers = False
+    concurrent_writers: ClassVar[bool] = False
 
     async def insert_events(
-        self,
-        connection: AsyncConnection,
-        events: Sequence[IncomingEvent],
-        recorded_at: datetime,
-        staged: bool,
-        probe: bool,
+        self, events: Sequence[IncomingEvent], recorded_at: datetime, staged: bool, probe: bool
     ) -> set[str]:
         """``ON CONFLICT DO NOTHING`` whatever ``staged`` and ``probe`` say: no other writer
         can store one of the events meanwhile."""
         rows = [
-            dict(zip(EVENT_COLUMNS, row, strict=True)) for row in event_rows(events, recorded_at)
+            dict(zip(backend.EVENT_COLUMNS, row, strict=True))
+            for row in backend.event_rows(events, recorded_at)
         ]
-        return await _insert_new(connection, _EVENTS, "event_id", rows)
+        return await _insert_new(self.connection, _EVENTS, "event_id", rows)
 
     async def insert_alerts(
-        self, connection: AsyncConnection, alerts: Sequence[IncomingAlert], recorded_at: datetime
+        self, alerts: Sequence[IncomingAlert], recorded_at: datetime
     ) -> set[str]:
         """``ON CONFLICT DO NOTHING``."""
-        stamps = {"recorded_at": recorded_at, "delivery_status": DeliveryStatus.PENDING}
+        stamps = {"recorded_at": recorded_at, "delivery_status": backend.DeliveryStatus.PENDING}
         rows = [
-            {name: field(item) for name, field in ALERT_FIELDS.items()} | stamps for item in alerts
+            {name: field(item) for name, field in backend.ALERT_FIELDS.items()} | stamps
+            for item in alerts
         ]
-        return await _insert_new(connection, ALERTS, "alert_id", rows)
+        return await _insert_new(self.connection, backend.ALERTS, "alert_id", rows)
 
     async def insert_rejections(
-        self,
-        connection: AsyncConnection,
-        rejections: Sequence[Rejection],
-        recorded_at: datetime,
+        self, rejections: Sequence[Rejection], recorded_at: datetime
     ) -> set[str]:
         """``ON CONFLICT DO NOTHING``."""
         rows = [
-            {name: field(item) for name, field in REJECTION_FIELDS.items()}
+            {name: field(item) for name, field in backend.REJECTION_FIELDS.items()}
             | {"recorded_at": recorded_at}
             for item in rejections
         ]
-        return await _insert_new(connection, REJECTIONS, "reject_key", rows)
+        return await _insert_new(self.connection, backend.REJECTIONS, "reject_key", rows)
 
-    def attempt(self, connection: AsyncConnection) -> AbstractAsyncContextManager[Any]:
+    def attempt(self) -> AbstractAsyncContextManager[Any]:
         """Nothing: with one writer at a time, no attempt meets another's referral."""
         return nullcontext()
 
-    async def lock_clocks(
-        self, connection: AsyncConnection, referral_ids: Sequence[str]
-    ) -> list[dict[str, Any]]:
+    async def lock_clocks(self, referral_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The snapshots (the transaction's writes lock the database)."""
         snapshots: list[dict[str, Any]] = []
-        for chunk in chunks(referral_ids, CHUNK):
-            result = await connection.execute(
+        for chunk in backend.chunks(referral_ids, backend.CHUNK):
+            result = await self.connection.execute(
                 select(ReferralRow.clock).where(ReferralRow.referral_id.in_(chunk))
             )
             snapshots.extend(result.scalars())
         return snapshots
 
     async def write_projection(
-        self,
-        connection: AsyncConnection,
-        rows: Sequence[tuple[Any, ...]],
-        existing: Collection[str],
-        stamps: Stamps,
+        self, rows: Sequence[tuple[Any, ...]], existing: Collection[str], stamps: backend.Stamps
     ) -> None:
         """Every row upserted: ``INSERT ... ON CONFLICT (referral_id) DO UPDATE``."""
         if not rows:
             return
         values = [
-            dict(zip((*PROJECTION_COLUMNS, *PROJECTION_STAMPS), (*row, *stamps), strict=True))
+            dict(
+                zip(
+                    (*backend.PROJECTION_COLUMNS, *backend.PROJECTION_STAMPS),
+                    (*row, *stamps),
+                    strict=True,
+                )
+            )
             for row in rows
         ]
         statement = insert(_REFERRALS)
@@ -155,8 +134,8 @@ class SqliteBackend:
                 if column.name != "referral_id"
             },
         )
-        for chunk in chunks(values, CHUNK):
-            await connection.execute(statement, chunk)
+        for chunk in backend.chunks(values, backend.CHUNK):
+            await self.connection.execute(statement, chunk)
 
-    async def lock_projection(self, connection: AsyncConnection) -> None:
+    async def lock_projection(self) -> None:
         """Nothing: the rebuild's writes lock the database."""

@@ -27,6 +27,21 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.timesource import ManualClock
 
 NOW = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+PLANTED = {"nhs_number": "9434765919", "child_name": "Ann Example", "notes": "free text"}
+"""Fields outside the contract that a sender might add: they must never reach a table."""
+CONTRACT_FIELDS = frozenset(
+    {
+        "event_id",
+        "type",
+        "referral_id",
+        "occurred_at",
+        "team_id",
+        "school_id",
+        "source",
+        "reason",
+        "schema_version",
+    }
+)
 
 
 async def create_database(server_url: str) -> str:
@@ -62,6 +77,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
         return
     url = asyncio.run(create_database(request.getfixturevalue("postgres_url")))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(url))
+
+
+@pytest.fixture
+def owner_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database, connected to as its owner."""
+    url = asyncio.run(create_database(postgres_url))
     try:
         yield url
     finally:

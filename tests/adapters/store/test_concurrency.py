@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -28,8 +28,6 @@ from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
 from tests.adapters.store.conftest import (
     NOW,
-    create_database,
-    drop_database,
     incoming,
     valid_bodies,
 )
@@ -41,23 +39,12 @@ WRITERS = 4
 
 
 @pytest.fixture
-def database_url(postgres_url: str) -> Iterator[str]:
-    url = asyncio.run(create_database(postgres_url))
-    try:
-        yield url
-    finally:
-        asyncio.run(drop_database(url))
-
-
-@pytest.fixture
-async def stores(database_url: str) -> AsyncIterator[list[Store]]:
+async def stores(owner_url: str) -> AsyncIterator[list[Store]]:
     """Writers with their own engines (connections) on one migrated database."""
-    engine = create_engine(database_url)
+    engine = create_engine(owner_url)
     await upgrade(engine)
     await engine.dispose()
-    writers = [
-        Store(create_engine(database_url), TRAILBLAZER_4WW, ManualClock(NOW)) for _ in range(4)
-    ]
+    writers = [Store(create_engine(owner_url), TRAILBLAZER_4WW, ManualClock(NOW)) for _ in range(4)]
     try:
         yield writers
     finally:
@@ -102,13 +89,13 @@ async def test_concurrent_writers_give_the_replay_states(stores: list[Store]) ->
 
 
 async def test_an_event_another_writer_commits_during_the_copy(
-    stores: list[Store], database_url: str
+    stores: list[Store], owner_url: str
 ) -> None:
     # Another writer has inserted r1-rec and not committed yet: the store's probe does not
     # see it, its COPY waits for that commit, then meets the unique key; the batch is then
     # written again with ON CONFLICT DO NOTHING, so r1-rec counts as a duplicate.
     result = await _write_behind(
-        database_url,
+        owner_url,
         stores[0],
         T1_EVENTS,
         "INSERT INTO events (event_id, referral_id, type, occurred_at, payload,"
@@ -121,7 +108,7 @@ async def test_an_event_another_writer_commits_during_the_copy(
 
 
 async def test_a_referral_another_writer_inserts_during_the_refresh(
-    stores: list[Store], database_url: str
+    stores: list[Store], owner_url: str
 ) -> None:
     # Another writer has inserted R1's row (its clock holding r1-rec) and not committed yet:
     # the store's locking read does not see it, so R1 is new to the store, whose insert
@@ -131,7 +118,7 @@ async def test_a_referral_another_writer_inserts_during_the_refresh(
     clock = ReferralClock("R1")
     clock.apply(parse_event(first))
     result = await _write_behind(
-        database_url,
+        owner_url,
         stores[0],
         rest,
         "INSERT INTO referrals (referral_id, status, dna_count, flags, stages,"
@@ -150,13 +137,13 @@ async def test_a_referral_another_writer_inserts_during_the_refresh(
 
 
 async def _write_behind(
-    database_url: str, store: Store, events: list[dict[str, Any]], statement: str, *args: Any
+    owner_url: str, store: Store, events: list[dict[str, Any]], statement: str, *args: Any
 ) -> WriteResult:
     """``store`` writes ``events`` while another connection holds ``statement`` uncommitted.
 
     The write must wait for the other transaction (checked), which then commits.
     """
-    url = make_url(database_url)
+    url = make_url(owner_url)
     other = await asyncpg.connect(
         host=url.host, port=url.port, user=url.username, database=url.database
     )

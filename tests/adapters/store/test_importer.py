@@ -19,7 +19,7 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
-from tests.adapters.store.conftest import NOW, event, jsonl
+from tests.adapters.store.conftest import CONTRACT_FIELDS, NOW, PLANTED, event, jsonl
 
 CSV_EXTRACT = """\
 ServiceRequestId,ReferralRequestReceivedDate,AssessmentDate,AllocationDate,FirstInterventionContactDate,DischargeDate,TeamId,SchoolURN
@@ -111,20 +111,6 @@ def test_missing_file_and_unusable_csv_fail(store_url: str, tmp_path: Path) -> N
     code, _, stderr = run_cli(["import", str(bad)], store_url)
     assert code != 0
     assert "CSV header lacks ServiceRequestId, ReferralRequestReceivedDate, TeamId" in stderr
-
-
-PLANTED = {"nhs_number": "9434765919", "child_name": "Ann Example", "notes": "free text"}
-CONTRACT_FIELDS = {
-    "event_id",
-    "type",
-    "referral_id",
-    "occurred_at",
-    "team_id",
-    "school_id",
-    "source",
-    "reason",
-    "schema_version",
-}
 
 
 async def stored_payloads(url: str) -> list[dict[str, object]]:

@@ -3,9 +3,7 @@ reader role only reads; neither reads what the dead-letter table keeps of refuse
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -24,8 +22,6 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.timesource import ManualClock
 from tests.adapters.store.conftest import (
     NOW,
-    create_database,
-    drop_database,
     event,
     incoming,
 )
@@ -34,34 +30,24 @@ from tests.adapters.store.test_repository import T1_EVENTS
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def owner_url(postgres_url: str) -> Iterator[str]:
-    url = asyncio.run(create_database(postgres_url))
-    try:
-        yield url
-    finally:
-        asyncio.run(drop_database(url))
-
-
 async def _execute(url: str, *statements: str) -> None:
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, database=parsed.database
-    )
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
+    for statement in statements:
+        await _fetch(url, statement)
 
 
-async def test_writer_role_writes_rows_but_cannot_create_tables(owner_url: str) -> None:
+async def _migrated(owner_url: str) -> str:
+    """Migrate the store as its owner; the database's name."""
     owner = create_engine(owner_url)
     await upgrade(owner)
     await owner.dispose()
-    role = f"writer_{uuid.uuid4().hex[:8]}"
     database = make_url(owner_url).database
     assert database is not None
+    return database
+
+
+async def test_writer_role_writes_rows_but_cannot_create_tables(owner_url: str) -> None:
+    database = await _migrated(owner_url)
+    role = f"writer_{uuid.uuid4().hex[:8]}"
     # Without PUBLIC's default TEMPORARY right: the grants give what the COPY staging needs.
     await _execute(
         owner_url,
@@ -105,13 +91,9 @@ DASHBOARD_QUERY = "SELECT reason, count(*), max(rejected_at) FROM rejected_event
 
 
 async def test_only_the_owner_reads_what_was_refused(owner_url: str) -> None:
-    owner = create_engine(owner_url)
-    await upgrade(owner)
-    await owner.dispose()
+    database = await _migrated(owner_url)
     suffix = uuid.uuid4().hex[:8]
     writer, reader = f"writer_{suffix}", f"reader_{suffix}"
-    database = make_url(owner_url).database
-    assert database is not None
     await _execute(
         owner_url,
         f"CREATE ROLE {writer} LOGIN",

@@ -38,12 +38,18 @@ from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
 from mhst_tracker.topics import TopicNames
-from tests.adapters.store.conftest import NOW, incoming, valid_bodies
+from tests.adapters.store.conftest import (
+    CONTRACT_FIELDS,
+    NOW,
+    PLANTED,
+    incoming,
+    valid_bodies,
+)
 from tests.adapters.store.test_repository import T1_EVENTS
 
 pytestmark = pytest.mark.kafka
 
-Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 async def wait_for(
@@ -70,13 +76,15 @@ async def new_topics(bootstrap: str) -> tuple[Settings, TopicNames]:
 
 
 async def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> list[Any]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    """Send the messages in order (all before waiting for any) and wait for every one."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
     await producer.start()
     try:
-        return [
-            await producer.send_and_wait(topic, key=key, value=value, headers=headers)
+        sent = [
+            await producer.send(topic, key=key, value=value, headers=headers)
             for key, value, headers in messages
         ]
+        return list(await asyncio.gather(*sent))
     finally:
         await producer.stop()
 
@@ -351,21 +359,7 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
         await asyncio.to_thread(server.stop)
 
 
-PLANTED = {"nhs_number": "9434765919", "child_name": "Ann Example", "notes": "free text"}
-CONTRACT_FIELDS = {
-    "event_id",
-    "type",
-    "referral_id",
-    "occurred_at",
-    "team_id",
-    "school_id",
-    "source",
-    "reason",
-    "schema_version",
-}
 MAX_EVENT_BYTES = 4096
-Raw = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
-"""A message as produced, with or without a key and a value."""
 
 
 def _body(n: int, **fields: Any) -> dict[str, Any]:
@@ -382,7 +376,7 @@ def _json(n: int, **fields: Any) -> bytes:
     return orjson.dumps(_body(n, **fields))
 
 
-def _keyed(n: int, value: bytes | None) -> Raw:
+def _keyed(n: int, value: bytes | None) -> Message:
     return f"B{n % 50}".encode(), value, []
 
 
@@ -390,7 +384,7 @@ def _nested(n: int, depth: int) -> bytes:
     return _json(n)[:-1] + b',"x":' + b"[" * depth + b"]" * depth + b"}"
 
 
-BAD_KINDS: list[Callable[[int], Raw]] = [
+BAD_KINDS: list[Callable[[int], Message]] = [
     lambda n: _keyed(n, _nested(n, 1000)),
     lambda n: _keyed(n, _nested(n, 100_000)),
     lambda n: _keyed(n, _json(n, x="y" * MAX_EVENT_BYTES)),  # over the size limit
@@ -414,7 +408,7 @@ BAD_KINDS: list[Callable[[int], Raw]] = [
 ]
 
 
-def _accepted(message: Raw) -> str | None:
+def _accepted(message: Message) -> str | None:
     """The event id if the contract accepts the message and the store can keep it."""
     key, value, _ = message
     try:
@@ -426,25 +420,14 @@ def _accepted(message: Raw) -> str | None:
     return event.event_id
 
 
-async def _produce_all(bootstrap: str, topic: str, messages: Sequence[Raw]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(topic, key=key, value=value, headers=headers)
-            for key, value, headers in messages
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
 async def test_ten_thousand_bad_messages_among_valid_ones_stop_nothing_and_lose_nothing(
     store: Store, kafka_bootstrap: str
 ) -> None:
     settings, topics = await new_topics(kafka_bootstrap)
     settings = replace(settings, max_event_bytes=MAX_EVENT_BYTES)
-    valid: list[Raw] = [line_message(line) for line in simulate(5, date(2026, 9, 1), referrals=200)]
+    valid: list[Message] = [
+        line_message(line) for line in simulate(5, date(2026, 9, 1), referrals=200)
+    ]
     # Some senders add fields outside the contract: they must never reach the table.
     valid += [
         event_message(body | PLANTED)
@@ -454,25 +437,26 @@ async def test_ten_thousand_bad_messages_among_valid_ones_stop_nothing_and_lose_
     mixed = [*valid, *bad]
     random.Random(3).shuffle(mixed)
     mixed.append(_keyed(0, b'{"pad": "' + b"x" * 900_000 + b'"}'))  # near the broker's limit
-    not_alerts: list[Raw] = [
+    not_alerts: list[Message] = [
         (b"R1", value, []) for value in (b"[]", b"\xff", b"{}", _nested(0, 5000))
     ]
-    broken_letters: list[Raw] = [(b"R1", b"{}", [("mhst-reason", b"x")]), (b"R1", None, [])]
-    await _produce_all(kafka_bootstrap, topics.events, mixed)
-    await _produce_all(kafka_bootstrap, topics.alerts, not_alerts * 10)
-    await _produce_all(kafka_bootstrap, topics.dlq, broken_letters * 10)
+    broken_letters: list[Message] = [(b"R1", b"{}", [("mhst-reason", b"x")]), (b"R1", None, [])]
+    await produce(kafka_bootstrap, topics.events, mixed)
+    await produce(kafka_bootstrap, topics.alerts, not_alerts * 10)
+    await produce(kafka_bootstrap, topics.dlq, broken_letters * 10)
     expected_ids = {event_id for m in mixed if (event_id := _accepted(m)) is not None}
     accepted_messages = sum(1 for m in mixed if _accepted(m) is not None)
     expected_rejections = len(mixed) - accepted_messages + len(broken_letters) * 10
     assert len(bad) - sum(1 for m in bad if _accepted(m) is not None) >= 9_000
 
     sink = RunningSink(store, settings, SinkOptions(batch_size=1000, lag_interval=0.2))
+
+    async def caught_up() -> bool:
+        assert not sink.task.done(), "the sink exited"
+        return total_lag(sink.metrics, topics) == 0
+
     try:
-        deadline = time.monotonic() + 180
-        while total_lag(sink.metrics, topics) != 0:
-            assert not sink.task.done(), "the sink exited"
-            assert time.monotonic() < deadline, "the sink never caught up"
-            await asyncio.sleep(0.2)
+        await wait_for(caught_up, "the sink to catch up", 180.0)
         assert not sink.task.done()
     finally:
         await sink.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -27,23 +28,17 @@ async def behind(consumer: AIOKafkaConsumer) -> int | None:
     return total
 
 
+@dataclass
 class Offsets:
     """Commits a window's offsets and publishes the lag (end offsets minus committed
     offsets, per topic) at most every ``interval`` seconds."""
 
-    def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        topics: tuple[str, ...],
-        metrics: SinkMetrics,
-        interval: float,
-    ) -> None:
-        self.consumer = consumer
-        self.topics = topics
-        self.metrics = metrics
-        self.interval = interval
-        self._committed: dict[Any, int] = {}
-        self._checked = 0.0
+    consumer: AIOKafkaConsumer
+    topics: tuple[str, ...]
+    metrics: SinkMetrics
+    interval: float
+    _committed: dict[Any, int] = field(default_factory=dict)
+    _checked: float = 0.0
 
     async def commit(self, offsets: dict[Any, int]) -> None:
         """Commit; a failure is logged, as the rows are stored and whoever owns the

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from mhst_tracker.adapters.store.backend import (
-    ALERT_FIELDS,
-    ALERTS,
-    EVENT_COLUMNS,
-    EVENTS,
-    PROJECTION_COLUMNS,
-    PROJECTION_STAMPS,
-    REFERRALS,
-    REJECTION_FIELDS,
-    REJECTIONS,
-    event_rows,
-    projection_row,
-)
+from mhst_tracker.adapters.store import backend
+from mhst_tracker.adapters.store.backend import PROJECTION_COLUMNS, event_rows, projection_row
 from mhst_tracker.adapters.store.postgres import PostgresBackend
 from mhst_tracker.adapters.store.records import IncomingEvent, Origin
 from mhst_tracker.adapters.store.repository import BACKENDS
@@ -25,6 +14,7 @@ from mhst_tracker.domain.alerts import next_deadline
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.events import event_to_json, parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from tests.adapters.store.conftest import event as body
 
 NOW = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
 
@@ -34,30 +24,30 @@ def _columns(table: object) -> set[str]:
 
 
 def test_the_column_lists_cover_each_table() -> None:
-    assert set(EVENT_COLUMNS) == _columns(EVENTS)
-    assert set(PROJECTION_COLUMNS) | set(PROJECTION_STAMPS) == _columns(REFERRALS)
+    assert set(backend.EVENT_COLUMNS) == _columns(backend.EVENTS)
+    projection = set(PROJECTION_COLUMNS) | set(backend.PROJECTION_STAMPS)
+    assert projection == _columns(backend.REFERRALS)
     # What a write adds to the fields read off its inputs, or leaves empty.
-    assert set(ALERT_FIELDS) | {"recorded_at", "delivery_status", "delivered_at"} == _columns(
-        ALERTS
-    )
-    assert set(REJECTION_FIELDS) | {"recorded_at"} == _columns(REJECTIONS)
+    alerts = set(backend.ALERT_FIELDS) | {"recorded_at", "delivery_status", "delivered_at"}
+    assert alerts == _columns(backend.ALERTS)
+    assert set(backend.REJECTION_FIELDS) | {"recorded_at"} == _columns(backend.REJECTIONS)
 
 
 def test_an_event_row_puts_each_value_in_its_column() -> None:
     event = parse_event(
-        {
-            "event_id": "e1",
-            "type": "referral_received",
-            "referral_id": "R1",
-            "occurred_at": "2026-09-01T09:00:00+01:00",
-            "team_id": "T1",
-            "school_id": "S1",
-        }
+        body(
+            "e1",
+            "referral_received",
+            "R1",
+            "2026-09-01T09:00:00+01:00",
+            team_id="T1",
+            school_id="S1",
+        )
     )
     received = datetime(2026, 9, 1, 9, 5, tzinfo=UTC)
     item = IncomingEvent(event, event_to_json(event), received, Origin("topic", 2, 40))
     (row,) = event_rows([item], NOW)
-    assert dict(zip(EVENT_COLUMNS, row, strict=True)) == {
+    assert dict(zip(backend.EVENT_COLUMNS, row, strict=True)) == {
         "event_id": "e1",
         "referral_id": "R1",
         "type": "referral_received",
@@ -76,22 +66,10 @@ def test_an_event_row_puts_each_value_in_its_column() -> None:
 
 def test_a_projection_row_puts_each_value_in_its_column() -> None:
     clock = ReferralClock("R1")
-    for body in (
-        ("r", "referral_received", "2026-09-01T09:00:00+01:00", {"team_id": "T1"}),
-        ("a", "assessment_completed", "2026-09-01T11:00:00+01:00", {}),
-    ):
-        event_id, type_, occurred_at, extra = body
-        clock.apply(
-            parse_event(
-                {
-                    "event_id": event_id,
-                    "type": type_,
-                    "referral_id": "R1",
-                    "occurred_at": occurred_at,
-                    **extra,
-                }
-            )
-        )
+    clock.apply(
+        parse_event(body("r", "referral_received", "R1", "2026-09-01T09:00:00+01:00", team_id="T1"))
+    )
+    clock.apply(parse_event(body("a", "assessment_completed", "R1", "2026-09-01T11:00:00+01:00")))
     as_of = datetime(2026, 9, 3, 12, tzinfo=UTC)
     state = clock.state(as_of, TRAILBLAZER_4WW)
     row = dict(zip(PROJECTION_COLUMNS, projection_row(clock, as_of, TRAILBLAZER_4WW), strict=True))
