@@ -78,6 +78,25 @@ class WriteResult:
     referrals_refreshed: int
     unfolded: Unfolded | None = None
 
+    @classmethod
+    def combined(cls, results: Sequence[WriteResult]) -> WriteResult:
+        """The result of writes of parts of one batch, as one."""
+        unfolded = [result.unfolded for result in results if result.unfolded is not None]
+        return cls(
+            events_new=sum(result.events_new for result in results),
+            events_duplicate=sum(result.events_duplicate for result in results),
+            alerts_new=sum(result.alerts_new for result in results),
+            alerts_duplicate=sum(result.alerts_duplicate for result in results),
+            rejections_new=sum(result.rejections_new for result in results),
+            referrals_refreshed=sum(result.referrals_refreshed for result in results),
+            unfolded=Unfolded(
+                [event for part in unfolded for event in part.inserted],
+                [event_id for part in unfolded for event_id in part.already_stored],
+            )
+            if unfolded
+            else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Unfolded:

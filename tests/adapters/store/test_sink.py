@@ -25,6 +25,7 @@ from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.adapters.store.sink import Sink, SinkOptions
+from mhst_tracker.adapters.store.sink import decode as decode_module
 from mhst_tracker.adapters.store.sink.consumer import behind as _behind
 from mhst_tracker.config import Settings
 from mhst_tracker.dead_letters import DeadLetter
@@ -42,6 +43,7 @@ from tests.adapters.store.conftest import (
     CONTRACT_FIELDS,
     NOW,
     PLANTED,
+    event,
     incoming,
     valid_bodies,
 )
@@ -468,3 +470,33 @@ async def test_ten_thousand_bad_messages_among_valid_ones_stop_nothing_and_lose_
     assert sample(sink.metrics, "mhst_store_sink_invalid_alerts_total") == len(not_alerts) * 10
     assert all(set(payload) <= CONTRACT_FIELDS for payload in payloads)
     assert not any(value in orjson.dumps(payloads).decode() for value in PLANTED.values())
+
+
+@pytest.mark.postgres
+async def test_a_value_the_database_refuses_is_found_and_stored_as_rejected(
+    owner_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the decoding's check of the columns off, a team too long for its column reaches
+    # PostgreSQL, which refuses the whole batch: the sink writes it in halves down to that
+    # one event, stores it as rejected, and goes on.
+    monkeypatch.setattr(decode_module, "unstorable", lambda item: None)
+    engine = create_engine(owner_url)
+    await upgrade(engine)
+    store = Store(engine, TRAILBLAZER_4WW, ManualClock(NOW))
+    settings, topics = await new_topics(kafka_bootstrap)
+    too_long = event("x-rec", "referral_received", "RX", "2026-09-01T10:00:00Z", team_id="T" * 65)
+    bodies = [*T1_EVENTS[:7], too_long, *T1_EVENTS[7:]]
+    await produce(kafka_bootstrap, topics.events, [event_message(body) for body in bodies])
+    sink = RunningSink(store, settings, SinkOptions(batch_size=100, lag_interval=0.2))
+    try:
+        await wait_for(lambda: _true(total_lag(sink.metrics, topics) == 0), "lag 0")
+        assert not sink.task.done()
+    finally:
+        await sink.close()
+    try:
+        async with store.engine.connect() as connection:
+            reasons = list((await connection.execute(select(RejectedEventRow.reason))).scalars())
+        assert await store.count(EventRow) == len(T1_EVENTS)
+        assert reasons == ["could not be stored (StringDataRightTruncationError)"]
+    finally:
+        await store.close()

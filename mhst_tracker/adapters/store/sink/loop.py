@@ -19,15 +19,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 
 from mhst_tracker.adapters.metrics import SinkMetrics
-from mhst_tracker.adapters.store.records import Batch
-from mhst_tracker.adapters.store.repository import Store
+from mhst_tracker.adapters.store.records import Batch, IncomingAlert, IncomingEvent, Rejection
+from mhst_tracker.adapters.store.repository import Store, WriteResult
 from mhst_tracker.adapters.store.sink.batches import Gathered, Pending, Window
 from mhst_tracker.adapters.store.sink.consumer import Offsets, behind
 from mhst_tracker.adapters.store.sink.decode import Message, decode
@@ -47,6 +48,29 @@ _T = TypeVar("_T")
 GATHER_WAIT_SECONDS: Final = 0.01
 """While batches are written and nothing new is fetched, how long to wait before polling
 again (the wait ends at once when the write does)."""
+
+
+def _halves(batch: Batch) -> tuple[Batch, Batch]:
+    """A batch's inputs in two batches of about half as many each."""
+    items: list[IncomingEvent | IncomingAlert | Rejection] = [
+        *batch.events,
+        *batch.alerts,
+        *batch.rejections,
+    ]
+    middle = len(items) // 2
+    return _batch_of(items[:middle]), _batch_of(items[middle:])
+
+
+def _batch_of(items: Sequence[IncomingEvent | IncomingAlert | Rejection]) -> Batch:
+    batch = Batch()
+    for item in items:
+        if isinstance(item, IncomingEvent):
+            batch.events.append(item)
+        elif isinstance(item, IncomingAlert):
+            batch.alerts.append(item)
+        else:
+            batch.rejections.append(item)
+    return batch
 
 
 def retryable(error: BaseException) -> bool:
@@ -308,8 +332,30 @@ class _Run:
         if dropped:
             batch = Batch(events, batch.alerts, batch.rejections)
         written.add(item.event.event_id for item in events)
-        store = self.sink.store
-        task = asyncio.create_task(
-            self.retried(lambda: store.write(batch, refresh=False, probe=False), len(batch))
-        )
+        task = asyncio.create_task(self.retried(lambda: self._write(batch), len(batch)))
         return Pending(task, gathered.offsets, dropped, time.perf_counter())
+
+    async def _write(self, batch: Batch) -> WriteResult:
+        """Write a batch; if the database refuses a value in it (a rule of its columns the
+        decoding did not foresee), write it in halves, down to the inputs the refusal came
+        from, each of which is then stored as a rejection instead: no message stops the
+        sink."""
+        try:
+            return await self.sink.store.write(batch, refresh=False, probe=False)
+        except DataError as error:
+            if len(batch) > 1:
+                halves = _halves(batch)
+                return WriteResult.combined([await self._write(half) for half in halves])
+            if batch.events:
+                item = batch.events[0]
+                reason = f"could not be stored ({type(error.orig).__name__})"
+                instead = Batch(
+                    rejections=[Rejection(reason, item.payload, item.origin, datetime.now(UTC))]
+                )
+            elif batch.alerts:
+                self.sink.metrics.invalid_alerts.inc()
+                instead = Batch()
+            else:  # a rejection itself: nothing smaller to keep in its place
+                raise
+            log.warning("the store refused an input (%s)", type(error).__name__)
+            return await self.sink.store.write(instead, refresh=False, probe=False)
