@@ -1,15 +1,16 @@
 """The sink's batches on their way: gathered, being written, written and awaiting their
-window's refresh; each with the Kafka offsets to commit once it is safe."""
+window's refresh; each with the Kafka offsets to commit once it is safe. And a batch cut in
+two, to find the input the database refuses."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mhst_tracker.adapters.store.records import Batch
+from mhst_tracker.adapters.store.records import Batch, IncomingAlert, IncomingEvent, Rejection
 from mhst_tracker.adapters.store.repository import WriteResult
 from mhst_tracker.adapters.store.sink.decode import Message
 
@@ -65,3 +66,26 @@ class Window:
     def age(self) -> float:
         """Seconds since its first batch was written (0 while it has none)."""
         return time.monotonic() - self.opened if self.results else 0.0
+
+
+def halves(batch: Batch) -> tuple[Batch, Batch]:
+    """A batch's inputs in two batches of about half as many each."""
+    items: list[IncomingEvent | IncomingAlert | Rejection] = [
+        *batch.events,
+        *batch.alerts,
+        *batch.rejections,
+    ]
+    middle = len(items) // 2
+    return _batch_of(items[:middle]), _batch_of(items[middle:])
+
+
+def _batch_of(items: Sequence[IncomingEvent | IncomingAlert | Rejection]) -> Batch:
+    batch = Batch()
+    for item in items:
+        if isinstance(item, IncomingEvent):
+            batch.events.append(item)
+        elif isinstance(item, IncomingAlert):
+            batch.alerts.append(item)
+        else:
+            batch.rejections.append(item)
+    return batch

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
@@ -27,9 +27,9 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 
 from mhst_tracker.adapters.metrics import SinkMetrics
-from mhst_tracker.adapters.store.records import Batch, IncomingAlert, IncomingEvent, Rejection
+from mhst_tracker.adapters.store.records import Batch, Rejection
 from mhst_tracker.adapters.store.repository import Store, WriteResult
-from mhst_tracker.adapters.store.sink.batches import Gathered, Pending, Window
+from mhst_tracker.adapters.store.sink.batches import Gathered, Pending, Window, halves
 from mhst_tracker.adapters.store.sink.consumer import Offsets, behind
 from mhst_tracker.adapters.store.sink.decode import Message, decode
 from mhst_tracker.adapters.store.sink.policy import (
@@ -48,29 +48,6 @@ _T = TypeVar("_T")
 GATHER_WAIT_SECONDS: Final = 0.01
 """While batches are written and nothing new is fetched, how long to wait before polling
 again (the wait ends at once when the write does)."""
-
-
-def _halves(batch: Batch) -> tuple[Batch, Batch]:
-    """A batch's inputs in two batches of about half as many each."""
-    items: list[IncomingEvent | IncomingAlert | Rejection] = [
-        *batch.events,
-        *batch.alerts,
-        *batch.rejections,
-    ]
-    middle = len(items) // 2
-    return _batch_of(items[:middle]), _batch_of(items[middle:])
-
-
-def _batch_of(items: Sequence[IncomingEvent | IncomingAlert | Rejection]) -> Batch:
-    batch = Batch()
-    for item in items:
-        if isinstance(item, IncomingEvent):
-            batch.events.append(item)
-        elif isinstance(item, IncomingAlert):
-            batch.alerts.append(item)
-        else:
-            batch.rejections.append(item)
-    return batch
 
 
 def retryable(error: BaseException) -> bool:
@@ -344,8 +321,7 @@ class _Run:
             return await self.sink.store.write(batch, refresh=False, probe=False)
         except DataError as error:
             if len(batch) > 1:
-                halves = _halves(batch)
-                return WriteResult.combined([await self._write(half) for half in halves])
+                return WriteResult.combined([await self._write(half) for half in halves(batch)])
             if batch.events:
                 item = batch.events[0]
                 reason = f"could not be stored ({type(error.orig).__name__})"
