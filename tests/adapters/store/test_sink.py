@@ -214,7 +214,7 @@ async def test_a_refresh_lost_in_a_crash_is_redone_from_the_redelivery(
         clocks[referral_id].state(NOW, TRAILBLAZER_4WW).to_dict() for referral_id in sorted(clocks)
     ]
     assert sample(sink.metrics, "mhst_store_sink_referrals_refreshed_total") >= len(clocks)
-    # The sink paused and froze the cyclic collector while it ran; stopped, it undid both.
+    # The collector is the process's policy (the command's): the sink leaves it as it was.
     assert gc.isenabled() == gc_enabled
     assert gc.get_freeze_count() == 0
 
