@@ -40,11 +40,11 @@ COMMANDS: Final = {
     ),
     "waiting-list": (
         "mhst_tracker.commands.waiting_list:waiting_list_command",
-        "Print TEAM's open referrals, breached first, then at risk, by next due date.",
+        "Print the open referrals of a team, a school or all teams, most urgent first.",
     ),
     "report": (
         "mhst_tracker.commands.report:report_command",
-        "Print the figures of PERIOD per team and per school.",
+        "Write the monthly report of PERIOD per team, school and referral source.",
     ),
     "dashboard-check": (
         "mhst_tracker.commands.dashboard_check:dashboard_check_command",
