@@ -33,7 +33,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mhst_tracker.adapters.store.models import EventRow
+from mhst_tracker.adapters.store.models import EventRow, ReferralRow
 from mhst_tracker.adapters.store.records import left_list_on
 from mhst_tracker.domain.clock import SEEN_STATUSES, ReferralState
 from mhst_tracker.domain.measures import WAIT_BANDS, GroupMeasures, summarise
@@ -417,3 +417,16 @@ def trend_rows(reports: Sequence[list[dict[str, Cell]]]) -> list[dict[str, Cell]
         for row in rows
         if row["group"] in ("overall", "team")
     ]
+
+
+async def known_teams_and_schools(engine: AsyncEngine) -> tuple[list[str], list[str]]:
+    """Every team and every school the store has a referral of, sorted."""
+    async with engine.connect() as connection:
+        teams = await connection.scalars(
+            select(ReferralRow.team_id).where(ReferralRow.team_id.is_not(None)).distinct()
+        )
+        team_ids = sorted(str(team) for team in teams)
+        schools = await connection.scalars(
+            select(ReferralRow.school_id).where(ReferralRow.school_id.is_not(None)).distinct()
+        )
+        return team_ids, sorted(str(school) for school in schools)

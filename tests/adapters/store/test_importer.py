@@ -95,10 +95,10 @@ def test_csv_extract_becomes_events_at_local_midnight(store_url: str, tmp_path: 
     )
     assert code == 0
     assert stdout.splitlines() == [
-        "referral_id,school_id,status,received_on,days_waited,next_stage,next_due_on,"
-        "breached_stages,at_risk_stages",
-        "SR1,100001,waiting_within_standard,2026-09-01,1,allocation,2026-09-08,,",
-        "SR2,100002,waiting_within_standard,2026-09-01,1,allocation,2026-09-08,,",
+        "referral_id,team_id,school_id,status,received_on,days_waited,next_stage,next_due_on,"
+        "days_until_next_breach,breached_stages,at_risk_stages",
+        "SR1,T1,100001,waiting_within_standard,2026-09-01,1,allocation,2026-09-08,7,,",
+        "SR2,T1,100002,waiting_within_standard,2026-09-01,1,allocation,2026-09-08,7,,",
     ]
 
 
