@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from mhst_tracker.domain.alerts import Alert
 from mhst_tracker.domain.clock import ReferralState
@@ -55,7 +56,9 @@ pathways seen within four weeks and 84 days the end of the ``28-84`` band."""
 
 LAG_BUCKETS_SECONDS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 NO_SCHOOL: Final = ""
-"""The ``school`` label of a referral without a school (Prometheus treats it as absent)."""
+"""The school of a referral without one: its series carry no ``school`` label at all (an
+empty label value is what Prometheus means by an absent label; exposing it is noise)."""
+MILLISECONDS_SUFFIX: Final = "_ms"
 
 _REASON_QUOTED: Final = re.compile(r"""'[^']*'|"[^"]*\"""")
 _REASON_DIGITS: Final = re.compile(r"\d+")
@@ -147,7 +150,7 @@ class ClinicalMetrics:
         school_labels: bool = True,
     ) -> None:
         self.profile = profile
-        self.registry = CollectorRegistry() if registry is None else registry
+        self.registry = ExpositionRegistry() if registry is None else registry
         self.school_labels = school_labels
         extra_days = {stage.target_days for stage in profile.stages} | {
             stage.at_risk_day for stage in profile.stages if stage.at_risk_day is not None
@@ -161,13 +164,7 @@ class ClinicalMetrics:
         self._lock = threading.Lock()
         self._contributions: dict[tuple[object, ...], tuple[int, ...]] = {}
 
-        group_labels = ("team", "school") if school_labels else ("team",)
-        self.alerts = Counter(
-            "mhst_alerts",
-            "Alerts raised by this worker (breach, at_risk, breach_withdrawn), by stage.",
-            (*group_labels, "stage", "kind"),
-            registry=self.registry,
-        )
+        self._alerts: dict[tuple[str, str, str, str], int] = {}
         self.events_processed = Counter(
             "mhst_events_processed",
             "Valid events applied to a referral's clock, by event type.",
@@ -234,11 +231,10 @@ class ClinicalMetrics:
 
     def observe_alert(self, alert: Alert) -> None:
         """An alert was sent to the alerts topic."""
-        self.alerts.labels(
-            *self._group_labels(alert.team_id or "", alert.school_id),
-            alert.stage,
-            alert.kind.value,
-        ).inc()
+        school = (alert.school_id or NO_SCHOOL) if self.school_labels else NO_SCHOOL
+        key = (alert.team_id or "", school, alert.stage, alert.kind.value)
+        with self._lock:
+            self._alerts[key] = self._alerts.get(key, 0) + 1
 
     def observe_event(self, event_type: str, *, duplicate: bool = False) -> None:
         """A valid event of ``event_type`` was applied (or ignored as a duplicate)."""
@@ -262,9 +258,6 @@ class ClinicalMetrics:
         self.timer_lateness.observe(max(0.0, seconds))
 
     # --- aggregation ---------------------------------------------------------------------
-
-    def _group_labels(self, team: str, school: str | None) -> tuple[str, ...]:
-        return (team, school or NO_SCHOOL) if self.school_labels else (team,)
 
     def _put(self, part: _Partition, referral_id: str, contribution: _Contribution) -> None:
         previous = part.referrals.get(referral_id)
@@ -345,18 +338,19 @@ class ClinicalMetrics:
             return totals, tracked, len(self._partitions)
 
     def collect_clinical(self) -> Iterator[Metric]:
-        """The clinical gauges as of now (what the custom collector yields per scrape)."""
+        """The clinical gauges and the alert counters as of now (what the custom collector
+        yields per scrape). A group without a school has no ``school`` label."""
         layout = self._layout
         totals, tracked, partitions = self._totals()
-        group = ["team", "school"] if self.school_labels else ["team"]
+        with self._lock:
+            alerts = dict(self._alerts)
 
-        def family(name: str, documentation: str, extra: Sequence[str] = ()) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, documentation, labels=[*group, *extra])
+        def family(name: str, documentation: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, documentation)
 
         waiting = family(
             "mhst_referrals_waiting",
             "Open referrals whose intervention has not started, by wait band (days waited).",
-            ["band"],
         )
         past = family(
             "mhst_referrals_waiting_past_standard",
@@ -378,31 +372,53 @@ class ClinicalMetrics:
         breached = family(
             "mhst_stage_breaches",
             "Referrals whose stage is breached (waiting, seen or closed).",
-            ["stage"],
         )
-        histogram = GaugeHistogramMetricFamily(
+        # An ordinary histogram: Prometheus has no gauge histogram in its text format, and a
+        # classic histogram's buckets, _count and _sum need not only grow.
+        histogram = HistogramMetricFamily(
             "mhst_pathway_wait_seconds",
             "Days waited by completed pathways, times 86400 (buckets at the standard's days).",
-            labels=group,
         )
-        for key, counts in sorted(totals.items()):
-            labels = list(key) if self.school_labels else [key[0]]
+        for (team, school), counts in sorted(totals.items()):
+            labels = self._labels(team, school)
+
+            def add(metric: GaugeMetricFamily, value: int, **extra: str) -> None:
+                metric.add_sample(metric.name, {**labels, **extra}, value)  # noqa: B023
+
             for offset, band in enumerate(layout.bands):
-                waiting.add_metric([*labels, band], counts[layout.band_offset + offset])
-            past.add_metric(labels, counts[layout.WAITING_PAST_STANDARD])
-            at_risk.add_metric(labels, counts[layout.AT_RISK])
-            completed.add_metric(labels, counts[layout.COMPLETED])
-            within.add_metric(labels, counts[layout.SEEN_WITHIN_STANDARD])
-            closed.add_metric(labels, counts[layout.CLOSED_BEFORE_INTERVENTION])
+                add(waiting, counts[layout.band_offset + offset], band=band)
+            add(past, counts[layout.WAITING_PAST_STANDARD])
+            add(at_risk, counts[layout.AT_RISK])
+            add(completed, counts[layout.COMPLETED])
+            add(within, counts[layout.SEEN_WITHIN_STANDARD])
+            add(closed, counts[layout.CLOSED_BEFORE_INTERVENTION])
             for offset, stage in enumerate(layout.stages):
-                breached.add_metric([*labels, stage], counts[layout.stage_offset + offset])
-            buckets = [
-                (str(float(days * SECONDS_PER_DAY)), float(counts[layout.bucket_offset + offset]))
-                for offset, days in enumerate(layout.bucket_days)
-            ]
-            buckets.append(("+Inf", float(counts[layout.COMPLETED])))
-            histogram.add_metric(labels, buckets, float(counts[layout.sum_index]))
+                add(breached, counts[layout.stage_offset + offset], stage=stage)
+            name = histogram.name
+            for offset, days in enumerate(layout.bucket_days):
+                bucket = {**labels, "le": str(float(days * SECONDS_PER_DAY))}
+                histogram.samples.append(
+                    Sample(f"{name}_bucket", bucket, counts[layout.bucket_offset + offset])
+                )
+            histogram.samples.extend(
+                (
+                    Sample(f"{name}_bucket", {**labels, "le": "+Inf"}, counts[layout.COMPLETED]),
+                    Sample(f"{name}_count", labels, counts[layout.COMPLETED]),
+                    Sample(f"{name}_sum", labels, counts[layout.sum_index]),
+                )
+            )
         yield from (waiting, past, at_risk, completed, within, closed, breached, histogram)
+        raised = CounterMetricFamily(
+            "mhst_alerts",
+            "Alerts raised by this worker (breach, at_risk, breach_withdrawn), by stage.",
+        )
+        for (team, school, stage, kind), count in sorted(alerts.items()):
+            raised.add_sample(
+                "mhst_alerts_total",
+                {**self._labels(team, school), "stage": stage, "kind": kind},
+                count,
+            )
+        yield raised
         yield GaugeMetricFamily(
             "mhst_referrals_tracked",
             "Referrals in this worker's state table (the partitions it owns).",
@@ -414,6 +430,12 @@ class ClinicalMetrics:
             value=partitions,
         )
 
+    def _labels(self, team: str, school: str) -> dict[str, str]:
+        """A group's labels: ``team``, and ``school`` when labelled and known."""
+        if self.school_labels and school != NO_SCHOOL:
+            return {"team": team, "school": school}
+        return {"team": team}
+
 
 class _ClinicalCollector(Collector):
     """Yields :class:`ClinicalMetrics`' gauges, computed when Prometheus scrapes."""
@@ -423,6 +445,39 @@ class _ClinicalCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return list(self._metrics.collect_clinical())
+
+
+class ExpositionRegistry(CollectorRegistry):
+    """A registry whose exposition passes ``promtool check metrics``.
+
+    Faust's sensor, registered on the same registry, names a histogram of milliseconds
+    ``*_ms`` (an abbreviated, non-base unit): it is exposed as ``*_seconds``, its bounds
+    and sum converted.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in super().collect():
+            yield _in_seconds(metric) if metric.name.endswith(MILLISECONDS_SUFFIX) else metric
+
+
+def _in_seconds(metric: Metric) -> Metric:
+    """A ``*_ms`` histogram as the same histogram in seconds."""
+    base = metric.name.removesuffix(MILLISECONDS_SUFFIX)
+    renamed = Metric(
+        f"{base}_seconds", f"{metric.documentation}, converted to seconds", metric.type
+    )
+    for sample in metric.samples:
+        suffix = sample.name.removeprefix(metric.name)
+        labels = dict(sample.labels)
+        value = sample.value
+        if suffix == "_bucket" and labels.get("le") not in (None, "+Inf"):
+            labels["le"] = str(float(labels["le"]) / 1000)
+        if suffix == "_sum":
+            value /= 1000
+        renamed.samples.append(
+            sample._replace(name=f"{base}_seconds{suffix}", labels=labels, value=value)
+        )
+    return renamed
 
 
 def start_metrics_server(

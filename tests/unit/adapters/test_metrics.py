@@ -1,11 +1,14 @@
 """ClinicalMetrics against the engine: gauges equal the measures, across workers and rebalances."""
 
+import dataclasses
 import subprocess
 import zlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 
+import faust
 import pytest
+from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -126,9 +129,10 @@ def test_histogram_buckets_count_completed_pathways_by_days_waited(
     assert total(samples, "mhst_pathway_wait_seconds_bucket", le=week) == sum(
         1 for days in completed_days if days is not None and days <= 7
     )
-    assert total(samples, "mhst_pathway_wait_seconds_gsum") == SECONDS_PER_DAY * sum(
+    assert total(samples, "mhst_pathway_wait_seconds_sum") == SECONDS_PER_DAY * sum(
         days for days in completed_days if days is not None
     )
+    assert total(samples, "mhst_pathway_wait_seconds_count") == summary.overall.completed
 
 
 def test_two_workers_sum_to_the_whole_before_and_after_a_rebalance(
@@ -337,3 +341,39 @@ def test_a_new_state_replaces_what_the_referral_contributed_on_an_earlier_day() 
     assert total(samples, "mhst_referrals_waiting") == 1
     assert total(samples, "mhst_stage_breaches", stage="allocation") == 1
     assert total(samples, "mhst_referrals_tracked") == 1
+
+
+def test_exposition_is_a_real_histogram_without_empty_labels_and_passes_promtool(
+    states: tuple[ReferralState, ...],
+) -> None:
+    """What Prometheus reads: ``mhst_pathway_wait_seconds`` a histogram (buckets, _count,
+    _sum), a referral without a school in series with no ``school`` label, Faust's
+    milliseconds histogram in seconds, and ``promtool check metrics`` clean."""
+    metrics = worker(by_partition(states), range(PARTITIONS))
+    metrics.observe_alert(alert())
+    metrics.observe_alert(dataclasses.replace(alert(), school_id=None))
+    setup_prometheus_sensors(
+        faust.App("metrics-test", broker="kafka://127.0.0.1:9"),
+        registry=metrics.registry,
+        name_prefix="mhst_faust",
+    )
+    text = generate_latest(metrics.registry).decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert families["mhst_pathway_wait_seconds"].type == "histogram"
+    assert "_gcount" not in text
+    assert "_gsum" not in text
+    assert '=""' not in text
+    assert any(state.school_id is None and state.team_id for state in states)
+    unlabelled = [
+        sample
+        for sample in families["mhst_referrals_waiting"].samples
+        if "school" not in sample.labels
+    ]
+    assert unlabelled
+    assert total(scrape(metrics.registry), "mhst_alerts_total") == 2
+    assert "mhst_faust_events_runtime_seconds_bucket" in text
+    assert "_ms" not in text
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
