@@ -1,10 +1,13 @@
 """The Grafana dashboards as data: their panels, queries, variables and structural checks.
 
-The dashboards are Grafana JSON files in ``dashboards/``. This module reads them, fills in
-their template variables the way Grafana does (``$team`` in PromQL, ``${team:regex}`` and
-``$__timeFilter(column)`` in SQL, constants such as ``$target``), checks their structure
-against the provisioned datasources, and runs their PromQL against a Prometheus, so the
-tests and ``mhst-tracker dashboard-check`` see what a person would see in Grafana.
+The dashboards are Grafana JSON files in ``dashboards/``, built by
+:mod:`mhst_tracker.grafana`. This module reads them, fills in their template variables the
+way Grafana does (``$team`` and ``$__rate_interval`` in PromQL, ``${team:regex}`` and
+``$__timeFilter(column)`` in SQL, constants such as ``$target``, datasource variables such
+as ``${prometheus}`` by their default, the provisioned uid), checks their structure against
+the provisioned datasources and the conventions every panel follows, and runs their PromQL
+against a Prometheus, so the tests and ``mhst-tracker dashboard-check`` see what a person
+would see in Grafana.
 """
 
 from __future__ import annotations
@@ -26,6 +29,19 @@ PROMETHEUS_TYPE: Final = "prometheus"
 POSTGRES_TYPE: Final = "grafana-postgresql-datasource"
 ALL: Final = ".*"
 """What a variable set to "All" stands for (its ``allValue``)."""
+RATE_INTERVAL: Final = "1m"
+"""What ``$__rate_interval`` stands for: four times the provisioned 15 s scrape interval."""
+CLINICAL_METRICS: Final = (
+    "mhst_referrals_",
+    "mhst_pathways_",
+    "mhst_pathway_wait_",
+    "mhst_stage_breaches",
+    "mhst_alerts_total",
+)
+SHARE_METRIC: Final = "mhst_pathways_seen_within_standard"
+BREACH_METRICS: Final = ("mhst_stage_breaches", "mhst_referrals_waiting_past_standard")
+_FIXED_RATE_WINDOW: Final = re.compile(r"\b(rate|irate)\([^()]*\[\d+[smhdw]\]\)")
+_DATASOURCE_VARIABLE: Final = re.compile(r"^\$\{(\w+)\}$")
 
 _SQL_REGEX_VARIABLE: Final = re.compile(r"\$\{(\w+):regex\}")
 _TIME_FILTER: Final = re.compile(r"\$__timeFilter\((\w+)\)")
@@ -45,6 +61,7 @@ class Query:
     expr: str | None = None
     sql: str | None = None
     instant: bool = False
+    legend: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +75,41 @@ class Panel:
     datasource_uid: str | None
     queries: tuple[Query, ...]
     unit: str = "short"
+    description: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """The panel's JSON, for what only a renderer needs (thresholds, overrides)."""
+
+    @property
+    def thresholds(self) -> list[tuple[float | None, str]]:
+        """The panel's threshold steps: (from value, colour), the first from minus infinity."""
+        return _steps(self.data.get("fieldConfig", {}).get("defaults", {}).get("thresholds"))
+
+    @property
+    def no_value(self) -> str | None:
+        """What the panel shows when its query returns nothing (``None``: "No data")."""
+        value = self.data.get("fieldConfig", {}).get("defaults", {}).get("noValue")
+        return None if value is None else str(value)
+
+    def column(self, name: str) -> tuple[str, list[tuple[float | None, str]]]:
+        """The unit and thresholds of a table column, from the overrides matching it."""
+        unit, steps = self.unit, self.thresholds
+        for override in self.data.get("fieldConfig", {}).get("overrides", []):
+            if override.get("matcher", {}).get("options") != name:
+                continue
+            for item in override.get("properties", []):
+                if item.get("id") == "unit":
+                    unit = str(item["value"])
+                if item.get("id") == "thresholds":
+                    steps = _steps(item["value"])
+        return unit, steps
+
+    @property
+    def renames(self) -> dict[str, str]:
+        """Field renames of the panel's ``organize`` transformation (``Value #A`` -> header)."""
+        for transformation in self.data.get("transformations", []):
+            if transformation.get("id") == "organize":
+                return dict(transformation.get("options", {}).get("renameByName", {}))
+        return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +138,15 @@ class Dashboard:
         }
 
     @property
+    def datasource_variables(self) -> dict[str, str]:
+        """Datasource variables by ``${name}``, with their default (a provisioned uid)."""
+        return {
+            f"${{{variable['name']}}}": str(variable.get("current", {}).get("value", ""))
+            for variable in self.data.get("templating", {}).get("list", [])
+            if variable.get("type") == "datasource"
+        }
+
+    @property
     def query_variables(self) -> tuple[str, ...]:
         """Names of the variables a person picks (team, school)."""
         return tuple(
@@ -109,19 +170,34 @@ def load_dashboard(path: Path) -> Dashboard:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise DashboardError(f"{path}: {error}") from None
-    return Dashboard(path, data, tuple(_panels(data.get("panels", []))))
+    board = Dashboard(path, data)
+    panels = tuple(_panels(data.get("panels", []), board.datasource_variables))
+    return Dashboard(path, data, panels)
 
 
-def _panels(raw_panels: Sequence[Mapping[str, Any]]) -> Iterator[Panel]:
+def _steps(thresholds: Mapping[str, Any] | None) -> list[tuple[float | None, str]]:
+    if not thresholds:
+        return []
+    return [(step.get("value"), str(step.get("color"))) for step in thresholds.get("steps", [])]
+
+
+def _panels(
+    raw_panels: Sequence[Mapping[str, Any]], variables: Mapping[str, str]
+) -> Iterator[Panel]:
+    def uid(reference: Mapping[str, Any]) -> str:
+        value = str(reference.get("uid", ""))
+        return variables.get(value, value)
+
     for raw in raw_panels:
         datasource = raw.get("datasource") or {}
         queries = tuple(
             Query(
                 ref_id=str(target.get("refId", "")),
-                datasource_uid=str((target.get("datasource") or datasource).get("uid", "")),
+                datasource_uid=uid(target.get("datasource") or datasource),
                 expr=target.get("expr"),
                 sql=target.get("rawSql"),
                 instant=bool(target.get("instant", False)),
+                legend=str(target.get("legendFormat") or ""),
             )
             for target in raw.get("targets", [])
         )
@@ -130,11 +206,13 @@ def _panels(raw_panels: Sequence[Mapping[str, Any]]) -> Iterator[Panel]:
             title=str(raw.get("title", "")),
             type=str(raw.get("type", "")),
             grid=raw.get("gridPos", {}),
-            datasource_uid=datasource.get("uid"),
+            datasource_uid=uid(datasource) if datasource else None,
             queries=queries,
             unit=str(raw.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")),
+            description=str(raw.get("description") or ""),
+            data=raw,
         )
-        yield from _panels(raw.get("panels", []))
+        yield from _panels(raw.get("panels", []), variables)
 
 
 def structural_problems(dashboard: Dashboard, datasources: Mapping[str, str]) -> list[str]:
@@ -150,7 +228,10 @@ def structural_problems(dashboard: Dashboard, datasources: Mapping[str, str]) ->
     if not isinstance(data.get("schemaVersion"), int) or data["schemaVersion"] < 36:
         problems.append("schemaVersion must be an integer of at least 36")
     if _IMPORT_VARIABLE.search(dashboard.path.read_text(encoding="utf-8")):
-        problems.append("uses ${DS_...} import variables instead of fixed datasource uids")
+        problems.append("uses ${DS_...} import variables: provision the copy without them")
+    for name, default in dashboard.datasource_variables.items():
+        if default not in datasources:
+            problems.append(f"datasource variable {name} defaults to {default!r}, not provisioned")
     seen: set[int] = set()
     for panel in dashboard.panels:
         where = f"panel {panel.id} {panel.title!r}"
@@ -180,6 +261,56 @@ def structural_problems(dashboard: Dashboard, datasources: Mapping[str, str]) ->
     return problems
 
 
+def convention_problems(dashboard: Dashboard) -> list[str]:
+    """Where the dashboard breaks the conventions its panels follow (see
+    :mod:`mhst_tracker.grafana`); an empty list when it keeps them all."""
+    problems: list[str] = []
+    clinical = dashboard.uid != "mhst-operations"
+    if clinical and set(dashboard.query_variables) != {"team", "school"}:
+        problems.append(f"variables {dashboard.query_variables}, not team and school")
+    for panel in dashboard.panels:
+        if panel.type == "row":
+            continue
+        where = f"panel {panel.id} {panel.title!r}"
+        if not panel.description:
+            problems.append(f"{where}: no description")
+        if "unit" not in panel.data.get("fieldConfig", {}).get("defaults", {}):
+            problems.append(f"{where}: no unit")
+        references = [panel.data.get("datasource") or {}] + [
+            target.get("datasource") or {} for target in panel.data.get("targets", [])
+        ]
+        if not all(_DATASOURCE_VARIABLE.match(str(ref.get("uid", ""))) for ref in references):
+            problems.append(f"{where}: datasource not a template variable")
+        for query in panel.queries:
+            expr = query.expr or ""
+            if _FIXED_RATE_WINDOW.search(expr):
+                problems.append(f"{where}: a fixed rate window instead of $__rate_interval")
+            filtered = 'team=~"$team"' in expr and 'school=~"$school"' in expr
+            if clinical and any(metric in expr for metric in CLINICAL_METRICS) and not filtered:
+                problems.append(f"{where}: {query.ref_id} not filtered by $team and $school")
+        for name, steps in _figures_shown(panel):
+            colours = {colour for _, colour in steps}
+            if len(colours) < 3:
+                problems.append(f"{where}: {name} without red/amber/green thresholds")
+    return problems
+
+
+def _figures_shown(panel: Panel) -> Iterator[tuple[str, list[tuple[float | None, str]]]]:
+    """The share and breach figures a panel shows, with the thresholds that colour them."""
+    if panel.type == "table" and panel.renames:
+        for query in panel.queries:
+            expr = query.expr or ""
+            if SHARE_METRIC in expr or any(metric in expr for metric in BREACH_METRICS):
+                header = panel.renames.get(f"Value #{query.ref_id}", query.ref_id)
+                yield header, panel.column(header)[1]
+        return
+    for query in panel.queries:
+        expr = query.expr or ""
+        if SHARE_METRIC in expr or any(metric in expr for metric in BREACH_METRICS):
+            yield query.ref_id, panel.thresholds
+            return
+
+
 def _overlaps(panels: Sequence[Panel]) -> Iterator[str]:
     cells: dict[tuple[int, int], int] = {}
     for panel in panels:
@@ -205,6 +336,7 @@ def substitute_promql(
 ) -> str:
     """``expr`` with the dashboard's variables filled in (unselected variables mean All)."""
     selection = selection or {}
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
     for name, value in dashboard.constants.items():
         expr = expr.replace(f"${name}", value)
     for name in dashboard.query_variables:

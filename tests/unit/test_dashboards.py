@@ -1,4 +1,5 @@
-"""The dashboard JSON is structurally sound and variables are filled in as Grafana does."""
+"""The dashboard JSON is built from code (and committed as built), structurally sound, keeps
+Grafana's conventions, and its variables are filled in as Grafana does."""
 
 import json
 from datetime import UTC, datetime
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from mhst_tracker import grafana
 from mhst_tracker.dashboards import (
     Dashboard,
+    convention_problems,
     load_dashboard,
     load_dashboards,
     structural_problems,
@@ -57,11 +60,64 @@ def test_the_structural_check_finds_what_grafana_would_reject(
     assert "outside the 24-column grid" in text
 
 
-def test_clinical_panels_filter_by_team_and_school(dashboards: list[Dashboard]) -> None:
+def test_the_committed_json_is_what_the_code_builds() -> None:
+    """Run ``python -m mhst_tracker.grafana`` after changing a dashboard."""
+    for name, data in grafana.built().items():
+        committed = (grafana.DASHBOARD_DIR / name).read_text(encoding="utf-8")
+        assert committed == grafana.render(data), f"dashboards/{name} is stale"
+        exported = (grafana.IMPORT_DIR / name).read_text(encoding="utf-8")
+        assert exported == grafana.render(grafana.for_import(data)), f"import/{name} is stale"
+
+
+def test_every_dashboard_keeps_the_conventions(dashboards: list[Dashboard]) -> None:
+    for board in dashboards:
+        assert convention_problems(board) == [], board.title
+
+
+def test_the_convention_check_finds_each_breach(
+    dashboards: list[Dashboard], tmp_path: Path
+) -> None:
     (manager,) = [board for board in dashboards if board.uid == "mhst-service-manager"]
-    assert manager.query_variables == ("team", "school")
-    assert manager.constants == {"target": "0.9"}
-    for panel in manager.panels:
+    data = json.loads(json.dumps(manager.data))
+    headline, waiting = data["panels"][1], data["panels"][2]
+    del headline["description"]
+    headline["fieldConfig"]["defaults"]["thresholds"]["steps"] = [{"value": None, "color": "blue"}]
+    del waiting["fieldConfig"]["defaults"]["unit"]
+    waiting["datasource"] = {"type": "prometheus", "uid": "mhst-prometheus"}
+    waiting["targets"][0]["expr"] = "sum(rate(mhst_referrals_waiting[5m]))"
+    data["templating"]["list"] = [v for v in data["templating"]["list"] if v["name"] != "school"]
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    text = "\n".join(convention_problems(load_dashboard(path)))
+    assert "variables ('team',), not team and school" in text
+    assert "panel 2 'Seen within four weeks': no description" in text
+    assert "panel 2 'Seen within four weeks': A without red/amber/green thresholds" in text
+    assert "panel 3 'Waiting': no unit" in text
+    assert "panel 3 'Waiting': datasource not a template variable" in text
+    assert "panel 3 'Waiting': a fixed rate window instead of $__rate_interval" in text
+    assert "panel 3 'Waiting': A not filtered by $team and $school" in text
+
+
+def test_the_import_copy_asks_for_its_datasources() -> None:
+    exported = json.loads((grafana.IMPORT_DIR / "service-manager.json").read_text())
+    assert [(item["name"], item["pluginId"]) for item in exported["__inputs"]] == [
+        ("DS_PROMETHEUS", "prometheus"),
+        ("DS_STORE", "grafana-postgresql-datasource"),
+    ]
+    defaults = {
+        variable["name"]: variable["current"]["value"]
+        for variable in exported["templating"]["list"]
+        if variable["type"] == "datasource"
+    }
+    assert defaults == {"prometheus": "${DS_PROMETHEUS}", "store": "${DS_STORE}"}
+
+
+@pytest.mark.parametrize("uid", ["mhst-service-manager", "mhst-commissioner"])
+def test_clinical_panels_filter_by_team_and_school(dashboards: list[Dashboard], uid: str) -> None:
+    (board,) = [board for board in dashboards if board.uid == uid]
+    assert board.query_variables == ("team", "school")
+    assert board.constants == {"target": "0.9"}
+    for panel in board.panels:
         for query in panel.queries:
             if query.expr and "mhst_" in query.expr:
                 assert 'team=~"$team"' in query.expr
@@ -75,6 +131,7 @@ def test_promql_variables_are_filled_in(dashboards: list[Dashboard]) -> None:
     (manager,) = [board for board in dashboards if board.uid == "mhst-service-manager"]
     expr = 'sum(x{team=~"$team", school=~"$school"}) > vector($target)'
     assert substitute_promql(expr, manager) == 'sum(x{team=~".*", school=~".*"}) > vector(0.9)'
+    assert substitute_promql("rate(x[$__rate_interval])", manager) == "rate(x[1m])"
     assert (
         substitute_promql(expr, manager, {"team": ["MHST001", "A.B"]})
         == 'sum(x{team=~"MHST001|A\\.B", school=~".*"}) > vector(0.9)'
