@@ -13,6 +13,7 @@ would see in Grafana.
 from __future__ import annotations
 
 import json
+import math
 import re
 import urllib.error
 import urllib.parse
@@ -394,3 +395,70 @@ def query_prometheus(url: str, expr: str, at: float | None = None) -> list[Sampl
         )
         for item in data["result"]
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One series of a range query: its labels and (POSIX time, value) points."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+def query_prometheus_range(
+    url: str, expr: str, start: float, end: float, step: float
+) -> list[Series]:
+    """Run a range query against the Prometheus at ``url``; ``DashboardError`` on failure."""
+    params = {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
+    address = f"{url.rstrip('/')}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(address, timeout=15) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        body = json.load(error)
+    except (urllib.error.URLError, OSError) as error:
+        raise DashboardError(f"Prometheus at {url} did not answer: {error}") from None
+    if body.get("status") != "success":
+        raise DashboardError(f"query failed: {body.get('error')}: {expr}")
+    return [
+        Series(
+            {key: value for key, value in item["metric"].items() if key != "__name__"},
+            tuple((float(time), float(value)) for time, value in item["values"]),
+        )
+        for item in body["data"]["result"]
+    ]
+
+
+def legend(template: str, labels: Mapping[str, str]) -> str:
+    """A series' name from a Grafana legend format (``{{team}} {{stage}}``)."""
+    if template and template != "__auto":
+        return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), template)
+    return ", ".join(f"{key}={value}" for key, value in sorted(labels.items())) or "value"
+
+
+def format_value(value: float, unit: str) -> str:
+    """A value the way a panel with Grafana unit ``unit`` shows it."""
+    if math.isnan(value):
+        return "no value (NaN)"
+    if unit == "percentunit":
+        return f"{value * 100:.1f}%"
+    if unit == "s":
+        return f"{value:.3g} s"
+    if unit == "d":
+        return f"{value:.1f} days"
+    if unit == "ops":
+        return f"{value:.3g}/s"
+    if unit == "dateTimeAsIso":
+        return datetime.fromtimestamp(value).isoformat(timespec="seconds")
+    return f"{value:g}"
+
+
+def first_sample_time(url: str) -> float:
+    """POSIX time of the oldest sample Prometheus holds in memory (its head block); 0 if it
+    cannot say."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/status/tsdb", timeout=15) as reply:
+            body = json.load(reply)
+        return float(body["data"]["headStats"]["minTime"]) / 1000
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0

@@ -1,4 +1,5 @@
-"""``mhst-tracker dashboard-check``: what each dashboard panel shows right now, as text.
+"""``mhst-tracker dashboard-check``: what each dashboard panel shows right now, as text or
+as a static HTML page (``--html FILE``) with every panel drawn.
 
 Grafana cannot run here, so this prints every panel of the dashboards with the values its
 PromQL returns from the Prometheus at ``MHST_PROMETHEUS_URL``, template variables filled in
@@ -8,12 +9,15 @@ listed with the store tables they read. A query that fails makes the command exi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
+from sqlalchemy import text
 
+from mhst_tracker.adapters.store.database import create_engine
+from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 from mhst_tracker.dashboards import (
     DASHBOARD_DIR,
@@ -21,27 +25,13 @@ from mhst_tracker.dashboards import (
     DashboardError,
     Panel,
     Sample,
+    format_value,
     load_dashboards,
     query_prometheus,
     substitute_promql,
 )
 
 MAX_ROWS = 25
-
-
-def format_value(value: float, unit: str) -> str:
-    """A value the way the panel's unit shows it."""
-    if math.isnan(value):
-        return "no value (NaN)"
-    if unit == "percentunit":
-        return f"{value * 100:.1f}%"
-    if unit == "s":
-        return f"{value:.3g} s"
-    if unit == "d":
-        return f"{value:.1f} days"
-    if unit == "ops":
-        return f"{value:.3g}/s"
-    return f"{value:g}"
 
 
 def format_sample(sample: Sample, unit: str) -> str:
@@ -94,22 +84,34 @@ def panel_lines(
     show_default=True,
     help="Folder of the dashboard JSON files.",
 )
+@click.option(
+    "--html",
+    "page",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Instead, draw every panel into this static HTML page (charts, units, thresholds).",
+)
 def dashboard_check_command(
-    uids: tuple[str, ...], team: tuple[str, ...], school: tuple[str, ...], directory: Path
+    uids: tuple[str, ...],
+    team: tuple[str, ...],
+    school: tuple[str, ...],
+    directory: Path,
+    page: Path | None,
 ) -> None:
     """Print every dashboard panel with the value it shows now.
 
-    The values come from the Prometheus at MHST_PROMETHEUS_URL."""
+    The values come from the Prometheus at MHST_PROMETHEUS_URL; the PostgreSQL panels of
+    --html read the store at MHST_DATABASE_URL when it is PostgreSQL."""
     settings = Settings.from_env()
     selection: dict[str, Sequence[str]] = {"team": team, "school": school}
     try:
-        boards = load_dashboards(directory)
+        boards = [board for board in load_dashboards(directory) if not uids or board.uid in uids]
     except DashboardError as error:
         raise click.ClickException(str(error)) from None
+    if page is not None:
+        _write_page(settings, boards, selection, page)
+        return
     failures = 0
     for board in boards:
-        if uids and board.uid not in uids:
-            continue
         click.echo(f"{board.title} ({board.path.name})")
         for panel in board.panels:
             if panel.type == "row":
@@ -120,3 +122,37 @@ def dashboard_check_command(
             click.echo("\n".join(lines))
     if failures:
         raise click.ClickException(f"{failures} panel queries failed")
+
+
+def _write_page(
+    settings: Settings, boards: list[Dashboard], selection: dict[str, Sequence[str]], page: Path
+) -> None:
+    from mhst_tracker.render.dashboard_page import PageBuilder
+
+    run_sql = None
+    if settings.database_url.startswith("postgresql"):
+        url = settings.database_url
+
+        def run_sql(sql: str) -> list[dict[str, Any]]:
+            return running.run(_rows(url, sql))
+
+    builder = PageBuilder(settings.prometheus_url, selection, run_sql)
+    html = builder.page(boards)
+    try:
+        page.write_text(html, encoding="utf-8")
+    except OSError as error:
+        raise click.ClickException(f"cannot write {page}: {error.strerror}") from None
+    click.echo(f"dashboards drawn to {page}")
+    if builder.failures:
+        raise click.ClickException(f"{builder.failures} panels failed (shown in the page)")
+
+
+async def _rows(url: str, sql: str) -> list[dict[str, Any]]:
+    """The rows of one SQL panel's query on the store."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text(sql.replace(":", r"\:")))
+            return [dict(row._mapping) for row in result]
+    finally:
+        await engine.dispose()

@@ -105,7 +105,11 @@ def line_chart(
         alt.Chart(alt.InlineData(values=values))
         .mark_line(point=not temporal)
         .encode(
-            x=alt.X(x_type, title=None, axis=alt.Axis(labelAngle=0)),
+            x=alt.X(
+                x_type,
+                title=None,
+                axis=alt.Axis(labelAngle=0, format="%d %b %H:%M" if temporal else None),
+            ),
             y=alt.Y("value:Q", title=None, scale=scale, axis=alt.Axis(**_axis_format(percent))),
             color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
         )

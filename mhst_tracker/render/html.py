@@ -45,6 +45,8 @@ td.rag-red { background: #c4314b; color: #fff; }
 .panel.row h2 { margin: 12px 0 0; }
 .chart svg { max-width: 100%; height: auto; }
 .error { color: #c4314b; font-weight: 600; }
+.stat-value { font-size: 28px; font-weight: 700; }
+section.dashboard { margin-bottom: 28px; }
 ul.methods li { margin-bottom: 4px; }
 @media print { body { padding: 0; max-width: none; } h2 { page-break-after: avoid; } }
 """
