@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError
 from deploy.local.errors import ServiceError
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import CACHE_DIR, ManagedProcess, free_port
+from deploy.local.prometheus import PrometheusServer
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.measures import WAIT_BANDS
@@ -91,6 +92,7 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
     print(f"==> simulated {len(lines)} events for {referrals} referrals from {START}")
 
     broker = KafkaBroker()
+    prometheus = PrometheusServer()
     processes: list[ManagedProcess] = []
     try:
         print("==> starting a local Kafka broker")
@@ -129,6 +131,9 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
                 "sink", ["sink"], {**env, "MHST_SINK_METRICS_PORT": str(free_port())}, work
             )
         )
+        prometheus.start([f"127.0.0.1:{port}" for port in metrics_ports])
+        prometheus.wait_ready()
+        env["MHST_PROMETHEUS_URL"] = prometheus.url
         started = time.monotonic()
         asyncio.run(_wait_for_group(broker.bootstrap, "mhst-tracker", 2, processes))
         print(f"==> workers joined their consumer group in {time.monotonic() - started:.1f} s")
@@ -147,6 +152,7 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
     finally:
         for process in reversed(processes):
             process.stop()
+        prometheus.stop()
         broker.stop()
 
 
@@ -338,6 +344,19 @@ def _report(
     print(
         f"\nevents file: {CACHE_DIR / 'demo' / 'events.jsonl'}; store: {env['MHST_DATABASE_URL']}"
     )
+    _pages(env, end)
+
+
+def _pages(env: dict[str, str], end: datetime) -> None:
+    """The dashboards drawn from the demo's Prometheus, and the monthly report, as pages."""
+    pages = CACHE_DIR / "demo"
+    month = (end - timedelta(days=1)).strftime("%Y-%m")
+    for args in (
+        ["dashboard-check", "--html", str(pages / "dashboards.html")],
+        ["report", "--period", month, "--format", "html", "--out", str(pages / "report.html")],
+    ):
+        subprocess.run([*TRACKER, *args], env=env, check=False)
+    print(f"==> open in a browser: {pages / 'dashboards.html'} and {pages / 'report.html'}")
 
 
 def _waiting_by_band(ports: list[int]) -> dict[str, int]:

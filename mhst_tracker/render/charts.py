@@ -108,7 +108,9 @@ def line_chart(
             x=alt.X(
                 x_type,
                 title=None,
-                axis=alt.Axis(labelAngle=0, format="%d %b %H:%M" if temporal else None),
+                axis=alt.Axis(labelAngle=0, format="%d %b %H:%M")
+                if temporal
+                else alt.Axis(labelAngle=0),
             ),
             y=alt.Y("value:Q", title=None, scale=scale, axis=alt.Axis(**_axis_format(percent))),
             color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
