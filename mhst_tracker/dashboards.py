@@ -24,6 +24,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from sqlalchemy import text
+
+from mhst_tracker.adapters.store.database import create_engine
+
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 DASHBOARD_DIR: Final = REPO_ROOT / "dashboards"
 PROMETHEUS_TYPE: Final = "prometheus"
@@ -370,12 +374,9 @@ class Sample:
     value: float
 
 
-def query_prometheus(url: str, expr: str, at: float | None = None) -> list[Sample]:
-    """Run an instant query against the Prometheus at ``url``; ``DashboardError`` on failure."""
-    params = {"query": expr}
-    if at is not None:
-        params["time"] = str(at)
-    address = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
+def _api(url: str, endpoint: str, params: Mapping[str, str], expr: str) -> Any:
+    """The ``data`` of a Prometheus HTTP API answer; ``DashboardError`` on failure."""
+    address = f"{url.rstrip('/')}/api/v1/{endpoint}?{urllib.parse.urlencode(params)}"
     try:
         with urllib.request.urlopen(address, timeout=15) as response:
             body = json.load(response)
@@ -385,7 +386,15 @@ def query_prometheus(url: str, expr: str, at: float | None = None) -> list[Sampl
         raise DashboardError(f"Prometheus at {url} did not answer: {error}") from None
     if body.get("status") != "success":
         raise DashboardError(f"query failed: {body.get('error')}: {expr}")
-    data = body["data"]
+    return body["data"]
+
+
+def query_prometheus(url: str, expr: str, at: float | None = None) -> list[Sample]:
+    """Run an instant query against the Prometheus at ``url``; ``DashboardError`` on failure."""
+    params = {"query": expr}
+    if at is not None:
+        params["time"] = str(at)
+    data = _api(url, "query", params, expr)
     if data["resultType"] == "scalar":
         return [Sample({}, float(data["result"][1]))]
     return [
@@ -410,22 +419,13 @@ def query_prometheus_range(
 ) -> list[Series]:
     """Run a range query against the Prometheus at ``url``; ``DashboardError`` on failure."""
     params = {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
-    address = f"{url.rstrip('/')}/api/v1/query_range?{urllib.parse.urlencode(params)}"
-    try:
-        with urllib.request.urlopen(address, timeout=15) as response:
-            body = json.load(response)
-    except urllib.error.HTTPError as error:
-        body = json.load(error)
-    except (urllib.error.URLError, OSError) as error:
-        raise DashboardError(f"Prometheus at {url} did not answer: {error}") from None
-    if body.get("status") != "success":
-        raise DashboardError(f"query failed: {body.get('error')}: {expr}")
+    data = _api(url, "query_range", params, expr)
     return [
         Series(
             {key: value for key, value in item["metric"].items() if key != "__name__"},
             tuple((float(time), float(value)) for time, value in item["values"]),
         )
-        for item in body["data"]["result"]
+        for item in data["result"]
     ]
 
 
@@ -462,3 +462,14 @@ def first_sample_time(url: str) -> float:
         return float(body["data"]["headStats"]["minTime"]) / 1000
     except (OSError, ValueError, KeyError, TypeError):
         return 0.0
+
+
+async def run_sql(database_url: str, sql: str) -> list[dict[str, Any]]:
+    """The rows of one SQL panel's query (variables filled in) on the store at the URL."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text(sql.replace(":", r"\:")))
+            return [dict(row._mapping) for row in result]
+    finally:
+        await engine.dispose()

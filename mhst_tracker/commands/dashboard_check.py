@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import text
 
-from mhst_tracker.adapters.store.database import create_engine
 from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 from mhst_tracker.dashboards import (
@@ -29,6 +27,9 @@ from mhst_tracker.dashboards import (
     load_dashboards,
     query_prometheus,
     substitute_promql,
+)
+from mhst_tracker.dashboards import (
+    run_sql as sql_rows,
 )
 
 MAX_ROWS = 25
@@ -134,7 +135,7 @@ def _write_page(
         url = settings.database_url
 
         def run_sql(sql: str) -> list[dict[str, Any]]:
-            return running.run(_rows(url, sql))
+            return running.run(sql_rows(url, sql))
 
     builder = PageBuilder(settings.prometheus_url, selection, run_sql)
     html = builder.page(boards)
@@ -145,14 +146,3 @@ def _write_page(
     click.echo(f"dashboards drawn to {page}")
     if builder.failures:
         raise click.ClickException(f"{builder.failures} panels failed (shown in the page)")
-
-
-async def _rows(url: str, sql: str) -> list[dict[str, Any]]:
-    """The rows of one SQL panel's query on the store."""
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(text(sql.replace(":", r"\:")))
-            return [dict(row._mapping) for row in result]
-    finally:
-        await engine.dispose()

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.records import (
@@ -26,7 +25,7 @@ from mhst_tracker.adapters.store.records import (
     Rejection,
 )
 from mhst_tracker.adapters.store.repository import Store
-from mhst_tracker.dashboards import Query, load_dashboards, substitute_sql
+from mhst_tracker.dashboards import Query, load_dashboards, run_sql, substitute_sql
 from mhst_tracker.domain.alerts import AlertKind, decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
@@ -76,16 +75,6 @@ def store(postgres_url: str, events: Events) -> Iterator[tuple[str, int]]:
         yield url, asyncio.run(fill_store(url, events))
     finally:
         asyncio.run(drop_database(url))
-
-
-async def run_sql(url: str, sql: str) -> list[dict[str, Any]]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(text(sql.replace(":", r"\:")))
-            return [dict(row._mapping) for row in result]
-    finally:
-        await engine.dispose()
 
 
 def sql_panels() -> dict[str, Query]:
