@@ -12,6 +12,7 @@ The PostgreSQL panels then read the store the sink wrote and show replay's waiti
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -374,3 +375,14 @@ def test_nothing_served_on_metrics_names_a_referral(
     assert "mhst_store_sink_lag_messages{" in served
     leaked = [state.referral_id for state in events.result.referrals if state.referral_id in served]
     assert not leaked
+    for target in targets:
+        with urllib.request.urlopen(f"http://{target}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
+        checked = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=exposition,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (checked.returncode, checked.stdout + checked.stderr) == (0, ""), target
