@@ -475,7 +475,7 @@ def service_manager() -> Board:
     board.row("Now")
     board.stat(
         "Seen within four weeks",
-        f"{SHARE_DESCRIPTION} B is the target.",
+        f"{SHARE_DESCRIPTION} The second figure is the target.",
         [Q(_share(), "seen within four weeks"), Q("vector($target)", "target")],
         PERCENT,
         SHARE,
@@ -631,7 +631,7 @@ def commissioner() -> Board:
     board.row("All teams")
     board.stat(
         "Seen within four weeks (all selected teams)",
-        f"{SHARE_DESCRIPTION} B is the target.",
+        f"{SHARE_DESCRIPTION} The second figure is the target.",
         [Q(_share(), "seen within four weeks"), Q("vector($target)", "target")],
         PERCENT,
         SHARE,
