@@ -78,7 +78,7 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import accept, apply_event
 from mhst_tracker.simulate import simulate
 from mhst_tracker.topics import TopicNames
-from streams.tracker import changelog_topic
+from streams.tables import changelog_topic
 
 RESULTS = Path(__file__).parent / "results" / "worker.json"
 MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"

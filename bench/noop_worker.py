@@ -17,8 +17,9 @@ from typing import Any
 
 import faust
 
+from mhst_tracker import bootstrap
 from mhst_tracker.config import Settings
-from streams.tracker import faust_settings
+from streams.app import faust_settings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, count: int, take: int) -> faust.App:
     """A Faust app whose one agent only counts the events topic's messages."""
     app = faust.App(
-        f"{settings.topic_prefix}bench-noop-{take}", **faust_settings(settings, "memory://")
+        f"{settings.topic_prefix}bench-noop-{take}",
+        **faust_settings(settings, bootstrap.wire(settings).kafka, "memory://"),
     )
     events = app.topic(
         settings.topics.events,

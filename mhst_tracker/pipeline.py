@@ -77,18 +77,30 @@ def accept(key: bytes | None, value: bytes | None, max_bytes: int) -> Event:
 
     Beyond the engine's contract, the transport's rules: a value at most ``max_bytes``
     long, and a key equal to the event's ``referral_id`` (UTF-8), since the key decides the
-    partition and so which clock the event reaches.
+    partition and so which clock the event reaches. Any other failure to read the value
+    (the parser's own, on bytes it cannot handle) is a rejection too: :func:`unreadable`.
     """
     if value is None:
         raise InvalidEvent(NO_VALUE)
     if len(value) > max_bytes:
         raise InvalidEvent(f"message larger than {max_bytes} bytes")
-    event = parse_event(value)
+    try:
+        event = parse_event(value)
+    except InvalidEvent:
+        raise
+    except Exception as error:  # the parser failing on these bytes is still their fault
+        raise InvalidEvent(unreadable(error)) from None
     if key is None:
         raise InvalidEvent(NO_KEY)
     if key != event.referral_id.encode():
         raise InvalidEvent(KEY_MISMATCH)
     return event
+
+
+def unreadable(error: Exception) -> str:
+    """The reason for a value whose reading failed other than by the contract's rules (deep
+    nesting, say): the kind of failure, never the value's content."""
+    return f"message could not be read ({type(error).__name__})"
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,102 @@
-"""The worker app built from the environment, for ``faust -A streams.app:app worker -l info``.
+"""The worker's Faust app, put together from its parts (topics, table, agent, timers).
 
-``mhst-tracker worker`` is the usual way to start a worker (it also creates the topics); both
-run the app of :func:`streams.tracker.create_app` with the ``MHST_*`` settings.
+:func:`create_app` builds it from a worker's :class:`~mhst_tracker.bootstrap.WorkerParts`
+(``mhst-tracker worker`` does, after creating the topics). ``faust -A streams.app:app worker
+-l info`` runs the same app built from the ``MHST_*`` settings (without creating topics):
+:data:`app` is built when first asked for.
+
+The table holds patient data, so the Faust web server (which can serve table contents) is
+off; the worker serves ``/metrics`` and ``/healthz`` itself.
 """
 
-from mhst_tracker.config import Settings
-from streams.tracker import create_app
+from __future__ import annotations
 
-app = create_app(Settings.from_env())
+from typing import Any, Final
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from mhst_tracker import bootstrap
+from mhst_tracker.bootstrap import KafkaClient, WorkerParts
+from mhst_tracker.config import Settings
+from mhst_tracker.tracking.tracker import ReferralTracker, TrackerOptions
+from streams.agents import track_referrals
+from streams.tables import app_id, follow_rebalances, partitions_of, referral_table
+from streams.timers import deadline_timers
+from streams.topics import WorkerTopics
+from streams.transport import StreamTransport
+
+FAUST_METRICS_PREFIX: Final = "mhst_faust"
+"""Name prefix of the Faust sensor's pipeline metrics (messages, offsets, rebalances)."""
+
+
+def faust_settings(settings: Settings, kafka: KafkaClient, store: str) -> dict[str, Any]:
+    """The Faust settings of a worker (also used by the no-op benchmark agent)."""
+    return {
+        "broker": [f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
+        "store": store,
+        "datadir": str(settings.worker_data_dir),
+        "topic_partitions": settings.partitions,
+        "topic_disable_leader": True,
+        "processing_guarantee": "at_least_once",
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": kafka.session_timeout,
+        "producer_max_batch_size": kafka.batch_bytes,
+        "producer_max_request_size": kafka.max_request_bytes,
+        "web_enabled": False,
+        "autodiscover": False,
+    }
+
+
+def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
+    """A Faust app for a worker's ``parts``; ``store="memory://"`` keeps tables in memory.
+
+    The worker reports to ``parts.metrics``, Faust's sensor reports to the same registry,
+    and a started worker serves it on ``/metrics`` (with its readiness on ``/healthz``) at
+    ``MHST_METRICS_PORT`` (0: a free port, logged).
+    """
+    settings, wiring = parts.settings, parts.wiring
+    app = faust.App(app_id(settings), **faust_settings(settings, wiring.kafka, store))
+    app.transport = StreamTransport(app.conf.broker_consumer, app)
+    setup_prometheus_sensors(app, registry=parts.metrics.registry, name_prefix=FAUST_METRICS_PREFIX)
+    topics = WorkerTopics(app, wiring.topics, settings.partitions)
+    table = referral_table(app, settings.partitions)
+
+    def owned_partitions() -> set[int]:
+        return partitions_of(app.assignor.assigned_actives(), wiring.topics.events)
+
+    options = TrackerOptions(
+        ticks_topic=wiring.topics.ticks,
+        max_event_bytes=settings.max_event_bytes,
+        dead_letter_limit=parts.dead_letter_limit,
+        collector_paused=parts.collector_paused,
+    )
+    tracker = ReferralTracker(
+        table,
+        topics,
+        owned_partitions,
+        options,
+        wiring.profile,
+        wiring.time_source,
+        parts.metrics,
+        parts.health,
+    )
+    track_referrals(app, topics.source, tracker)
+    deadline_timers(app, tracker)
+    follow_rebalances(app, table, tracker, wiring.topics.events)
+
+    async def expose_metrics() -> None:
+        bootstrap.serve_metrics(parts.metrics.registry, settings.metrics_port, tracker.health)
+
+    app.task(expose_metrics)
+    app.tracker = tracker  # type: ignore[attr-defined]
+    return app
+
+
+def __getattr__(name: str) -> faust.App:
+    """:data:`app`, built from the environment the first time it is asked for."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = create_app(bootstrap.worker(Settings.from_env(), create_topics=False))
+    globals()["app"] = built
+    return built

@@ -1,15 +1,15 @@
 """``mhst-tracker worker``: run one stream worker until SIGTERM or Ctrl-C.
 
-It creates any missing topic, then runs the Faust app of :func:`streams.tracker.create_app`
-with the ``MHST_*`` settings. Start more of them (each with its own
-``MHST_WORKER_DATA_DIR``) to share the partitions. The plain Faust form,
+It builds the worker's parts (:func:`mhst_tracker.bootstrap.worker`: any missing topic
+created, the broker's message limits read), then runs the Faust app of
+:func:`streams.app.create_app` with the ``MHST_*`` settings. Start more of them (each with
+its own ``MHST_WORKER_DATA_DIR``) to share the partitions. The plain Faust form,
 ``faust -A streams.app:app worker -l info``, runs the same app but does not create the topics.
 The command line loads this module only when the command runs (``mhst_tracker.cli``).
 """
 
 import click
 
-from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 
 
@@ -30,10 +30,9 @@ def worker_command(partitions: int | None, loglevel: str) -> None:
     """Run a stream worker: per-referral clocks, deadline timers, breach alerts, dead letters."""
     import faust
 
-    from mhst_tracker.adapters.kafka import create_topics
-    from streams.tracker import create_app
+    from mhst_tracker import bootstrap
+    from streams.app import create_app
 
     settings = Settings.from_env().with_partitions(partitions)
-    running.run(create_topics(settings))
-    app = create_app(settings)
+    app = create_app(bootstrap.worker(settings))
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()

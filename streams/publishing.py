@@ -10,8 +10,8 @@ other would wait a broker round trip per batch in turn, while submitted together
 side by side, up to one batch per partition in each produce request. A few alerts (an
 event's) go through ``send``, which adds them to the batch already open for their partition
 without waiting (``send_batch`` waits until the partition's previous batch has left).
-Partitions are chosen as the default partitioner chooses them (murmur2 of the key, the
-referral id), so all alerts of a referral stay in one partition, in order.
+Partitions are chosen by each message's key hash
+(:func:`mhst_tracker.tracking.alert_messages.key_hash`), as the default partitioner does.
 
 The messages go into the same client Faust flushes before it commits the consumer's
 offsets, so an alert decided for an event is handed to Kafka before that event is marked
@@ -24,47 +24,13 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
-import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from mhst_tracker.domain.alerts import Alert
+from mhst_tracker.tracking.alert_messages import Message
 
-POSITIVE: Final = 0x7FFFFFFF
 BULK: Final = 64
 """Messages from which :meth:`AlertPublisher.publish` builds record batches itself."""
-
-Message = tuple[int, bytes, bytes]
-"""``(key_hash(key), key, value)``: a message ready for :meth:`AlertPublisher.publish`."""
-
-
-def key_hash(key: bytes) -> int:
-    """The default partitioner's hash of a key (murmur2, made positive)."""
-    return int(murmur2(key) & POSITIVE)
-
-
-def unstamped(alert: Alert) -> bytes:
-    """The alert's message body without ``detected_at`` and the closing brace.
-
-    A timer decides its alerts ahead of the moment it sends them; :func:`stamped` completes
-    the body with the moment of sending at the cost of a bytes concatenation.
-    """
-    body = alert.to_dict()
-    del body["detected_at"]
-    return orjson.dumps(body)[:-1]
-
-
-def stamped(body: bytes, detected_at: bytes) -> bytes:
-    """An :func:`unstamped` body completed with ``detected_at`` (ISO 8601, UTF-8)."""
-    return body + b',"detected_at":"' + detected_at + b'"}'
-
-
-def alert_message(alert: Alert) -> Message:
-    """The message of an alert as decided (its own ``detected_at``)."""
-    key = alert.referral_id.encode()
-    body = stamped(unstamped(alert), alert.detected_at.isoformat().encode())
-    return key_hash(key), key, body
 
 
 class AlertPublisher:

@@ -1,4 +1,5 @@
-"""Topic administration on the broker: create the deployment's topics, check co-partitioning.
+"""Topic administration on the broker: create the deployment's topics, check co-partitioning,
+read the largest message each topic accepts.
 
 The names are :class:`mhst_tracker.topics.TopicNames`; Faust creates the table's changelog
 topic itself.
@@ -6,9 +7,15 @@ topic itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Final
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from mhst_tracker.config import Settings
+
+MAX_MESSAGE_BYTES: Final = "max.message.bytes"
 
 
 async def create_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
@@ -40,3 +47,28 @@ async def create_topics(settings: Settings, replication_factor: int = 1) -> list
         return missing
     finally:
         await admin.close()
+
+
+async def message_limits(bootstrap_servers: str, topics: Sequence[str]) -> dict[str, int]:
+    """Each topic's largest record batch the broker accepts (``max.message.bytes``, the
+    topic's own value or the broker's default)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, topic, configs={MAX_MESSAGE_BYTES: ""})
+                for topic in topics
+            ]
+        )
+    finally:
+        await admin.close()
+    limits: dict[str, int] = {}
+    for response in responses:
+        for error_code, _message, _type, name, entries in response.resources:
+            if error_code:
+                raise RuntimeError(f"cannot read the configuration of topic {name} ({error_code})")
+            for entry in entries:
+                if entry[0] == MAX_MESSAGE_BYTES:
+                    limits[name] = int(entry[1])
+    return limits

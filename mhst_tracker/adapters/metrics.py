@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
-from wsgiref.simple_server import WSGIServer
+from typing import Any, Final
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -480,16 +482,68 @@ def _in_seconds(metric: Metric) -> Metric:
     return renamed
 
 
+class WorkerHealthMetrics:
+    """A stream worker's own health: agent crashes, readiness, dead letters cut to fit."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.agent_crashes = Counter(
+            "mhst_worker_agent_crashes",
+            "Times an agent of this worker raised an exception and was restarted by Faust.",
+            registry=registry,
+        )
+        self.dead_letters_truncated = Counter(
+            "mhst_worker_dead_letters_truncated",
+            "Rejected messages too large to copy whole, dead-lettered cut to fit.",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "mhst_worker_ready",
+            "1 while the worker is ready (started, its agent consuming), else 0.",
+            registry=registry,
+        )
+
+    def report_readiness(self, ready: Callable[[], bool]) -> None:
+        """Make :attr:`ready` follow ``ready()`` (asked at each scrape)."""
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+
+
+Health = Callable[[], tuple[bool, str]]
+"""Whether a process is ready, and a short reason (served on ``/healthz``)."""
+
+
 def start_metrics_server(
-    registry: CollectorRegistry, port: int, address: str = "0.0.0.0"
+    registry: CollectorRegistry,
+    port: int,
+    address: str = "0.0.0.0",
+    health: Health | None = None,
 ) -> WSGIServer:
     """Serve ``registry`` at ``http://address:port/metrics`` from a daemon thread.
 
-    Returns the server; ``server.server_port`` is the port bound (useful with port 0),
-    ``server.shutdown()`` stops it.
+    With ``health``, ``/healthz`` answers 200 and the reason while it says ready, else 503
+    and the reason. Returns the server; ``server.server_port`` is the port bound (useful
+    with port 0), ``server.shutdown()`` stops it.
     """
-    server, _thread = start_http_server(port, address, registry=registry)
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if health is not None and environ.get("PATH_INFO") == "/healthz":
+            ready, reason = health()
+            status = "200 OK" if ready else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+            return [reason.encode() + b"\n"]
+        served: Iterable[bytes] = metrics_app(environ, start_response)
+        return served
+
+    server = make_server(address, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs no line per request (Prometheus scrapes every few seconds)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Nothing."""
 
 
 class SinkMetrics:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import click
 from sqlalchemy.engine import make_url
 
+from mhst_tracker import bootstrap
 from mhst_tracker.adapters.store.database import (
     StoreNotMigrated,
     create_engine,
@@ -21,7 +22,6 @@ from mhst_tracker.adapters.store.database import (
     upgrade,
     writer_grants,
 )
-from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 
@@ -101,7 +101,7 @@ def purge_rejected_command(age: timedelta, url: str | None) -> None:
 
 
 async def _purge(settings: Settings, url: str | None, before: datetime) -> int:
-    store = await Store.open(settings, url)
+    store = await bootstrap.open_store(bootstrap.wire(settings), url)
     try:
         return await store.purge_rejected(before)
     finally:

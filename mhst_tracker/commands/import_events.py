@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from mhst_tracker import bootstrap
 from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.importer import (
     ImportItem,
@@ -28,7 +29,6 @@ from mhst_tracker.adapters.store.importer import (
     read_file,
 )
 from mhst_tracker.adapters.store.records import Batch, Rejection
-from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.commands import running
 from mhst_tracker.commands.progress import stderr_is_terminal, with_progress
 from mhst_tracker.config import Settings
@@ -123,7 +123,7 @@ Write = Callable[[Batch], Awaitable[int]]
 @asynccontextmanager
 async def _writer(target: str, settings: Settings) -> AsyncIterator[Write]:
     if target == "store":
-        store = await Store.open(settings)
+        store = await bootstrap.open_store(bootstrap.wire(settings))
 
         async def to_store(batch: Batch) -> int:
             return (await store.write(batch)).events_new

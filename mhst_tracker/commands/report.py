@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 import orjson
 
+from mhst_tracker import bootstrap
 from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.report import (
     NHS_ENGLAND,
@@ -31,7 +32,6 @@ from mhst_tracker.adapters.store.report import (
     referral_sources,
     trend_rows,
 )
-from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 
@@ -119,7 +119,7 @@ async def build_report(
     settings: Settings, period: Period, suppression: Suppression
 ) -> MonthlyReport:
     """The report of ``period`` and the trend of the months to it, from the store."""
-    store = await Store.open(settings)
+    store = await bootstrap.open_store(bootstrap.wire(settings))
     try:
         profile = store.profile
         now = store.time_source.now()

@@ -17,9 +17,9 @@ from typing import Final
 import click
 from prometheus_client import CollectorRegistry
 
-from mhst_tracker.adapters.metrics import SinkMetrics, start_metrics_server
+from mhst_tracker import bootstrap
+from mhst_tracker.adapters.metrics import SinkMetrics
 from mhst_tracker.adapters.store.database import StoreNotMigrated
-from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.adapters.store.sink import GROUP_ID, Sink, SinkOptions
 from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
@@ -82,7 +82,7 @@ def sink_command(batch_size: int, group: str, loglevel: str) -> None:
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     registry = CollectorRegistry()
-    start_metrics_server(registry, settings.sink_metrics_port)
+    bootstrap.serve_metrics(registry, settings.sink_metrics_port)
     try:
         options = SinkOptions(batch_size=batch_size, group_id=group)
         running.run(_run(settings, SinkMetrics(registry), options))
@@ -95,7 +95,7 @@ async def _run(settings: Settings, metrics: SinkMetrics, options: SinkOptions) -
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    store = await Store.open(settings)
+    store = await bootstrap.open_store(bootstrap.wire(settings))
     try:
         async with collector_paused():
             await Sink(store, settings, metrics, options).run(stop)

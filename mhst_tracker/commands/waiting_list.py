@@ -20,9 +20,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import click
 import orjson
 
+from mhst_tracker import bootstrap
 from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.report import known_teams_and_schools
-from mhst_tracker.adapters.store.repository import Store, WaitingEntry
+from mhst_tracker.adapters.store.repository import WaitingEntry
 from mhst_tracker.commands import running
 from mhst_tracker.commands.replay import Timestamp
 from mhst_tracker.config import Settings
@@ -172,7 +173,7 @@ def waiting_list_command(
 async def _waiting_list(
     settings: Settings, team: str | None, school: str | None, as_of: datetime | date | None
 ) -> WaitingList:
-    store = await Store.open(settings)
+    store = await bootstrap.open_store(bootstrap.wire(settings))
     try:
         profile = store.profile
         teams, schools = await known_teams_and_schools(store.engine)

@@ -14,9 +14,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from deploy.local.process import free_port
+from mhst_tracker import bootstrap
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.models import EventRow
-from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.adapters.store.sink import GROUP_ID
 from mhst_tracker.commands.sink import collector_paused
 from mhst_tracker.config import Settings
@@ -71,7 +71,7 @@ async def test_the_sink_commits_as_the_group_it_is_given_and_stops_on_sigterm(
         await asyncio.to_thread(sink.stop, 30.0)  # SIGTERM
     assert sink.exit_code() == 0, sink.log_tail()
     assert await committed(kafka_bootstrap, GROUP_ID, events) == 0
-    store = await Store.open(settings, url)
+    store = await bootstrap.open_store(bootstrap.wire(settings), url)
     try:
         assert await store.count(EventRow) == len(T1_EVENTS)
     finally:

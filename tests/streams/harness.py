@@ -19,7 +19,7 @@ from deploy.local.process import ManagedProcess
 from mhst_tracker.adapters.kafka import create_topics
 from mhst_tracker.config import Settings
 from mhst_tracker.topics import TopicNames
-from streams.tracker import app_id, changelog_topic
+from streams.tables import app_id, changelog_topic
 
 MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"
 
@@ -139,7 +139,7 @@ async def wait_for(
 
 
 async def produce(
-    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
 ) -> None:
     """Send ``(key, value)`` messages in order, partitioned by key (Kafka's default)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)

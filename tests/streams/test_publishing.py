@@ -8,7 +8,8 @@ from types import SimpleNamespace
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.publishing import BULK, AlertPublisher, key_hash
+from mhst_tracker.tracking.alert_messages import key_hash
+from streams.publishing import BULK, AlertPublisher
 from tests.kafka import create_topic
 
 PARTITIONS = 5

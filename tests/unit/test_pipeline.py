@@ -78,3 +78,13 @@ def test_a_tick_at_the_deadline_raises_what_the_engine_decides() -> None:
     assert due.record is not None
     assert due.record.deadline is not None
     assert due.record.deadline > datetime(2026, 9, 1, 23, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_a_value_the_parser_cannot_read_is_rejected_with_the_kind_of_failure(depth: int) -> None:
+    nested = _event()[:-1] + b',"x":' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(InvalidEvent) as raised:
+        accept(b"R1", nested, 10**6)
+    reason = raised.value.reason
+    assert reason
+    assert "[" not in reason  # the kind of failure or the rule, never the value

@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from mhst_tracker.adapters.store.backend import unstorable
-from mhst_tracker.adapters.store.records import IncomingEvent, Origin, Rejection, unreadable
+from mhst_tracker.adapters.store.records import IncomingEvent, Origin, Rejection
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import Event, EventType, event_to_json, parse_event
 from mhst_tracker.domain.profile import Profile
+from mhst_tracker.pipeline import unreadable
 
 ImportItem = IncomingEvent | Rejection
 

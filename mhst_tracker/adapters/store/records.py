@@ -27,12 +27,6 @@ class InvalidAlert(ValueError):
         self.reason = reason
 
 
-def unreadable(error: Exception) -> str:
-    """The reason for input whose reading failed other than by the contract's rules (deep
-    nesting, say): the kind of failure, never the input's content."""
-    return f"message could not be read ({type(error).__name__})"
-
-
 class Origin(msgspec.Struct, frozen=True, gc=False):
     """Where an input came from: a topic (partition, offset) or a file (line).
 

@@ -48,7 +48,6 @@ from mhst_tracker.adapters.store.records import (
     next_stage,
 )
 from mhst_tracker.adapters.store.sqlite import SqliteBackend
-from mhst_tracker.config import Settings
 from mhst_tracker.domain.clock import ReferralClock, ReferralState, fold_events
 from mhst_tracker.domain.events import Event, parse_event
 from mhst_tracker.domain.profile import Profile
@@ -155,16 +154,17 @@ class Store:
         self.backend: type[Backend] = BACKENDS[engine.dialect.name]
 
     @classmethod
-    async def open(cls, settings: Settings, url: str | None = None) -> Store:
-        """A store on ``url`` (default ``MHST_DATABASE_URL``) with the settings' profile and
-        clock; :class:`StoreNotMigrated` if ``db upgrade`` has not been run."""
-        engine = create_engine(url or settings.database_url)
+    async def open(cls, url: str, profile: Profile, time_source: TimeSource) -> Store:
+        """A store on ``url`` with this profile and clock; :class:`StoreNotMigrated` if
+        ``db upgrade`` has not been run (:func:`mhst_tracker.bootstrap.open_store` builds
+        one from the settings)."""
+        engine = create_engine(url)
         try:
             await check_current(engine)
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, settings.profile(), settings.time_source())
+        return cls(engine, profile, time_source)
 
     async def close(self) -> None:
         """Release the engine's connections."""

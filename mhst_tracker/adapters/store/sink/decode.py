@@ -27,11 +27,10 @@ from mhst_tracker.adapters.store.records import (
     Origin,
     Rejection,
     alert_from_dict,
-    unreadable,
 )
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.pipeline import accept
+from mhst_tracker.pipeline import accept, unreadable
 from mhst_tracker.topics import TopicNames
 
 log = logging.getLogger(__name__)

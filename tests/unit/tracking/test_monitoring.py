@@ -7,14 +7,12 @@ import asyncio
 import zlib
 from datetime import UTC, date, datetime, timedelta
 
-import faust
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-import streams.tracker
+import mhst_tracker.tracking.tracker
 from mhst_tracker.adapters.metrics import ClinicalMetrics
-from mhst_tracker.config import Settings
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
@@ -23,8 +21,14 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import ReferralRecord
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock, SimulatedClock, WallClock
-from streams.monitoring import declared_type, local_date, partition_states, wall_seconds_since
-from streams.tracker import ReferralTracker
+from mhst_tracker.tracking.monitoring import (
+    declared_type,
+    local_date,
+    partition_states,
+    wall_seconds_since,
+)
+from mhst_tracker.tracking.tracker import ReferralTracker
+from tests.unit.tracking.fakes import tracker_on
 
 PARTITIONS = 3
 START = datetime(2025, 12, 19, 12, 0, tzinfo=UTC)
@@ -47,13 +51,12 @@ def clocks() -> dict[str, ReferralClock]:
 
 
 def tracker_with(clocks: dict[str, ReferralClock], clock: ManualClock) -> ReferralTracker:
-    """A tracker whose table holds ``clocks`` (written to the store directly)."""
-    app = faust.App("test-monitoring", store="memory://", autodiscover=False)
+    """A tracker whose table holds ``clocks`` (written to the table directly)."""
     metrics = ClinicalMetrics(TRAILBLAZER_4WW, CollectorRegistry())
-    tracker = ReferralTracker(app, Settings(), TRAILBLAZER_4WW, clock, metrics)
+    tracker = tracker_on(clock, metrics)
     for referral_id, referral_clock in clocks.items():
         record = ReferralRecord(referral_clock, partition_of(referral_id))
-        tracker.table.data[referral_id.encode()] = record.to_bytes()
+        tracker.table[referral_id.encode()] = record.to_bytes()
     return tracker
 
 
@@ -103,8 +106,7 @@ async def test_reload_reports_exactly_the_owned_partitions(
 async def test_revoked_partitions_disappear_at_once(clocks: dict[str, ReferralClock]) -> None:
     tracker = tracker_with(clocks, ManualClock(START))
     await tracker.reload_metrics({0, 1, 2})
-    events_topic = tracker.names.events
-    await tracker.forget_revoked({faust.types.TP(events_topic, 2), faust.types.TP("other", 0)})
+    await tracker.forget_revoked({2})
     assert_metrics_show(tracker, clocks, {0, 1}, START)
 
 
@@ -116,7 +118,7 @@ async def test_a_new_local_date_restates_the_owned_partitions_once(
     await tracker.reload_metrics({0, 2})
     later_today = START + timedelta(hours=11)
     clock.moment = later_today
-    tracker.table.data.clear()  # a restatement now would report no referral at all
+    tracker.table.clear()  # type: ignore[attr-defined]  # a restatement now would report no referral at all
     await tracker.refresh_metrics()
     assert_metrics_show(tracker, clocks, {0, 2}, START)
 
@@ -133,7 +135,7 @@ async def test_changes_and_revocations_during_a_restatement_are_kept(
     clocks: dict[str, ReferralClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The restatement yields to the agent; what the agent reports meanwhile is not lost."""
-    monkeypatch.setattr(streams.tracker, "RESTATE_CHUNK", 1)
+    monkeypatch.setattr(mhst_tracker.tracking.tracker, "RESTATE_CHUNK", 1)
     clock = ManualClock(START)
     tracker = tracker_with(clocks, clock)
     # What the table holds is a week old: a restatement alone would report the old states.
@@ -147,7 +149,7 @@ async def test_changes_and_revocations_during_a_restatement_are_kept(
     await asyncio.sleep(0)
     for state in changed.values():
         tracker._observe_state(0, state)
-    await tracker.forget_revoked({faust.types.TP(tracker.names.events, 2)})
+    await tracker.forget_revoked({2})
     await loading
     assert tracker.metrics.owned_partitions == {0, 1}
     states = [

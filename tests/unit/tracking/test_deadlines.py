@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.deadlines import DeadlineIndex
+from mhst_tracker.tracking.deadlines import DeadlineIndex
 
 
 def test_due_by_lists_the_due_keys_and_leaves_them_due() -> None:

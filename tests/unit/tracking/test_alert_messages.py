@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mhst_tracker.domain.alerts import Alert, AlertKind, alert_id
-from streams.publishing import alert_message, key_hash, stamped, unstamped
+from mhst_tracker.tracking.alert_messages import alert_message, key_hash, stamped, unstamped
 
 
 def _alert(referral_id: str, school_id: str | None) -> Alert:

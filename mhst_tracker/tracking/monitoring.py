@@ -4,27 +4,33 @@ The worker reports to :class:`mhst_tracker.adapters.metrics.ClinicalMetrics` dir
 module holds the small calculations around those calls: each owned partition's states as of
 now (the engine's, from the table's records), the local date whose change refreshes them,
 the declared type of a rejected message, and a deadline's lateness in wall seconds.
+
+It also decides whether the worker is ready (:class:`Readiness`, served on ``/healthz``):
+started, its agent not crashed since the last message it handled, and consuming. An agent
+that owns partitions handles a message at least every minute even when nothing happens
+(every owned partition gets a heartbeat tick), so one that has handled nothing for longer
+than :data:`STALLED_AFTER` is not consuming.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 import orjson
-from prometheus_client import CollectorRegistry
 
-from mhst_tracker.adapters.metrics import start_metrics_server
 from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.events import EventType
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.pipeline import ReferralRecord
 from mhst_tracker.timesource import TimeSource
 
-FAUST_METRICS_PREFIX: Final = "mhst_faust"
-"""Name prefix of the Faust sensor's pipeline metrics (messages, offsets, rebalances)."""
+STALLED_AFTER: Final = 150.0
+"""Seconds without a handled message after which an agent that owns partitions is taken
+as not consuming (two and a half heartbeat intervals of the deadline timer's ticks)."""
 
 _EVENT_TYPES: Final = frozenset(event_type.value for event_type in EventType)
 
@@ -81,8 +87,55 @@ def wall_seconds_since(time_source: TimeSource, moment: datetime) -> float:
     return time_source.wall_seconds_until(now + (now - moment))
 
 
-def serve_metrics(registry: CollectorRegistry, port: int) -> int:
-    """Serve ``registry`` on ``/metrics`` at ``port`` (0: a free port); returns the port."""
-    server = start_metrics_server(registry, port)
-    log.info("metrics served on port %d", server.server_port)
-    return server.server_port
+class Health(NamedTuple):
+    """Whether a worker is ready, and if not, why (a short phrase, no patient data)."""
+
+    ready: bool
+    reason: str
+
+
+class Readiness:
+    """What a worker's readiness depends on: started, not crashed, consuming.
+
+    The agent calls :meth:`handled` for each message and the worker's agent error handler
+    :meth:`crashed`; :meth:`health` is asked by the readiness endpoint (from another
+    thread: it only reads).
+    """
+
+    def __init__(
+        self,
+        stalled_after: float = STALLED_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stalled_after = stalled_after
+        self.clock = clock
+        self.started_at: float | None = None
+        self.last_handled = 0.0
+        self.crashed_at: float | None = None
+
+    def started(self) -> None:
+        """The worker has its partitions and their state (after a recovery)."""
+        now = self.clock()
+        if self.started_at is None:
+            self.started_at = now
+        self.last_handled = max(self.last_handled, now)
+
+    def handled(self) -> None:
+        """The agent handled a message."""
+        self.last_handled = self.clock()
+        self.crashed_at = None
+
+    def crashed(self) -> None:
+        """The agent raised an exception and is being restarted."""
+        self.crashed_at = self.clock()
+
+    def health(self, owns_partitions: bool) -> Health:
+        """Ready, or why not."""
+        if self.started_at is None:
+            return Health(False, "starting")
+        if self.crashed_at is not None:
+            return Health(False, "agent crashed and has handled no message since")
+        idle = self.clock() - self.last_handled
+        if owns_partitions and idle > self.stalled_after:
+            return Health(False, f"agent has handled no message for {idle:.0f} s")
+        return Health(True, "ready")

@@ -1,33 +1,32 @@
-"""The Faust app: one agent, one table, one timer, wired to the clock engine.
+"""A stream worker's handling of messages, deadlines and partitions, without Faust.
 
-* The agent ``track-referrals`` reads ``mhst.referral-events`` and the internal command
-  topic ``mhst.referral-ticks`` (co-partitioned). An event goes through
-  :func:`mhst_tracker.pipeline.accept` (the engine's parser plus the size and key checks); a
-  rejected message goes to the dead-letter topic unchanged (:mod:`mhst_tracker.dead_letters`).
-  A valid event updates the referral's :class:`~mhst_tracker.pipeline.ReferralRecord` in the
-  table ``referral-clocks`` and publishes the engine's new alerts; a tick writes records
-  the timer decided for its partition.
-* The timer ``fire-deadlines`` (every :data:`TICK_INTERVAL` seconds, on every worker) asks
-  the :class:`~streams.timers.DeadlineTimer` of each partition the worker actively owns for
-  the referrals whose deadline has come, decided by the engine (in advance, for a moment
-  that is near), publishes their alerts in bulk (:class:`~streams.publishing.AlertPublisher`),
-  holding the agent until the broker has them, and sends one tick to each partition whose
-  new records are pending; the agent writes them when the tick reaches it, because only
-  stream iteration may write the table.
-* After every rebalance (the table's recovery callbacks) a stream partition with no
-  committed offset is read again from its start (:mod:`streams.transport`), and the timer
-  drops the partitions the worker no longer owns and indexes those it gained from the table.
+:class:`ReferralTracker` is what the Faust app (``streams/``) calls: the agent hands it each
+message of the events and tick topics (:meth:`~ReferralTracker.handle`), the timers call
+:meth:`~ReferralTracker.fire_deadlines` and :meth:`~ReferralTracker.refresh_metrics`, and the
+rebalance callbacks :meth:`~ReferralTracker.rebuild_index` and
+:meth:`~ReferralTracker.forget_revoked`. What it needs from Kafka and Faust comes in through
+small ports: the table (:class:`Table`), the topics it sends to (:class:`Outbox`) and the
+partitions the worker owns.
+
+* An event goes through :func:`mhst_tracker.pipeline.accept` (the engine's parser plus the
+  size and key checks); a rejected message goes to the dead-letter topic
+  (:mod:`mhst_tracker.dead_letters`, cut to the topic's message limit if it must be). A
+  valid event updates the referral's :class:`~mhst_tracker.pipeline.ReferralRecord` in the
+  table and publishes the engine's new alerts; a tick writes records the timer decided for
+  its partition.
+* :meth:`~ReferralTracker.fire_deadlines` asks the
+  :class:`~mhst_tracker.tracking.timer.DeadlineTimer` of each partition the worker actively
+  owns for the referrals whose deadline has come, decided by the engine (in advance, for a
+  moment that is near), publishes their alerts in bulk, holding the agent until the broker
+  has them, and sends one tick to each partition whose new records are pending; the agent
+  writes them when the tick reaches it, because only stream iteration may write the table.
 * Everything the worker decides is reported to :class:`ClinicalMetrics` as it happens:
   each referral's new state, alerts, events, dead letters, processing lag and timer
   lateness. The metrics hold exactly the partitions the worker owns: a gained partition is
-  loaded from the table after recovery, a revoked one is dropped, and the timer
-  ``refresh-metrics`` reloads the owned partitions with their states as of now once the
-  local date changes (days waited, and so wait bands and at-risk counts, move with the
-  date without any event). Faust's own sensor reports to the same registry.
-
-The table holds patient data, so the Faust web server (which can serve table contents) is
-off. ``mhst-tracker worker`` runs it; :mod:`streams.app` holds the same app for the plain
-``faust -A streams.app:app worker`` form.
+  loaded from the table after recovery, a revoked one is dropped, and
+  :meth:`~ReferralTracker.refresh_metrics` reloads the owned partitions with their states
+  as of now once the local date changes (days waited, and so wait bands and at-risk counts,
+  move with the date without any event).
 """
 
 from __future__ import annotations
@@ -36,38 +35,30 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Final, Protocol
 
-import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import TP, EventT
-
-from mhst_tracker.adapters.metrics import ClinicalMetrics
-from mhst_tracker.config import Settings
+from mhst_tracker.adapters.metrics import ClinicalMetrics, WorkerHealthMetrics
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.clock import ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.pipeline import Outcome, ReferralRecord, accept, apply_event, deadline_of
-from mhst_tracker.replay import cyclic_gc_paused
 from mhst_tracker.timesource import TimeSource
-from streams.monitoring import (
-    FAUST_METRICS_PREFIX,
+from mhst_tracker.tracking.alert_messages import Message, alert_message, stamped
+from mhst_tracker.tracking.monitoring import (
+    Health,
+    Readiness,
     declared_type,
     local_date,
     partition_states,
-    serve_metrics,
     wall_seconds_since,
 )
-from streams.publishing import AlertPublisher, alert_message, stamped
-from streams.timers import DeadlineTimer, Decision
-from streams.transport import StreamConsumer, StreamTransport
+from mhst_tracker.tracking.timer import DeadlineTimer, Decision
 
-APP_ID: Final = "mhst-tracker"
-TABLE_NAME: Final = "referral-clocks"
-TICK_INTERVAL: Final = 0.1
-"""Seconds of wall time between two looks at the deadline index."""
 MAX_FIRED_PER_PARTITION: Final = 20_000
 """Due referrals one timer run decides per partition at most; the rest go on the next run."""
 TICK_HEARTBEAT: Final = 60.0
@@ -76,7 +67,8 @@ TICK_HEARTBEAT: Final = 60.0
 Faust logs an error for a partition whose messages wait unprocessed when it has processed
 none of that partition for ``stream_processing_timeout`` (300 s): without a heartbeat, the
 first midnight's ticks, queued behind one another for seconds after hours of silence,
-would trip it. With one, that check still reports a real stall."""
+would trip it. With one, that check still reports a real stall, and so does the worker's
+readiness (:class:`~mhst_tracker.tracking.monitoring.Readiness`)."""
 RESTATE_CHUNK: Final = 1000
 """Table records the metrics restatement reads between two turns of the event loop."""
 PREPARE_PER_RUN: Final = 1000
@@ -85,50 +77,88 @@ FLUSH_PER_TICK: Final = 2000
 """Pending records the agent writes for one tick at most; the timer sends another tick for
 the rest."""
 
-SESSION_TIMEOUT: Final = 10.0
-"""Seconds after which the group gives a crashed worker's partitions to the others (Faust's
-default, 60 s, would leave a crashed worker's referrals untimed for a minute)."""
-PRODUCER_BATCH_BYTES: Final = 1024 * 1024
-"""The Kafka client's record batch size (16 KiB by default): a midnight's alerts leave in a
-few large batches. A whole batch, header included, stays within the broker's default
-``message.max.bytes`` (1 MiB and 12 bytes)."""
-DATE_CHECK_INTERVAL: Final = 0.1
-"""Seconds of wall time between two looks at the local date (a comparison, nothing more).
-
-Short, so the wait bands move on promptly after midnight also on a simulated clock that
-runs a day a second (the demo)."""
-
 log = logging.getLogger(__name__)
 
 
-def app_id(settings: Settings) -> str:
-    """The Faust app id (the consumer group, and the changelog topics' prefix)."""
-    return f"{settings.topic_prefix}{APP_ID}"
+class Table(Protocol):
+    """The referral table: key -> :class:`ReferralRecord` bytes (a Faust table)."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """The key's record, if any."""
+        ...
+
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        """Every ``(key, record)`` of the partitions held locally."""
+        ...
 
 
-def changelog_topic(settings: Settings) -> str:
-    """The name of the referral table's changelog topic."""
-    return f"{app_id(settings)}-{TABLE_NAME}-changelog"
+class Outbox(Protocol):
+    """The topics the worker sends to."""
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        """Alerts, in order per partition; a burst returns once the broker has it."""
+        ...
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """A dead letter (fitted to the dead-letter topic's message limit)."""
+        ...
+
+    async def tick(self, partition: int) -> None:
+        """An empty message on the tick topic's ``partition``."""
+        ...
+
+
+class Consumed(Protocol):
+    """The fields of a consumed message the tracker reads (a Faust ``Message``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """What a worker's tracker is told by its wiring (:mod:`mhst_tracker.bootstrap`)."""
+
+    ticks_topic: str
+    max_event_bytes: int
+    dead_letter_limit: int
+    """The dead-letter topic's largest message (its ``max.message.bytes``)."""
+    collector_paused: Callable[[], AbstractContextManager[None]]
+    """The process's policy for the cyclic garbage collector during a burst of alerts."""
 
 
 class ReferralTracker:
-    """The worker's state and handlers; :func:`create_app` wires it into a Faust app."""
+    """The worker's state and handlers; the Faust app wires them to its agent and timers."""
 
     def __init__(
         self,
-        app: faust.App,
-        settings: Settings,
+        table: Table,
+        outbox: Outbox,
+        owned_partitions: Callable[[], set[int]],
+        options: TrackerOptions,
         profile: Profile,
         time_source: TimeSource,
         metrics: ClinicalMetrics,
+        health: WorkerHealthMetrics,
+        readiness: Readiness | None = None,
     ) -> None:
-        self.app = app
-        self.settings = settings
+        self.table = table
+        self.outbox = outbox
+        self.owned_partitions = owned_partitions
+        self.options = options
         self.profile = profile
         self.time_source = time_source
         self.metrics = metrics
+        self.health_metrics = health
+        self.readiness = Readiness() if readiness is None else readiness
+        health.report_readiness(lambda: self.health().ready)
         self.metrics_date = local_date(profile, time_source.now())
-        self.names = settings.topics
         self.timer = DeadlineTimer(profile)
         self.flush_sent: set[int] = set()
         self.ticked: dict[int, float] = {}
@@ -137,32 +167,19 @@ class ReferralTracker:
         self.restating_lock = asyncio.Lock()
         self.changed_meanwhile: dict[tuple[int, str], ReferralState] | None = None
         self.revoked_meanwhile: set[int] = set()
-        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.source = app.topic(
-            self.names.events, self.names.ticks, partitions=settings.partitions, **raw
-        )
-        self.ticks = app.topic(self.names.ticks, partitions=settings.partitions, **raw)
-        self.alerts = AlertPublisher(app, self.names.alerts)
-        self.dlq = app.topic(self.names.dlq, **raw)
-        self.table = app.Table(
-            TABLE_NAME,
-            partitions=settings.partitions,
-            key_type=bytes,  # bytes keys and values: Faust stores them raw
-            value_type=bytes,
-        )
 
-    async def handle(self, event: EventT[Any]) -> None:
+    async def handle(self, message: Consumed) -> None:
         """Process one message of the events or tick topic (inside stream iteration)."""
         await self.quiet.wait()
-        message = event.message
-        if message.topic == self.names.ticks:
+        if message.topic == self.options.ticks_topic:
             self._on_tick(message.partition)
         else:
             await self._on_event(message.key, message.value, message)
+        self.readiness.handled()
 
-    async def _on_event(self, key: bytes | None, value: bytes | None, message: Any) -> None:
+    async def _on_event(self, key: bytes | None, value: bytes | None, message: Consumed) -> None:
         try:
-            parsed = accept(key, value, self.settings.max_event_bytes)
+            parsed = accept(key, value, self.options.max_event_bytes)
         except InvalidEvent as rejection:
             await self._dead_letter(rejection.reason, key, value, message)
             return
@@ -188,7 +205,7 @@ class ReferralTracker:
         if record is None:
             return
         if outcome.alerts:
-            await self.alerts.publish([alert_message(alert) for alert in outcome.alerts])
+            await self.outbox.publish([alert_message(alert) for alert in outcome.alerts])
             for alert in outcome.alerts:
                 self.metrics.observe_alert(alert)
         self.table[key] = record.to_bytes()
@@ -196,7 +213,7 @@ class ReferralTracker:
         self.timer.written(partition, key, deadline)
 
     async def _dead_letter(
-        self, reason: str, key: bytes | None, value: bytes | None, message: Any
+        self, reason: str, key: bytes | None, value: bytes | None, message: Consumed
     ) -> None:
         letter = DeadLetter(
             reason=reason,
@@ -207,7 +224,10 @@ class ReferralTracker:
             key=key,
             value=value,
         )
-        await self.dlq.send(key=key, value=value, headers=letter.headers())
+        fitted = letter.fitted(self.options.dead_letter_limit)
+        await self.outbox.dead_letter(fitted)
+        if fitted is not letter:
+            self.health_metrics.dead_letters_truncated.inc()
         self.metrics.observe_rejected(reason, declared_type(value))
         self.metrics.observe_processing_lag(time.time() - message.timestamp)
         log.warning(
@@ -218,13 +238,14 @@ class ReferralTracker:
             reason,
         )
 
-    def owned_partitions(self) -> set[int]:
-        """Partitions of the events topic this worker actively owns right now."""
-        return {
-            tp.partition
-            for tp in self.app.assignor.assigned_actives()
-            if tp.topic == self.names.events
-        }
+    def agent_crashed(self) -> None:
+        """The agent raised an exception; Faust restarts it."""
+        self.health_metrics.agent_crashes.inc()
+        self.readiness.crashed()
+
+    def health(self) -> Health:
+        """Whether the worker is ready (``/healthz``), and if not, why."""
+        return self.readiness.health(owns_partitions=bool(self.metrics.owned_partitions))
 
     async def fire_deadlines(self) -> None:
         """Raise the alerts of every owned referral whose deadline has come; prepare the next.
@@ -237,8 +258,8 @@ class ReferralTracker:
         a tick to each partition with pending records asks the agent to write them, and the
         metrics follow. Meanwhile the agent waits (:attr:`quiet`): no alert of its own can
         overtake the burst, and no record with alerts still unsent is written. The cyclic
-        garbage collector waits too: a full collection over a midnight's objects would stop
-        the sending for a fraction of a second.
+        garbage collector waits too, as the process's policy has it: a full collection over
+        a midnight's objects would stop the sending for a fraction of a second.
         """
         owned = sorted(self.owned_partitions() & self.timer.partitions())
         read = self.table.get
@@ -246,7 +267,7 @@ class ReferralTracker:
         fired: list[Decision] = []
         sending: list[asyncio.Future[None]] = []
         self.quiet.clear()
-        with cyclic_gc_paused():
+        with self.options.collector_paused():
             for partition in owned:
                 decisions = self.timer.fire(partition, now, read, MAX_FIRED_PER_PARTITION)
                 if decisions:
@@ -275,11 +296,11 @@ class ReferralTracker:
             if pending or now - self.ticked.get(partition, 0.0) >= TICK_HEARTBEAT:
                 self.flush_sent.add(partition)
                 self.ticked[partition] = now
-                await self.ticks.send(key=None, value=b"", partition=partition)
+                await self.outbox.tick(partition)
 
     async def _publish(self, decisions: list[Decision]) -> None:
         sent_at = self.time_source.now().isoformat().encode()
-        await self.alerts.publish(
+        await self.outbox.publish(
             [
                 (decision.key_hash, decision.key, stamped(body, sent_at))
                 for decision in decisions
@@ -307,6 +328,7 @@ class ReferralTracker:
         for partition in self.timer.partitions() - owned:
             self._forget(partition)
         await self.reload_metrics(owned)
+        self.readiness.started()
         gained = owned - self.timer.partitions()
         if not gained:
             return
@@ -345,7 +367,7 @@ class ReferralTracker:
             self.changed_meanwhile = {}
             self.revoked_meanwhile = set()
             states: dict[int, list[ReferralState]] = {partition: [] for partition in partitions}
-            records = iter(self.table.items())
+            records: Iterator[tuple[bytes, bytes]] = iter(self.table.items())
             while chunk := list(itertools.islice(records, RESTATE_CHUNK)):
                 for partition, found in partition_states(
                     chunk, partitions, self.profile, now
@@ -387,9 +409,8 @@ class ReferralTracker:
         self.metrics_date = today
         log.info("metrics restated for %s", today)
 
-    async def forget_revoked(self, revoked: set[TP]) -> None:
-        """Stop timing and reporting partitions as soon as they are revoked."""
-        partitions = {tp.partition for tp in revoked if tp.topic == self.names.events}
+    async def forget_revoked(self, partitions: set[int]) -> None:
+        """Stop timing and reporting ``partitions`` as soon as they are revoked."""
         for partition in partitions:
             self._forget(partition)
         self.metrics.partitions_revoked(partitions)
@@ -399,69 +420,3 @@ class ReferralTracker:
         self.flush_sent.discard(partition)
         self.ticked.pop(partition, None)
         self.revoked_meanwhile.add(partition)
-
-
-def faust_settings(settings: Settings, store: str) -> dict[str, Any]:
-    """The Faust settings of a worker (also used by the no-op benchmark agent)."""
-    return {
-        "broker": [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
-        "store": store,
-        "datadir": str(settings.worker_data_dir),
-        "topic_partitions": settings.partitions,
-        "topic_disable_leader": True,
-        "processing_guarantee": "at_least_once",
-        "consumer_auto_offset_reset": "earliest",
-        "broker_session_timeout": SESSION_TIMEOUT,
-        "producer_max_batch_size": PRODUCER_BATCH_BYTES,
-        "web_enabled": False,
-        "autodiscover": False,
-    }
-
-
-def create_app(
-    settings: Settings,
-    *,
-    metrics: ClinicalMetrics | None = None,
-    store: str = "rocksdb://",
-) -> faust.App:
-    """A Faust app for ``settings``; ``store="memory://"`` keeps tables in memory only.
-
-    The worker reports to ``metrics`` (default: a new :class:`ClinicalMetrics` for the
-    settings' profile and school labels), Faust's sensor reports to the same registry, and
-    a started worker serves it on ``/metrics`` at ``settings.metrics_port`` (0: a free
-    port, logged).
-    """
-    app = faust.App(app_id(settings), **faust_settings(settings, store))
-    app.transport = StreamTransport(app.conf.broker_consumer, app)
-    profile = settings.profile()
-    if metrics is None:
-        metrics = ClinicalMetrics(profile, school_labels=settings.metrics_school_labels)
-    setup_prometheus_sensors(app, registry=metrics.registry, name_prefix=FAUST_METRICS_PREFIX)
-    tracker = ReferralTracker(app, settings, profile, settings.time_source(), metrics)
-
-    @app.agent(tracker.source, name="track-referrals")
-    async def track_referrals(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            await tracker.handle(event)
-
-    app.timer(TICK_INTERVAL, name="fire-deadlines")(tracker.fire_deadlines)
-    app.timer(DATE_CHECK_INTERVAL, name="refresh-metrics")(tracker.refresh_metrics)
-
-    async def expose_metrics() -> None:
-        serve_metrics(tracker.metrics.registry, settings.metrics_port)
-
-    app.task(expose_metrics)
-
-    async def seek_before_resume() -> None:
-        await cast(StreamConsumer, app.consumer).seek_to_committed()  # see streams.transport
-
-    tracker.table.on_recover(seek_before_resume)
-    tracker.table.on_recover(tracker.rebuild_index)
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        (revoked,) = args
-        await tracker.forget_revoked(revoked)
-
-    app.tracker = tracker  # type: ignore[attr-defined]
-    return app

@@ -6,7 +6,7 @@ import orjson
 
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import ReferralRecord, accept, apply_event
-from streams.timers import PREPARE_AHEAD, DeadlineTimer, decide
+from mhst_tracker.tracking.timer import PREPARE_AHEAD, DeadlineTimer, decide
 
 ZONE = TRAILBLAZER_4WW.timezone
 RECEIVED_AT = datetime(2026, 9, 1, 9, tzinfo=ZONE)

@@ -1,0 +1,60 @@
+"""The worker's table ``referral-clocks`` and what follows a rebalance.
+
+The table (RocksDB, changelog-backed, keyed by referral id) holds one
+:class:`~mhst_tracker.pipeline.ReferralRecord` per referral, as bytes (Faust stores bytes
+keys and values raw). After every rebalance (the table's recovery callbacks) a stream
+partition with no committed offset is read again from its start (:mod:`streams.transport`),
+then the tracker drops the partitions the worker no longer owns and indexes those it gained
+from the table; a revoked partition is dropped at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, cast
+
+import faust
+from faust.types import TP, TableT
+
+from mhst_tracker.config import Settings
+from mhst_tracker.tracking.tracker import ReferralTracker
+from streams.transport import StreamConsumer
+
+APP_ID: Final = "mhst-tracker"
+TABLE_NAME: Final = "referral-clocks"
+
+
+def app_id(settings: Settings) -> str:
+    """The Faust app id (the consumer group, and the changelog topics' prefix)."""
+    return f"{settings.topic_prefix}{APP_ID}"
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The name of the referral table's changelog topic."""
+    return f"{app_id(settings)}-{TABLE_NAME}-changelog"
+
+
+def referral_table(app: faust.App, partitions: int) -> TableT[bytes, bytes]:
+    """The table of referral records."""
+    return app.Table(TABLE_NAME, partitions=partitions, key_type=bytes, value_type=bytes)
+
+
+def follow_rebalances(
+    app: faust.App, table: TableT[bytes, bytes], tracker: ReferralTracker, events: str
+) -> None:
+    """Seek, re-index and reload the metrics after each recovery; forget what is revoked."""
+
+    async def seek_before_resume() -> None:
+        await cast(StreamConsumer, app.consumer).seek_to_committed()  # see streams.transport
+
+    table.on_recover(seek_before_resume)
+    table.on_recover(tracker.rebuild_index)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        (revoked,) = args
+        await tracker.forget_revoked(partitions_of(revoked, events))
+
+
+def partitions_of(assigned: set[TP], topic: str) -> set[int]:
+    """The partitions of ``topic`` among ``assigned``."""
+    return {tp.partition for tp in assigned if tp.topic == topic}
