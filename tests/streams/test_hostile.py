@@ -29,6 +29,7 @@ from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.pipeline import ReferralRecord, accept
 from streams.tables import changelog_topic
+from tests.kafka import create_topic
 from tests.streams.harness import Deployment, TopicReader, logged, produce, wait_for
 from tests.streams.hostile import Message, kinds, largest_value
 from tests.streams.scenario import build
@@ -168,6 +169,7 @@ async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
     # A table record of another referral's clock under RC-1's key: it restores and reports
     # like any other, but folding an event of RC-1 into it raises.
     wrong = ReferralRecord(ReferralClock("RC-other"), partition=0).to_bytes()
+    await create_topic(bootstrap, changelog_topic(deployment.settings), 1)
     await produce(bootstrap, changelog_topic(deployment.settings), [(b"RC-1", wrong)])
     port = free_port()
     worker = deployment.start_worker("w1", metrics_port=port)
@@ -193,6 +195,7 @@ async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
     status, reason = scrape(port, "/healthz")
     assert (status, reason) == (503, "agent crashed and has handled no message since\n")
     assert worker.exit_code() is None
+    assert _crashed_lines(worker) >= 1  # what the hostile test counts is Faust's own report
     other = {**receipt, "event_id": "rc-2", "referral_id": "RC-2"}
     await produce(bootstrap, deployment.names.events, [(b"RC-2", orjson.dumps(other))])
     await wait_for("readiness again", ready, 90, [worker])
