@@ -1,6 +1,6 @@
 """Hostile input on the real broker: no message stops a worker, none is lost.
 
-10,000 bad messages of twenty kinds (:mod:`tests.streams.hostile`) mixed with a simulated
+10,000 bad messages of twenty-odd kinds (:mod:`tests.hostile`) mixed with a simulated
 term's valid events, and one message as large as the broker accepts: the agent never
 crashes (no "Crashed" in the worker's log, ``mhst_worker_agent_crashes_total`` 0), every
 rejected message is on the dead-letter topic with a reason and its origin (the largest one
@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
-import urllib.error
-import urllib.request
 from typing import Final
 
 import orjson
@@ -29,11 +27,12 @@ from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.pipeline import ReferralRecord, accept
 from streams.tables import changelog_topic
+from tests.hostile import Message, kinds, largest_value
+from tests.http import get
 from tests.kafka import create_topic
-from tests.streams.harness import Deployment, TopicReader, logged, produce, wait_for
-from tests.streams.hostile import Message, kinds, largest_value
+from tests.streams.harness import Deployment, logged, produce, wait_for
 from tests.streams.scenario import build
-from tests.streams.test_worker import _assert_states_equal_replay, _configure
+from tests.streams.test_worker import _assert_states_equal_replay, _configure, _has
 
 pytestmark = pytest.mark.kafka
 
@@ -50,18 +49,9 @@ def _rejected(message: Message) -> bool:
     return False
 
 
-def scrape(port: int, path: str) -> tuple[int, str]:
-    """Status and body of ``http://127.0.0.1:port/path``."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def crashes(port: int) -> float:
     """``mhst_worker_agent_crashes_total`` of the worker serving metrics on ``port``."""
-    _status, page = scrape(port, "/metrics")
+    _status, page = get(port, "/metrics")
     for line in page.splitlines():
         if line.startswith("mhst_worker_agent_crashes_total "):
             return float(line.split()[1])
@@ -147,15 +137,11 @@ async def test_ten_thousand_bad_messages_stop_nothing_and_lose_nothing(
         assert [letter.reason for letter in cut] == [f"message larger than {MAX_EVENT_BYTES} bytes"]
         assert crashes(port) == 0
         assert _crashed_lines(worker) == 0
-        assert scrape(port, "/healthz") == (200, "ready\n")
+        assert get(port, "/healthz") == (200, "ready\n")
         assert worker.exit_code() is None
     finally:
         await dlq.close()
         await events.close()
-
-
-async def _has(reader: TopicReader, count: int) -> bool:
-    return len(await reader.poll()) >= count
 
 
 async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
@@ -176,7 +162,7 @@ async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
     await wait_for("the worker", lambda: logged(worker, "Worker ready"), 90, [worker])
 
     async def ready() -> bool:
-        return scrape(port, "/healthz")[0] == 200
+        return get(port, "/healthz")[0] == 200
 
     await wait_for("readiness", ready, 60, [worker])
     receipt = {
@@ -192,7 +178,7 @@ async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
         return crashes(port) == 1
 
     await wait_for("the crash to be counted", crashed, 60, [worker])
-    status, reason = scrape(port, "/healthz")
+    status, reason = get(port, "/healthz")
     assert (status, reason) == (503, "agent crashed and has handled no message since\n")
     assert worker.exit_code() is None
     assert _crashed_lines(worker) >= 1  # what the hostile test counts is Faust's own report

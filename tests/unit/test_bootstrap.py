@@ -3,8 +3,6 @@ broker's limits, and the one way a process serves /metrics and /healthz."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from mhst_tracker.bootstrap import PRODUCER_BATCH_BYTES, KafkaClient
 from mhst_tracker.config import ConfigError, Settings
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.timesource import SimulatedClock, WallClock
+from tests.http import get
 
 
 def test_wire_builds_the_shared_pieces_from_the_settings() -> None:
@@ -55,14 +54,6 @@ def test_the_kafka_client_is_aligned_with_the_topics_limits() -> None:
     assert (small.max_request_bytes, small.batch_bytes) == (1_048_588, 200_000)
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def test_metrics_and_readiness_are_served_on_one_port() -> None:
     registry = CollectorRegistry()
     Counter("mhst_test_things", "Things.", registry=registry).inc(3)
@@ -70,18 +61,18 @@ def test_metrics_and_readiness_are_served_on_one_port() -> None:
     port = bootstrap.serve_metrics(
         registry, 0, health=lambda: (bool(state["ready"]), str(state["reason"]))
     )
-    status, page = _get(port, "/metrics")
+    status, page = get(port, "/metrics")
     assert status == 200
     assert "mhst_test_things_total 3.0" in page
-    assert _get(port, "/healthz") == (503, "starting\n")
+    assert get(port, "/healthz") == (503, "starting\n")
     state.update(ready=True, reason="ready")
-    assert _get(port, "/healthz") == (200, "ready\n")
+    assert get(port, "/healthz") == (200, "ready\n")
 
 
 def test_without_a_health_check_healthz_is_just_metrics() -> None:
     registry = CollectorRegistry()
     Counter("mhst_test_other", "Other.", registry=registry)
     port = bootstrap.serve_metrics(registry, 0)
-    status, page = _get(port, "/healthz")
+    status, page = get(port, "/healthz")
     assert status == 200
     assert "mhst_test_other_total" in page

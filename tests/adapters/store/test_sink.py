@@ -39,6 +39,7 @@ from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
 from mhst_tracker.topics import TopicNames
+from tests import hostile
 from tests.adapters.store.conftest import (
     CONTRACT_FIELDS,
     NOW,
@@ -364,50 +365,7 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
 MAX_EVENT_BYTES = 4096
 
 
-def _body(n: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": f"bad-{n}",
-        "type": "allocated",
-        "referral_id": f"B{n % 50}",
-        "occurred_at": "2026-09-03T10:00:00+01:00",
-        **fields,
-    }
-
-
-def _json(n: int, **fields: Any) -> bytes:
-    return orjson.dumps(_body(n, **fields))
-
-
-def _keyed(n: int, value: bytes | None) -> Message:
-    return f"B{n % 50}".encode(), value, []
-
-
-def _nested(n: int, depth: int) -> bytes:
-    return _json(n)[:-1] + b',"x":' + b"[" * depth + b"]" * depth + b"}"
-
-
-BAD_KINDS: list[Callable[[int], Message]] = [
-    lambda n: _keyed(n, _nested(n, 1000)),
-    lambda n: _keyed(n, _nested(n, 100_000)),
-    lambda n: _keyed(n, _json(n, x="y" * MAX_EVENT_BYTES)),  # over the size limit
-    lambda n: _keyed(n, b"\xff\xfe" + _json(n)),  # not UTF-8
-    lambda n: _keyed(n, _json(n, team_id="T\u00001")),  # NUL
-    lambda n: _keyed(n, b"\xef\xbb\xbf" + _json(n)),  # a byte-order mark
-    lambda n: _keyed(n, b"[1, 2, 3]"),  # not an object
-    lambda n: _keyed(n, b'"9434765919"'),
-    lambda n: _keyed(n, _json(n, event_id=9434765919)),  # a number for a string
-    lambda n: _keyed(n, _json(n, school_id=["S1"])),
-    lambda n: _keyed(n, b'{"event_id": "a", "event_id": ' + _json(n)[len(b'{"event_id":') :]),
-    lambda n: _keyed(n, orjson.dumps({k: v for k, v in _body(n).items() if k != "type"})),
-    lambda n: (None, _json(n), []),  # no key
-    lambda n: (b"someone-else", _json(n), []),  # key mismatch
-    lambda n: _keyed(n, None),  # no value
-    lambda n: _keyed(n, _json(n, type="R0999001")),
-    lambda n: _keyed(n, _json(n, occurred_at="2026-09-03T10:00:00")),
-    lambda n: _keyed(n, _json(n, type="referral_received", team_id="T" * 65)),  # too long to store
-    lambda n: _keyed(n, _json(n, schema_version=2)),
-    lambda n: _keyed(n, b"{not json" + str(n).encode()),
-]
+BAD_KINDS: list[Callable[[int], tuple[bytes | None, bytes | None]]] = hostile.kinds(MAX_EVENT_BYTES)
 
 
 def _accepted(message: Message) -> str | None:
@@ -435,12 +393,12 @@ async def test_ten_thousand_bad_messages_among_valid_ones_stop_nothing_and_lose_
         event_message(body | PLANTED)
         for body in valid_bodies((x or b"").decode() for _, x, _ in valid[:50])
     ]
-    bad = [BAD_KINDS[n % len(BAD_KINDS)](n) for n in range(10_000)]
+    bad: list[Message] = [(*BAD_KINDS[n % len(BAD_KINDS)](n), []) for n in range(10_000)]
     mixed = [*valid, *bad]
     random.Random(3).shuffle(mixed)
-    mixed.append(_keyed(0, b'{"pad": "' + b"x" * 900_000 + b'"}'))  # near the broker's limit
+    mixed.append((b"B0", b'{"pad": "' + b"x" * 900_000 + b'"}', []))  # near the broker's limit
     not_alerts: list[Message] = [
-        (b"R1", value, []) for value in (b"[]", b"\xff", b"{}", _nested(0, 5000))
+        (b"R1", value, []) for value in (b"[]", b"\xff", b"{}", hostile.nested(0, 5000))
     ]
     broken_letters: list[Message] = [(b"R1", b"{}", [("mhst-reason", b"x")]), (b"R1", None, [])]
     await produce(kafka_bootstrap, topics.events, mixed)

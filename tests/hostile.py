@@ -1,9 +1,10 @@
-"""Hostile input for the events topic: about twenty kinds of bad message, made by number.
+"""Hostile input for the events topic: twenty-odd kinds of bad message, made by number.
 
 Each kind is a function of a number ``n`` giving a ``(key, value)`` message for one of 50
 referral ids of its own (``B0``..``B49``), so a corpus of thousands has a few hundred of
-each. Every kind breaks the contract (or the transport's rules) in its own way; whether the
-pipeline rejects it is decided by the test with :func:`mhst_tracker.pipeline.accept`.
+each. Each kind breaks the contract, the transport's rules or the store's columns in its
+own way; whether a reader rejects it is for the test to decide (the stream workers and the
+store sink read the same corpus).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def kinds(max_event_bytes: int) -> list[Callable[[int], Message]]:
         lambda n: _keyed(n, _json(n, type="R0999001")),  # an unknown type
         lambda n: _keyed(n, _json(n, occurred_at="2026-05-03T10:00:00")),  # no UTC offset
         lambda n: _keyed(n, _json(n, type="referral_received")),  # a receipt without a team
+        lambda n: _keyed(n, _json(n, type="referral_received", team_id="T" * 65)),  # too long
+        lambda n: _keyed(n, _json(n, schema_version=2)),
         lambda n: _keyed(n, b"{not json" + str(n).encode()),
     ]
 
