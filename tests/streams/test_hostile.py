@@ -49,13 +49,18 @@ def _rejected(message: Message) -> bool:
     return False
 
 
-def crashes(port: int) -> float:
-    """``mhst_worker_agent_crashes_total`` of the worker serving metrics on ``port``."""
+def metric(port: int, name: str) -> float:
+    """The unlabelled series ``name`` of the worker serving metrics on ``port``."""
     _status, page = get(port, "/metrics")
     for line in page.splitlines():
-        if line.startswith("mhst_worker_agent_crashes_total "):
+        if line.startswith(f"{name} "):
             return float(line.split()[1])
-    raise AssertionError("no mhst_worker_agent_crashes_total on /metrics")
+    raise AssertionError(f"no {name} on /metrics")
+
+
+def crashes(port: int) -> float:
+    """``mhst_worker_agent_crashes_total`` of the worker serving metrics on ``port``."""
+    return metric(port, "mhst_worker_agent_crashes_total")
 
 
 async def _produce_large(bootstrap: str, topic: str, messages: list[Message]) -> None:
@@ -165,6 +170,11 @@ async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
         return get(port, "/healthz")[0] == 200
 
     await wait_for("readiness", ready, 60, [worker])
+
+    async def first_tick_handled() -> bool:  # the next heartbeat tick is a minute away
+        return metric(port, "mhst_faust_messages_received_total") >= 1
+
+    await wait_for("the first heartbeat tick", first_tick_handled, 30, [worker])
     receipt = {
         "event_id": "rc-1",
         "type": "referral_received",
