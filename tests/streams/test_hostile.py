@@ -191,7 +191,11 @@ async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
     status, reason = get(port, "/healthz")
     assert (status, reason) == (503, "agent crashed and has handled no message since\n")
     assert worker.exit_code() is None
-    assert _crashed_lines(worker) >= 1  # what the hostile test counts is Faust's own report
+
+    async def reported() -> bool:  # what the hostile test counts is Faust's own report
+        return _crashed_lines(worker) >= 1
+
+    await wait_for("Faust's Crashed line", reported, 10, [worker])
     other = {**receipt, "event_id": "rc-2", "referral_id": "RC-2"}
     await produce(bootstrap, deployment.names.events, [(b"RC-2", orjson.dumps(other))])
     await wait_for("readiness again", ready, 90, [worker])
