@@ -33,10 +33,11 @@ from typing import Any
 import msgspec
 import orjson
 
+from mhst_tracker.commands.running import cyclic_gc_paused
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
-from mhst_tracker.replay import Replayer, cyclic_gc_paused
+from mhst_tracker.replay import Replayer
 from mhst_tracker.simulate import simulate
 
 TARGET_EVENTS_PER_S = 200_000

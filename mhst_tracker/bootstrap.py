@@ -41,7 +41,6 @@ from mhst_tracker.commands import running
 from mhst_tracker.config import ConfigError, Settings
 from mhst_tracker.dead_letters import MIN_LIMIT
 from mhst_tracker.domain.profile import Profile
-from mhst_tracker.replay import cyclic_gc_paused
 from mhst_tracker.timesource import TimeSource
 from mhst_tracker.topics import TopicNames
 
@@ -160,7 +159,7 @@ def worker(settings: Settings, *, create_topics: bool = True) -> WorkerParts:
         dead_letter_limit=dead_letter_limit,
         metrics=metrics,
         health=WorkerHealthMetrics(metrics.registry),
-        collector_paused=cyclic_gc_paused,
+        collector_paused=running.cyclic_gc_paused,
     )
 
 

@@ -8,9 +8,11 @@ the package names it, as a module path loaded when that command runs.
 """
 
 import importlib
-from typing import Final
+from typing import Any, Final
 
 import click
+
+from mhst_tracker.config import ConfigError
 
 COMMANDS: Final = {
     "replay": (
@@ -70,6 +72,14 @@ class LazyGroup(click.Group):
         if not isinstance(command, click.Command):
             raise TypeError(f"{entry[0]} is not a click command")
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a setting the tracker cannot use is one line and exit code 2."""
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(2)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]

@@ -17,7 +17,7 @@ from typing import Any, Final
 import orjson
 
 from mhst_tracker.domain.alerts import Alert, decide_alerts, next_deadline
-from mhst_tracker.domain.clock import ReferralClock, ReferralState
+from mhst_tracker.domain.clock import Evaluation, ReferralClock, ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import Event, parse_event
 from mhst_tracker.domain.profile import Profile
@@ -75,32 +75,18 @@ def deadline_of(raw: bytes) -> tuple[int, float | None]:
 def accept(key: bytes | None, value: bytes | None, max_bytes: int) -> Event:
     """Validate one message of the events topic; ``InvalidEvent`` with the reason if not.
 
-    Beyond the engine's contract, the transport's rules: a value at most ``max_bytes``
-    long, and a key equal to the event's ``referral_id`` (UTF-8), since the key decides the
-    partition and so which clock the event reaches. Any other failure to read the value
-    (the parser's own, on bytes it cannot handle) is a rejection too: :func:`unreadable`.
+    The engine's contract (events at most ``max_bytes`` long), and the transport's rules: a
+    value, and a key equal to the event's ``referral_id`` (UTF-8), since the key decides
+    the partition and so which clock the event reaches.
     """
     if value is None:
         raise InvalidEvent(NO_VALUE)
-    if len(value) > max_bytes:
-        raise InvalidEvent(f"message larger than {max_bytes} bytes")
-    try:
-        event = parse_event(value)
-    except InvalidEvent:
-        raise
-    except Exception as error:  # the parser failing on these bytes is still their fault
-        raise InvalidEvent(unreadable(error)) from None
+    event = parse_event(value, max_bytes)
     if key is None:
         raise InvalidEvent(NO_KEY)
     if key != event.referral_id.encode():
         raise InvalidEvent(KEY_MISMATCH)
     return event
-
-
-def unreadable(error: Exception) -> str:
-    """The reason for a value whose reading failed other than by the contract's rules (deep
-    nesting, say): the kind of failure, never the value's content."""
-    return f"message could not be read ({type(error).__name__})"
 
 
 @dataclass(frozen=True)
@@ -135,11 +121,12 @@ def apply_event(
     return Outcome(record, state, _decide(record, state, profile, now))
 
 
-def apply_tick(record: ReferralRecord, profile: Profile, now: datetime) -> Outcome:
-    """Look at a referral again at ``now`` because its deadline came (no new event)."""
+def apply_tick(record: ReferralRecord, evaluation: Evaluation) -> Outcome:
+    """Look at a referral again as of the evaluation's moment because its deadline came (no
+    new event); a timer decides many referrals as of one moment with one evaluation."""
     previous_deadline = record.deadline
-    state = record.clock.state(now, profile)
-    alerts = _decide(record, state, profile, now)
+    state = record.clock.evaluate(evaluation)
+    alerts = _decide(record, state, evaluation.profile, evaluation.as_of)
     changed = bool(alerts) or record.deadline != previous_deadline
     return Outcome(record if changed else None, state, alerts)
 

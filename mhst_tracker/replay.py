@@ -1,34 +1,35 @@
 """Replay: the engine without Kafka, from a sequence of JSONL lines to states and measures.
 
-The same parse, fold and measures the stream workers use, so replaying a topic's history
-gives the states the workers hold. Invalid lines are listed with their line number and
-reason and never stop the replay; lines holding only white space are not events and are
-skipped without a report.
+The same reader (:func:`~mhst_tracker.domain.events.parse_event`), fold
+(:func:`~mhst_tracker.domain.clock.fold_events`) and measures the stream workers and the
+store use, so replaying a topic's history gives the states the workers hold. Invalid lines
+are listed with their line number and reason and never stop the replay; lines holding only
+white space are not events and are skipped without a report. A referral none of whose
+events occurred at or before the as-of moment does not exist yet then: it is not listed and
+counts nowhere.
 
-Python's cyclic garbage collector is paused while lines are folded and states computed:
-a replay allocates millions of long-lived objects, none of them in reference cycles, and
-each full collection would walk them all again (about a third of the replay time).
+A replay allocates millions of long-lived objects, none of them in reference cycles; the
+command that runs one pauses the cyclic garbage collector around it
+(:func:`mhst_tracker.commands.running.cyclic_gc_paused`), a choice for the process, not
+this module.
 """
 
-import gc
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from mhst_tracker.domain.clock import ReferralClock, ReferralState, fold_events
-from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import (
-    _REFERRAL_RECEIVED,
-    _WIRE_ERRORS,
-    SCHEMA_VERSION,
-    _decode_wire,
-    _fast_timestamp,
-    parse_event,
+from mhst_tracker.domain.clock import (
+    Evaluation,
+    ReferralClock,
+    ReferralState,
+    existing_states,
+    fold_events,
 )
+from mhst_tracker.domain.errors import InvalidEvent
+from mhst_tracker.domain.events import MAX_EVENT_BYTES, Event, parse_event
 from mhst_tracker.domain.measures import Summary, summarise
 from mhst_tracker.domain.profile import Profile
 
@@ -96,68 +97,45 @@ class ReplayResult:
 
 
 class Replayer:
-    """Folds lines into referral clocks; ask :meth:`result` for any moment afterwards."""
+    """Folds lines into referral clocks; ask :meth:`result` for any moment afterwards.
 
-    def __init__(self) -> None:
+    ``max_bytes`` is the largest event accepted (``MHST_MAX_EVENT_BYTES``, as the workers
+    apply it)."""
+
+    def __init__(self, max_bytes: int = MAX_EVENT_BYTES) -> None:
+        self.max_bytes = max_bytes
         self.clocks: dict[str, ReferralClock] = {}
         self.rejected: list[RejectedLine] = []
         self.duplicates = 0
         self.lines = 0
 
     def feed(self, lines: Iterable[bytes | str]) -> None:
-        """Parse and apply each line; line numbers continue across calls."""
-        with cyclic_gc_paused():
-            self._feed(lines)
+        """Read and fold each line; line numbers continue across calls."""
+        self.duplicates += fold_events(self.clocks, self._events(lines))
 
-    def _feed(self, lines: Iterable[bytes | str]) -> None:
-        clocks = self.clocks
-        get_clock = clocks.get
-        decode = _decode_wire
-        fast_timestamp = _fast_timestamp
-        number = self.lines
-        for number, line in enumerate(lines, start=self.lines + 1):
-            # Most lines take parse_event's fast path, written out here (it is parse_fast,
-            # without two calls per line) and folded straight into the clock without
-            # building an Event. It must accept exactly what parse_fast accepts; the rest
-            # (blank lines too: the decoder rejects them) go through parse_event itself.
-            try:
-                wire = decode(line)
-            except _WIRE_ERRORS:
-                wire = None
-            if wire is not None:
-                occurred_at = fast_timestamp(wire.occurred_at)
-                team_id = wire.team_id
-                school_id = wire.school_id
-                event_type = wire.type
-                if (
-                    occurred_at is not None
-                    and team_id != ""
-                    and school_id != ""
-                    and (team_id is not None or event_type is not _REFERRAL_RECEIVED)
-                    and wire.schema_version == SCHEMA_VERSION
-                ):
-                    referral_id = wire.referral_id
-                    clock = get_clock(referral_id)
-                    if clock is None:
-                        clock = clocks[referral_id] = ReferralClock(referral_id)
-                    if not clock.fold(wire.event_id, event_type, occurred_at, team_id, school_id):
-                        self.duplicates += 1
-                    continue
-            if not line or line.isspace():
-                continue
-            try:
-                event = parse_event(line)
-            except InvalidEvent as error:
-                self.rejected.append(RejectedLine(number, error.reason))
-                continue
-            self.duplicates += fold_events(clocks, (event,))
-        self.lines = number
+    def _events(self, lines: Iterable[bytes | str]) -> Iterator[Event]:
+        """The events of ``lines``, the rejected lines noted with their numbers."""
+        max_bytes = self.max_bytes
+        rejected = self.rejected
+        last = self.lines
+        try:
+            for last, line in enumerate(lines, start=self.lines + 1):
+                try:
+                    yield parse_event(line, max_bytes)
+                except InvalidEvent as error:
+                    if line and not line.isspace():
+                        rejected.append(RejectedLine(last, error.reason))
+        finally:
+            self.lines = last
 
     def result(self, as_of: datetime, profile: Profile) -> ReplayResult:
-        """States of all referrals as of ``as_of``, sorted by referral id, and the measures."""
-        with cyclic_gc_paused():
-            states = tuple(self.clocks[key].state(as_of, profile) for key in sorted(self.clocks))
-            summary = summarise(states, profile, rejected_events=len(self.rejected))
+        """States of the referrals that exist as of ``as_of``, sorted by referral id, and
+        the measures."""
+        clocks = self.clocks
+        states = tuple(
+            existing_states((clocks[key] for key in sorted(clocks)), Evaluation.of(as_of, profile))
+        )
+        summary = summarise(states, profile, rejected_events=len(self.rejected))
         return ReplayResult(
             as_of=as_of,
             profile=profile,
@@ -168,20 +146,13 @@ class Replayer:
         )
 
 
-def replay(lines: Iterable[bytes | str], as_of: datetime, profile: Profile) -> ReplayResult:
+def replay(
+    lines: Iterable[bytes | str],
+    as_of: datetime,
+    profile: Profile,
+    max_bytes: int = MAX_EVENT_BYTES,
+) -> ReplayResult:
     """Replay ``lines`` (JSONL, one event per line) and evaluate every referral as of ``as_of``."""
-    replayer = Replayer()
+    replayer = Replayer(max_bytes)
     replayer.feed(lines)
     return replayer.result(as_of, profile)
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building or rendering a large replay."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

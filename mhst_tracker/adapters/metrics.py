@@ -70,10 +70,11 @@ _REASON_MAX_LENGTH: Final = 80
 def reason_label(reason: str) -> str:
     """A bounded ``reason`` label for a rejection reason.
 
-    Reasons may carry details from the input (``unknown type 'foo'``, a JSON parser's
-    position after a colon, a version number). Those are dropped, so the label set stays
-    small and no input value reaches a label: ``unknown type``, ``invalid JSON``,
-    ``unsupported schema_version N``.
+    The engine's reasons name the field and the rule, never a value; what detail a reason
+    may still carry (a JSON parser's position after a colon, a size limit) is dropped, and
+    anything quoted too, so the label set stays small and no input value can reach a label:
+    ``invalid JSON``, ``event larger than N bytes``, ``type is not one of the allowed
+    values``.
     """
     head = reason.split(":", 1)[0]
     head = _REASON_QUOTED.sub("", head)

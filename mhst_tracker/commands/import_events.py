@@ -103,7 +103,7 @@ async def import_file(path: Path, fmt: str, target: str, settings: Settings) -> 
 def _with_progress(path: Path, fmt: str, settings: Settings) -> Iterator[ImportItem]:
     now = datetime.now(UTC)
     with path.open("rb") as file:
-        items = read_file(file, fmt, str(path), settings.profile(), now)
+        items = read_file(file, fmt, str(path), settings.profile(), now, settings.max_event_bytes)
         if not stderr_is_terminal():
             yield from items
             return

@@ -15,11 +15,13 @@ from typing import IO, Any
 import click
 
 from mhst_tracker.commands.progress import stderr_is_terminal, with_progress
+from mhst_tracker.commands.running import cyclic_gc_paused
+from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.events import parse_timestamp
 from mhst_tracker.domain.measures import WAIT_BANDS, GroupMeasures
-from mhst_tracker.domain.profile import TRAILBLAZER_4WW, load_profile
-from mhst_tracker.replay import ReplayResult, cyclic_gc_paused, replay
+from mhst_tracker.domain.profile import load_profile
+from mhst_tracker.replay import ReplayResult, replay
 
 PROGRESS_MIN_BYTES = 16 * 1024 * 1024
 _PROGRESS_EVERY_LINES = 20_000
@@ -63,28 +65,39 @@ class Timestamp(click.ParamType):
     "profile_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Profile TOML file. Default: the built-in trailblazer-4ww.",
+    help="Profile TOML file. Default: MHST_PROFILE if set, else the built-in trailblazer-4ww.",
 )
 def replay_command(
     events_file: str, as_of: datetime | None, output_format: str, profile_path: Path | None
 ) -> None:
     """Replay the events of FILE (JSONL; - for standard input) as of a moment.
 
-    Prints every referral's state, the rejected lines, the duplicates and the measures."""
+    Prints every referral's state, the rejected lines, the duplicates and the measures.
+    The profile and the largest event accepted are the workers' (MHST_PROFILE,
+    MHST_MAX_EVENT_BYTES), so a replay of a topic's history gives the states they hold;
+    --profile replaces MHST_PROFILE."""
+    settings = Settings.from_env()
     try:
-        profile = TRAILBLAZER_4WW if profile_path is None else load_profile(profile_path)
+        profile = settings.profile() if profile_path is None else load_profile(profile_path)
     except ProfileError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.BadParameter(str(error), param_hint="--profile") from None
     moment = datetime.now(UTC) if as_of is None else as_of
     # One pause of the cyclic collector over the whole command: re-enabled between
     # phases, its next young collection would walk every object the replay has built so
     # far (about 0.7 s per walk on a million events).
     with cyclic_gc_paused():
         if events_file == "-":
-            result = replay(click.get_binary_stream("stdin"), moment, profile)
+            result = replay(
+                click.get_binary_stream("stdin"), moment, profile, settings.max_event_bytes
+            )
         else:
             with open(events_file, "rb") as file:
-                result = replay(_with_progress(file, events_file), moment, profile)
+                result = replay(
+                    _with_progress(file, events_file),
+                    moment,
+                    profile,
+                    settings.max_event_bytes,
+                )
         if output_format == "json":
             output = result.to_json() + b"\n"
         else:

@@ -22,8 +22,8 @@ from mhst_tracker.adapters.metrics import SinkMetrics
 from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.sink import GROUP_ID, Sink, SinkOptions
 from mhst_tracker.commands import running
+from mhst_tracker.commands.running import cyclic_gc_paused
 from mhst_tracker.config import Settings
-from mhst_tracker.replay import cyclic_gc_paused
 
 GC_INTERVAL_SECONDS: Final = 5.0
 """How often the sink's process runs the cyclic garbage collector, which it otherwise pauses."""

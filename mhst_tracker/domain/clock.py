@@ -6,7 +6,11 @@ and school, the earliest event of every other kind that matters once (each stage
 ``referral_closed``), and every ``appointment_dna``. "Earliest" compares ``occurred_at`` as
 an instant and breaks ties by the smaller ``event_id``, so arrival order never matters.
 :meth:`ReferralClock.state` turns that into a :class:`ReferralState` as of any moment T,
-considering only events with ``occurred_at <= T``.
+considering only events with ``occurred_at <= T``, in three steps: the stages' completion
+dates, the stages' states, the referral's status. What an evaluation as of T needs
+whatever the referral (T in UTC, its local date, the profile's stages, the stage states
+made so far) is an :class:`Evaluation`, passed explicitly: bulk callers make one and call
+:meth:`ReferralClock.evaluate` for every referral. The module keeps no state of its own.
 
 The rules are those of the domain page. Decisions where it is silent:
 
@@ -27,17 +31,21 @@ The rules are those of the domain page. Decisions where it is silent:
   date; an event a few hours before the receipt on the same local date is not flagged.
 * **DNAs** are counted whatever their date (also after closure or before receipt); they
   never change a stage.
+* **Existence.** A referral none of whose events occurred at or before T does not exist yet
+  as of T: it is not listed and counts nowhere (:meth:`ReferralClock.began_by`,
+  :func:`existing_states`).
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
+from zoneinfo import ZoneInfo
 
+import msgspec
 import orjson
 
-from mhst_tracker.domain._frozen import frozen_constructor
 from mhst_tracker.domain.errors import ClockError
 from mhst_tracker.domain.events import Event, EventType
 from mhst_tracker.domain.profile import Profile
@@ -95,14 +103,18 @@ class StageState:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ReferralState:
+class ReferralState(msgspec.Struct, frozen=True, gc=False):
     """A referral against the standard as of ``as_of``.
 
     ``stages`` maps every stage of the profile, in pathway order, to its state, or to
     ``None`` for a ``no_receipt`` referral. ``at_risk_stages`` names the pending stages of a
     waiting referral whose warning day (``Stage.at_risk_day``, in days waited) has been
     reached. ``as_of`` and ``at_risk_stages`` are not part of :meth:`to_dict`.
+
+    A frozen msgspec ``Struct``: an evaluation builds one per referral, at about a fifth of
+    a frozen dataclass's cost (:class:`StageState`, shared within an evaluation, stays a
+    dataclass, which orjson writes as the object of its fields). ``gc=False``: it holds
+    strings, dates, enum members and a dict of stage states, never a reference cycle.
     """
 
     referral_id: str
@@ -160,77 +172,80 @@ _APPOINTMENT_DNA: Final = EventType.APPOINTMENT_DNA
 _EVENT_TYPE_NAMES: Final = {event_type: event_type.value for event_type in EventType}
 """Each event type's value (orjson takes no enum as a key of an object)."""
 
-_new_stage_state: Callable[[date, date | None, StageStatus], StageState] = frozen_constructor(
-    StageState
-)
-_new_referral_state: Callable[
-    [
-        str,
-        str | None,
-        str | None,
-        ReferralStatus,
-        date | None,
-        int | None,
-        int,
-        tuple[Flag, ...],
-        Mapping[str, StageState | None],
-        datetime,
-        tuple[str, ...],
-    ],
-    ReferralState,
-] = frozen_constructor(ReferralState)
-
-_stage_cache: dict[int, StageState] = {}
-"""Shared :class:`StageState` instances, keyed by one int standing for ``(due_on, done_on,
-state)``: ``done * _ORDINAL_SPAN + due`` (date ordinals) for a completed stage, whose state
-follows from the two dates, else ``-(4 * due + n)`` with ``n`` 1 not applicable, 2 breached,
-3 pending. StageState is frozen, so equal instances can be shared: a replay evaluates
-hundreds of thousands of referrals over a few thousand distinct stage states, and a lookup
-costs a fraction of building one (and of the memory). Cleared when full, to stay bounded in
-a long-running worker."""
-
 _ORDINAL_SPAN: Final = 4_000_000
 """More than the largest date ordinal (9999-12-31 is 3,652,059)."""
-
-_STAGE_CACHE_LIMIT: Final = 100_000
 
 _Mark = tuple[datetime, str]
 """An event's instant (in UTC) and id: the key that decides which event is earliest."""
 
 _fromordinal: Final = date.fromordinal
 
-_StagePlan = tuple[str, EventType, int, int | None]
-"""A stage's ``name``, ``completed_by``, ``target_days`` and ``at_risk_day``."""
 
-_Context = tuple[datetime, Profile, datetime, int, tuple[_StagePlan, ...], tuple[str, ...]]
-"""What an evaluation needs that depends only on ``as_of`` and the profile: ``as_of``, the
-profile, ``as_of`` in UTC, the local date of ``as_of`` as an ordinal, the stages as plain
-tuples, and the stage names."""
+class _StagePlan(NamedTuple):
+    """A stage of the profile, as the evaluation loop unpacks it."""
 
-_last_context: _Context | None = None
+    name: str
+    completed_by: EventType
+    target_days: int
+    at_risk_day: int | None
 
 
-def _evaluation_context(as_of: datetime, profile: Profile) -> _Context:
-    """Work out, check and remember the context of an evaluation as of ``as_of``.
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What evaluating any referral as of one moment under one profile needs, worked out
+    once: a replay, a partition's restatement, a timer's burst or a report evaluates many
+    referrals with one of these (:meth:`ReferralClock.evaluate`).
 
-    A replay, a partition restatement or a metrics refresh evaluates every referral as of
-    the same moment under the same profile, so :meth:`ReferralClock.state` keeps the last
-    context and reuses it while it is handed the very same ``as_of`` and profile objects
-    (compared by identity: cheap, and both are immutable). The cache is one tuple,
-    replaced whole, so a reader never sees a half-updated one.
+    ``stage_states`` holds the :class:`StageState` instances this evaluation has made,
+    keyed by one int standing for ``(due_on, done_on, state)``: ``done * _ORDINAL_SPAN +
+    due`` (date ordinals) for a completed stage, whose state follows from the two dates,
+    else ``-(4 * due + n)`` with ``n`` 1 not applicable, 2 breached, 3 pending.
+    StageState is frozen, so equal instances can be shared: a replay evaluates hundreds of
+    thousands of referrals over a few thousand distinct stage states, and a lookup costs a
+    fraction of building one (and of the memory). It lives and dies with the evaluation.
     """
-    global _last_context
-    if as_of.utcoffset() is None:
-        raise ClockError("as_of must be timezone-aware")
-    moment = as_of if as_of.tzinfo is UTC else as_of.astimezone(UTC)
-    today = moment.astimezone(profile.timezone).date().toordinal()
-    plan = tuple(
-        (stage.name, stage.completed_by, stage.target_days, stage.at_risk_day)
-        for stage in profile.stages
-    )
-    context = (as_of, profile, moment, today, plan, tuple(name for name, *_ in plan))
-    _last_context = context
-    return context
+
+    as_of: datetime
+    profile: Profile
+    moment: datetime
+    """``as_of`` in UTC."""
+    today: int
+    """The ordinal of ``as_of``'s local date."""
+    zone: ZoneInfo
+    stages: tuple[_StagePlan, ...]
+    stage_names: tuple[str, ...]
+    stage_states: dict[int, StageState]
+
+    @classmethod
+    def of(cls, as_of: datetime, profile: Profile) -> "Evaluation":
+        """The evaluation as of ``as_of`` (timezone-aware) under ``profile``."""
+        if as_of.utcoffset() is None:
+            raise ClockError("as_of must be timezone-aware")
+        moment = as_of if as_of.tzinfo is UTC else as_of.astimezone(UTC)
+        stages = tuple(
+            _StagePlan(stage.name, stage.completed_by, stage.target_days, stage.at_risk_day)
+            for stage in profile.stages
+        )
+        return cls(
+            as_of=as_of,
+            profile=profile,
+            moment=moment,
+            today=moment.astimezone(profile.timezone).date().toordinal(),
+            zone=profile.timezone,
+            stages=stages,
+            stage_names=tuple(stage.name for stage in stages),
+            stage_states={},
+        )
+
+
+_Completions = tuple[list[date | None], tuple[Flag, ...], int | None]
+"""Step one of an evaluation: the local date each stage was completed (or ``None``), in
+pathway order; the referral's flags; the ordinal of its closure date, if closed. (A plain
+tuple, unpacked at once: a named tuple costs more to build than the step saves.)"""
+
+_Stages = tuple[dict[str, StageState | None], tuple[str, ...], date | None, StageStatus]
+"""Step two: every stage's state, the stages at risk, and the final stage's completion
+date and state (which decide the referral's status)."""
 
 
 class ReferralClock:
@@ -259,34 +274,27 @@ class ReferralClock:
         """Fold one event in; ``False`` (and no change) if its ``event_id`` was seen before."""
         if event.referral_id != self.referral_id:
             raise ClockError("event belongs to another referral")
-        return self.fold(
-            event.event_id, event.type, event.occurred_at, event.team_id, event.school_id
-        )
+        return self._fold(event)
 
-    def fold(
-        self,
-        event_id: str,
-        event_type: EventType,
-        occurred_at: datetime,
-        team_id: str | None,
-        school_id: str | None,
-    ) -> bool:
-        """:meth:`apply` given the fields of a valid event of this referral that the clock
-        uses, for bulk callers that have them without an :class:`Event` (replay)."""
+    def _fold(self, event: Event) -> bool:
+        """:meth:`apply` of an event known to be this referral's (:func:`fold_events`)."""
+        event_id = event.event_id
         event_ids = self._event_ids
         if event_id in event_ids:
             return False
         event_ids.add(event_id)
+        occurred_at = event.occurred_at
         if occurred_at.tzinfo is not UTC:
             occurred_at = occurred_at.astimezone(UTC)
         mark = (occurred_at, event_id)
+        event_type = event.type
         if event_type is _APPOINTMENT_DNA:
             self._dnas.append(mark)
         elif event_type is _REFERRAL_RECEIVED:
             if self._receipt is None or mark < self._receipt:
                 self._receipt = mark
-                self._team_id = team_id
-                self._school_id = school_id
+                self._team_id = event.team_id
+                self._school_id = event.school_id
         else:
             first = self._firsts.get(event_type)
             if first is None or mark < first:
@@ -294,16 +302,33 @@ class ReferralClock:
         return True
 
     def state(self, as_of: datetime, profile: Profile) -> ReferralState:
-        """The referral as of ``as_of`` (an aware datetime) under ``profile``."""
-        context = _last_context
-        if context is None or context[0] is not as_of or context[1] is not profile:
-            context = _evaluation_context(as_of, profile)
-        moment = context[2]
+        """The referral as of ``as_of`` (an aware datetime) under ``profile``; to evaluate
+        many referrals as of one moment, make one :class:`Evaluation` and call
+        :meth:`evaluate`."""
+        return self.evaluate(Evaluation.of(as_of, profile))
+
+    def began_by(self, moment: datetime) -> bool:
+        """Whether one of the referral's events occurred at or before ``moment`` (aware).
+
+        A referral none of whose events had occurred by then does not exist yet as of that
+        moment: it is not listed and counts nowhere. The earliest of all its events is the
+        earliest of the ones the clock keeps (each kind's earliest, and every DNA)."""
+        receipt = self._receipt
+        if receipt is not None and receipt[0] <= moment:
+            return True
+        return any(mark[0] <= moment for mark in self._firsts.values()) or any(
+            mark[0] <= moment for mark in self._dnas
+        )
+
+    def evaluate(self, evaluation: Evaluation) -> ReferralState:
+        """The referral as of the evaluation's moment: its stages' completion dates, then
+        the stages' states, then the referral's status."""
+        moment = evaluation.moment
         dnas = self._dnas
         dna_count = sum(1 for mark in dnas if mark[0] <= moment) if dnas else 0
         receipt = self._receipt
         if receipt is None or receipt[0] > moment:
-            return _new_referral_state(
+            return ReferralState(
                 self.referral_id,
                 None,
                 None,
@@ -312,89 +337,28 @@ class ReferralClock:
                 None,
                 dna_count,
                 (),
-                dict.fromkeys(context[5]),
-                as_of,
+                dict.fromkeys(evaluation.stage_names),
+                evaluation.as_of,
                 (),
             )
-        zone = profile.timezone
-        today = context[3]
-        received_on = receipt[0].astimezone(zone).date()
+        received_on = receipt[0].astimezone(evaluation.zone).date()
         received = received_on.toordinal()
-        plan = context[4]
-
-        # Local completion date of each stage: its own earliest event or a later stage's,
-        # found walking the pathway backwards; each instant converted once.
-        done_dates: list[date | None] = [None] * len(plan)
-        flags: tuple[Flag, ...] = ()
-        closed: int | None = None
-        firsts = self._firsts
-        if firsts:
-            completed_at: datetime | None = None
-            completed_on: date | None = None
-            for index in range(len(plan) - 1, -1, -1):
-                mark = firsts.get(plan[index][1])
-                if (
-                    mark is not None
-                    and mark[0] <= moment
-                    and (completed_at is None or mark[0] < completed_at)
-                ):
-                    completed_at = mark[0]
-                    completed_on = completed_at.astimezone(zone).date()
-                    if completed_on < received_on:
-                        flags = (_STAGE_BEFORE_RECEIPT,)
-                done_dates[index] = completed_on
-            closure = firsts.get(_REFERRAL_CLOSED)
-            if closure is not None and closure[0] <= moment:
-                closed = closure[0].astimezone(zone).date().toordinal()
-                if closed < received:
-                    flags = (*flags, _CLOSED_BEFORE_RECEIPT)
-                    closed = received
-
-        stage_states: dict[str, StageState | None] = {}
-        at_risk: tuple[str, ...] = ()
-        stage_status = _PENDING
-        done_on: date | None = None
-        stage_cache = _stage_cache
-        for (name, _, target_days, at_risk_day), done_on in zip(plan, done_dates, strict=True):
-            due = received + target_days
-            # key identifies (due, done_on, stage_status) as one int for _stage_cache.
-            if done_on is not None:
-                done = done_on.toordinal()
-                stage_status = _MET if done <= due else _BREACHED
-                key = done * _ORDINAL_SPAN + due
-            elif closed is not None:
-                if closed <= due:
-                    stage_status, key = _NOT_APPLICABLE, -4 * due - 1
-                else:
-                    stage_status, key = _BREACHED, -4 * due - 2
-            elif today > due:
-                stage_status, key = _BREACHED, -4 * due - 2
-            else:
-                stage_status, key = _PENDING, -4 * due - 3
-                if at_risk_day is not None and today - received >= at_risk_day:
-                    at_risk = (*at_risk, name)
-            stage_state = stage_cache.get(key)
-            if stage_state is None:
-                if len(stage_cache) >= _STAGE_CACHE_LIMIT:
-                    stage_cache.clear()
-                stage_state = stage_cache[key] = _new_stage_state(
-                    _fromordinal(due), done_on, stage_status
-                )
-            stage_states[name] = stage_state
-
-        # done_on and stage_status are now the final stage's.
+        done_dates, flags, closed = self._completions(evaluation, received_on)
+        states, at_risk, done_on, final_status = _stage_states(
+            evaluation, received, done_dates, closed
+        )
         if done_on is not None:
-            met = stage_status is _MET
+            met = final_status is _MET
             status = _SEEN_WITHIN_STANDARD if met else _SEEN_LATE
             days_waited = max(0, done_on.toordinal() - received)
         elif closed is not None:
             status = _CLOSED_BEFORE_INTERVENTION
             days_waited = closed - received
         else:
-            late = stage_status is _BREACHED
+            late = final_status is _BREACHED
             status = _WAITING_BREACHED if late else _WAITING_WITHIN_STANDARD
-            days_waited = today - received
-        return _new_referral_state(
+            days_waited = evaluation.today - received
+        return ReferralState(
             self.referral_id,
             self._team_id,
             self._school_id,
@@ -403,10 +367,45 @@ class ReferralClock:
             days_waited,
             dna_count,
             flags,
-            stage_states,
-            as_of,
+            states,
+            evaluation.as_of,
             at_risk,
         )
+
+    def _completions(self, evaluation: Evaluation, received_on: date) -> _Completions:
+        """Each stage's local completion date: its own earliest event or a later stage's,
+        found walking the pathway backwards, each instant converted once; the flags; the
+        closure date."""
+        plan = evaluation.stages
+        done_dates: list[date | None] = [None] * len(plan)
+        flags: tuple[Flag, ...] = ()
+        closed: int | None = None
+        firsts = self._firsts
+        if not firsts:
+            return done_dates, flags, closed
+        moment, zone = evaluation.moment, evaluation.zone
+        completed_at: datetime | None = None
+        completed_on: date | None = None
+        for index in range(len(plan) - 1, -1, -1):
+            mark = firsts.get(plan[index].completed_by)
+            if (
+                mark is not None
+                and mark[0] <= moment
+                and (completed_at is None or mark[0] < completed_at)
+            ):
+                completed_at = mark[0]
+                completed_on = completed_at.astimezone(zone).date()
+                if completed_on < received_on:
+                    flags = (_STAGE_BEFORE_RECEIPT,)
+            done_dates[index] = completed_on
+        closure = firsts.get(_REFERRAL_CLOSED)
+        if closure is not None and closure[0] <= moment:
+            closed = closure[0].astimezone(zone).date().toordinal()
+            received = received_on.toordinal()
+            if closed < received:
+                flags = (*flags, _CLOSED_BEFORE_RECEIPT)
+                closed = received
+        return done_dates, flags, closed
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible snapshot, canonical (equal clocks give equal dicts).
@@ -463,6 +462,51 @@ class ReferralClock:
         return clock
 
 
+def _stage_states(
+    evaluation: Evaluation, received: int, done_dates: list[date | None], closed: int | None
+) -> _Stages:
+    """Step two of an evaluation: each stage's due date and state, from its completion
+    date, the closure and the evaluation's date; the pending stages whose warning day has
+    come."""
+    states: dict[str, StageState | None] = {}
+    at_risk: tuple[str, ...] = ()
+    stage_status = _PENDING
+    done_on: date | None = None
+    today, shared = evaluation.today, evaluation.stage_states
+    for (name, _, target_days, at_risk_day), done_on in zip(
+        evaluation.stages, done_dates, strict=True
+    ):
+        due = received + target_days
+        # key identifies (due, done_on, stage_status) as one int (see Evaluation).
+        if done_on is not None:
+            done = done_on.toordinal()
+            stage_status = _MET if done <= due else _BREACHED
+            key = done * _ORDINAL_SPAN + due
+        elif closed is not None:
+            if closed <= due:
+                stage_status, key = _NOT_APPLICABLE, -4 * due - 1
+            else:
+                stage_status, key = _BREACHED, -4 * due - 2
+        elif today > due:
+            stage_status, key = _BREACHED, -4 * due - 2
+        else:
+            stage_status, key = _PENDING, -4 * due - 3
+            if at_risk_day is not None and today - received >= at_risk_day:
+                at_risk = (*at_risk, name)
+        stage_state = shared.get(key)
+        if stage_state is None:
+            stage_state = shared[key] = StageState(_fromordinal(due), done_on, stage_status)
+        states[name] = stage_state
+    return states, at_risk, done_on, stage_status
+
+
+def existing_states(clocks: Iterable[ReferralClock], evaluation: Evaluation) -> list[ReferralState]:
+    """The state as of the evaluation's moment of each referral that exists by then (one of
+    whose events occurred at or before it), in the order given; the others are left out."""
+    moment = evaluation.moment
+    return [clock.evaluate(evaluation) for clock in clocks if clock.began_by(moment)]
+
+
 def fold_events(clocks: dict[str, ReferralClock], events: Iterable[Event]) -> int:
     """Apply each event to its referral's clock in ``clocks``, adding a new clock for a
     referral not there yet; how many events were duplicates (their ``event_id`` already
@@ -477,7 +521,7 @@ def fold_events(clocks: dict[str, ReferralClock], events: Iterable[Event]) -> in
         clock = get_clock(referral_id)
         if clock is None:
             clock = clocks[referral_id] = ReferralClock(referral_id)
-        if not clock.apply(event):
+        if not clock._fold(event):
             duplicates += 1
     return duplicates
 

@@ -22,7 +22,7 @@ from typing import Final, NamedTuple
 
 import orjson
 
-from mhst_tracker.domain.clock import ReferralState
+from mhst_tracker.domain.clock import Evaluation, ReferralState
 from mhst_tracker.domain.events import EventType
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.pipeline import ReferralRecord
@@ -40,10 +40,10 @@ log = logging.getLogger(__name__)
 def partition_states(
     records: Iterable[tuple[bytes, bytes]],
     partitions: Iterable[int],
-    profile: Profile,
-    now: datetime,
+    evaluation: Evaluation,
 ) -> dict[int, list[ReferralState]]:
-    """The state as of ``now`` of every referral of ``partitions``, per partition.
+    """The state as of the evaluation's moment of every referral of ``partitions``, per
+    partition.
 
     ``records`` are the table's ``(key, value)`` pairs; a local table may also hold other
     partitions (standby replicas), which are skipped.
@@ -53,7 +53,7 @@ def partition_states(
         record = ReferralRecord.from_bytes(raw)
         bucket = states.get(record.partition)
         if bucket is not None:
-            bucket.append(record.clock.state(now, profile))
+            bucket.append(record.clock.evaluate(evaluation))
     return states
 
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from mhst_tracker.domain.alerts import Alert
-from mhst_tracker.domain.clock import ReferralState
+from mhst_tracker.domain.clock import Evaluation, ReferralState
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.pipeline import ReferralRecord, apply_tick
 from mhst_tracker.tracking.alert_messages import key_hash, unstamped
@@ -67,11 +67,13 @@ class Decision:
     key_hash: int
 
 
-def decide(key: bytes, raw: bytes, partition: int, profile: Profile, at: datetime) -> Decision:
-    """Decide, as of ``at``, the referral stored as ``raw`` whose deadline has come."""
+def decide(key: bytes, raw: bytes, partition: int, evaluation: Evaluation) -> Decision:
+    """Decide, as of the evaluation's moment, the referral stored as ``raw`` whose deadline
+    has come."""
     record = ReferralRecord.from_bytes(raw)
     due = record.deadline
-    outcome = apply_tick(record, profile, at)
+    at = evaluation.as_of
+    outcome = apply_tick(record, evaluation)
     state = outcome.state
     assert state is not None  # a tick always states the referral
     deadline = None if record.deadline is None else record.deadline.timestamp()
@@ -159,7 +161,7 @@ class DeadlineTimer:
             self._to_prepare[partition] = self.index.due_by(partition, moment)
         queue = self._to_prepare[partition]
         prepared = self._prepared[partition]
-        at = datetime.fromtimestamp(moment, UTC)
+        evaluation = Evaluation.of(datetime.fromtimestamp(moment, UTC), self.profile)
         done = 0
         while queue and done < budget:
             key = queue.pop()
@@ -167,7 +169,7 @@ class DeadlineTimer:
                 continue
             raw = self.stored(partition, key, read)
             if raw is not None:
-                prepared[key] = decide(key, raw, partition, self.profile, at)
+                prepared[key] = decide(key, raw, partition, evaluation)
                 done += 1
         return done
 
@@ -184,6 +186,7 @@ class DeadlineTimer:
         prepared = self._prepared.get(partition, {})
         moment = self._prepared_for.get(partition)
         usable = moment is not None and self._same_day(moment, now)
+        evaluation = Evaluation.of(now, self.profile)
         decisions = []
         for key in keys:
             decision = prepared.pop(key, None) if usable else None
@@ -191,7 +194,7 @@ class DeadlineTimer:
                 raw = self.stored(partition, key, read)
                 if raw is None:
                     continue
-                decision = decide(key, raw, partition, self.profile, now)
+                decision = decide(key, raw, partition, evaluation)
             decisions.append(decision)
         return decisions
 

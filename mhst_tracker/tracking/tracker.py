@@ -43,7 +43,7 @@ from typing import Final, Protocol
 
 from mhst_tracker.adapters.metrics import ClinicalMetrics, WorkerHealthMetrics
 from mhst_tracker.dead_letters import DeadLetter
-from mhst_tracker.domain.clock import ReferralState
+from mhst_tracker.domain.clock import Evaluation, ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.pipeline import Outcome, ReferralRecord, accept, apply_event, deadline_of
@@ -363,15 +363,13 @@ class ReferralTracker:
             return
         async with self.restating_lock:
             began = time.monotonic()
-            now = self.time_source.now()
+            evaluation = Evaluation.of(self.time_source.now(), self.profile)
             self.changed_meanwhile = {}
             self.revoked_meanwhile = set()
             states: dict[int, list[ReferralState]] = {partition: [] for partition in partitions}
             records: Iterator[tuple[bytes, bytes]] = iter(self.table.items())
             while chunk := list(itertools.islice(records, RESTATE_CHUNK)):
-                for partition, found in partition_states(
-                    chunk, partitions, self.profile, now
-                ).items():
+                for partition, found in partition_states(chunk, partitions, evaluation).items():
                     states[partition].extend(found)
                 await asyncio.sleep(0)
             changed, self.changed_meanwhile = self.changed_meanwhile, None

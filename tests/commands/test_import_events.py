@@ -118,7 +118,7 @@ def test_jsonl_to_kafka_sends_valid_lines_keyed_by_referral(
     assert code == 0, stderr
     assert "events.jsonl:2: invalid JSON" in stderr
     assert "events.jsonl:4: occurred_at has no UTC offset" in stderr
-    assert "events.jsonl:6: unknown type 'teleported'" in stderr
+    assert "events.jsonl:6: type is not one of the allowed values" in stderr
     assert "5 events published; 3 lines rejected" in stderr
     records = read_topic(kafka_bootstrap, topic)
     sent = sorted((orjson.loads(record.value or b"") for record in records), key=_event_id)

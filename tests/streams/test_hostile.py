@@ -139,7 +139,7 @@ async def test_ten_thousand_bad_messages_stop_nothing_and_lose_nothing(
             assert letter.value_cut.length == len(original.value)
             assert letter.value_cut.sha256 == hashlib.sha256(original.value).hexdigest()
             cut.append(letter)
-        assert [letter.reason for letter in cut] == [f"message larger than {MAX_EVENT_BYTES} bytes"]
+        assert [letter.reason for letter in cut] == [f"event larger than {MAX_EVENT_BYTES} bytes"]
         assert crashes(port) == 0
         assert _crashed_lines(worker) == 0
         assert get(port, "/healthz") == (200, "ready\n")

@@ -183,7 +183,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_proce
         "team_id": "T1",
     }
     poison: list[tuple[bytes | None, bytes, str]] = [
-        (b"RX-1", orjson.dumps({**valid, "notes": "x" * 3000}), "message larger than 2048 bytes"),
+        (b"RX-1", orjson.dumps({**valid, "notes": "x" * 3000}), "event larger than 2048 bytes"),
         (b"RX-2", orjson.dumps(valid), "key does not match referral_id"),
         (None, orjson.dumps(valid), "message has no key"),
         (b"RX-3", b"\xff\xfe not json", "invalid JSON"),

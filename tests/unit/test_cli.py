@@ -117,7 +117,7 @@ def test_many_kinds_of_bad_lines_never_stop_the_replay(tmp_path: Path) -> None:
     assert list(rejected) == [2, 3, 4, 6, 7, 8]
     assert rejected[2].startswith("invalid JSON")
     assert rejected[3] == "referral_received needs team_id"
-    assert rejected[4] == "unknown type 'x'"
+    assert rejected[4] == "type is not one of the allowed values"
     assert rejected[6] == "event is not a JSON object"
     assert rejected[7] == "missing event_id"
     assert rejected[8] == "referral_id longer than 64 characters"
@@ -192,7 +192,7 @@ def test_a_bad_profile_is_a_clear_error(tmp_path: Path) -> None:
     profile = tmp_path / "bad.toml"
     profile.write_text('name = "bad"\nstages = []\n')
     code, _, err = run("replay", str(write(tmp_path, EXAMPLE_LINES)), "--profile", str(profile))
-    assert code == 1
+    assert code == 2
     assert "stages must be a non-empty array" in err
 
 

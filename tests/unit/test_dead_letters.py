@@ -20,7 +20,7 @@ from mhst_tracker.dead_letters import (
 )
 
 LETTER = DeadLetter(
-    reason="message larger than 65536 bytes",
+    reason="event larger than 65536 bytes",
     topic="mhst.referral-events",
     partition=3,
     offset=42,

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from mhst_tracker.domain.alerts import alert_id
+from mhst_tracker.domain.clock import Evaluation
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import (
@@ -37,7 +38,7 @@ def _event(**fields: object) -> bytes:
         (b"R1", b"{", "invalid JSON"),
         (b"R2", _event(), KEY_MISMATCH),
         (None, _event(), NO_KEY),
-        (b"R1", _event(notes="x" * 200), "message larger than 100 bytes"),
+        (b"R1", _event(notes="x" * 200), "event larger than 100 bytes"),
         (b"R1", None, "message has no value"),
     ],
 )
@@ -70,10 +71,10 @@ def test_a_tick_at_the_deadline_raises_what_the_engine_decides() -> None:
     assert outcome.alerts == []
     assert record.deadline == datetime(2026, 9, 1, 23, tzinfo=UTC)  # 00:00 BST on 2 September
     assert deadline_of(record.to_bytes()) == (0, record.deadline.timestamp())
-    early = apply_tick(record, TRAILBLAZER_4WW, datetime(2026, 9, 1, 22, tzinfo=UTC))
+    early = apply_tick(record, Evaluation.of(datetime(2026, 9, 1, 22, tzinfo=UTC), TRAILBLAZER_4WW))
     assert early.record is None
     assert early.alerts == []
-    due = apply_tick(record, TRAILBLAZER_4WW, record.deadline)
+    due = apply_tick(record, Evaluation.of(record.deadline, TRAILBLAZER_4WW))
     assert [(a.stage, a.kind.value) for a in due.alerts] == [("assessment", "breach")]
     assert due.record is not None
     assert due.record.deadline is not None

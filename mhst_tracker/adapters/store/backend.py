@@ -43,9 +43,8 @@ from mhst_tracker.adapters.store.records import (
     next_stage,
 )
 from mhst_tracker.domain.alerts import next_deadline
-from mhst_tracker.domain.clock import ReferralClock
+from mhst_tracker.domain.clock import Evaluation, ReferralClock
 from mhst_tracker.domain.events import event_to_json
-from mhst_tracker.domain.profile import Profile
 
 CHUNK: Final = 2000
 """The most rows of one statement that takes a row per parameter set (SQLite) or a list of
@@ -146,25 +145,13 @@ def _problem(table: Table, name: str, value: Any) -> str | None:
     return None
 
 
-_TEAM_LENGTH: Final = EVENTS.c.team_id.type.length  # type: ignore[attr-defined]
-_SCHOOL_LENGTH: Final = EVENTS.c.school_id.type.length  # type: ignore[attr-defined]
+def unstorable(item: IncomingAlert | Rejection) -> str | None:
+    """Why an alert or a rejection does not fit the store's columns (a string longer than
+    its column, a NUL character, a number out of range, a time without offset), or ``None``.
+    The reason names the column and the rule, never the value.
 
-
-def unstorable(item: IncomingEvent | IncomingAlert | Rejection) -> str | None:
-    """Why an input, valid by the contract, does not fit the store's columns (a string
-    longer than its column, a NUL character, a number out of range, a time without offset),
-    or ``None``. The reason names the column and the rule, never the value.
-
-    An event's other fields are bounded by the contract itself; only its team and school,
-    which the contract leaves unbounded, are checked (cheaply: every event is)."""
-    if isinstance(item, IncomingEvent):
-        event = item.event
-        team_id, school_id = event.team_id, event.school_id
-        if team_id is not None and len(team_id) > _TEAM_LENGTH:
-            return f"team_id: longer than {_TEAM_LENGTH} characters"
-        if school_id is not None and len(school_id) > _SCHOOL_LENGTH:
-            return f"school_id: longer than {_SCHOOL_LENGTH} characters"
-        return None
+    Events need no such check: the contract bounds each of their fields to its column
+    (``mhst_tracker.domain.events``; a test checks the two agree)."""
     table, fields = (
         (ALERTS, ALERT_FIELDS)
         if isinstance(item, IncomingAlert)
@@ -226,10 +213,11 @@ def event_rows(events: Sequence[IncomingEvent], recorded_at: datetime) -> list[t
     return rows
 
 
-def projection_row(clock: ReferralClock, as_of: datetime, profile: Profile) -> tuple[Any, ...]:
-    """A referral's projection row, the engine's state of its clock as of ``as_of``: the
-    values of :data:`PROJECTION_COLUMNS` in order, those of the JSON columns as JSON text."""
-    state = clock.state(as_of, profile)
+def projection_row(clock: ReferralClock, evaluation: Evaluation) -> tuple[Any, ...]:
+    """A referral's projection row, the engine's state of its clock as of the evaluation's
+    moment: the values of :data:`PROJECTION_COLUMNS` in order, those of the JSON columns as
+    JSON text."""
+    state = clock.evaluate(evaluation)
     upcoming = next_stage(state)
     return (
         state.referral_id,
@@ -245,7 +233,7 @@ def projection_row(clock: ReferralClock, as_of: datetime, profile: Profile) -> t
         json_text(list(state.at_risk_stages)),
         None if upcoming is None else upcoming.name,
         None if upcoming is None else upcoming.due_on,
-        next_deadline(state, profile),
+        next_deadline(state, evaluation.profile),
         left_list_on(state),
         # The JSON of clock.to_dict(), its instants formatted by orjson.
         json_text(clock.snapshot()),

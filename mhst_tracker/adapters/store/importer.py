@@ -38,12 +38,16 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any, Final
 
-from mhst_tracker.adapters.store.backend import unstorable
 from mhst_tracker.adapters.store.records import IncomingEvent, Origin, Rejection
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import Event, EventType, event_to_json, parse_event
+from mhst_tracker.domain.events import (
+    MAX_EVENT_BYTES,
+    Event,
+    EventType,
+    event_to_json,
+    parse_event,
+)
 from mhst_tracker.domain.profile import Profile
-from mhst_tracker.pipeline import unreadable
 
 ImportItem = IncomingEvent | Rejection
 
@@ -74,17 +78,25 @@ def detect_format(path: Path) -> str:
 
 
 def read_file(
-    file: IO[bytes], fmt: str, source: str, profile: Profile, now: datetime
+    file: IO[bytes],
+    fmt: str,
+    source: str,
+    profile: Profile,
+    now: datetime,
+    max_bytes: int = MAX_EVENT_BYTES,
 ) -> Iterator[ImportItem]:
-    """The events and rejections of an open binary file, in file order."""
+    """The events and rejections of an open binary file, in file order; ``max_bytes`` is
+    the largest event a JSONL line may hold (``MHST_MAX_EVENT_BYTES``)."""
     if fmt == "jsonl":
-        return read_jsonl(file, source, now)
+        return read_jsonl(file, source, now, max_bytes)
     if fmt == "csv":
         return read_csv(file, source, profile, now)
     raise UnusableFile(f"unknown format {fmt!r}")
 
 
-def read_jsonl(file: IO[bytes], source: str, now: datetime) -> Iterator[ImportItem]:
+def read_jsonl(
+    file: IO[bytes], source: str, now: datetime, max_bytes: int = MAX_EVENT_BYTES
+) -> Iterator[ImportItem]:
     """One event per line, parsed once by the contract's :func:`parse_event` (whose reasons
     name invalid JSON and a value that is not an object too); blank lines are skipped."""
     for number, line in enumerate(file, start=1):
@@ -93,14 +105,11 @@ def read_jsonl(file: IO[bytes], source: str, now: datetime) -> Iterator[ImportIt
             continue
         origin = Origin(source, line=number)
         try:
-            event = parse_event(raw)
+            event = parse_event(raw, max_bytes)
         except InvalidEvent as error:
             yield Rejection(error.reason, raw, origin, now)
             continue
-        except Exception as error:  # deep nesting and the like: still the line's fault
-            yield Rejection(unreadable(error), raw, origin, now)
-            continue
-        yield from _storable([IncomingEvent(event, raw, now, origin)], raw)
+        yield IncomingEvent(event, raw, now, origin)
 
 
 def read_csv(file: IO[bytes], source: str, profile: Profile, now: datetime) -> Iterator[ImportItem]:
@@ -118,19 +127,8 @@ def read_csv(file: IO[bytes], source: str, profile: Profile, now: datetime) -> I
         except InvalidEvent as error:
             yield Rejection(error.reason, raw_row, origin, now)
             continue
-        yield from _storable(
-            [IncomingEvent(event, event_to_json(event), now, origin) for event in events], raw_row
-        )
-
-
-def _storable(items: list[IncomingEvent], raw: bytes) -> list[ImportItem]:
-    """The events of a line, or its rejection if one of them does not fit the store's
-    columns (a line is all or nothing)."""
-    for item in items:
-        problem = unstorable(item)
-        if problem is not None:
-            return [Rejection(problem, raw, item.origin, item.received_at)]
-    return list(items)
+        for event in events:
+            yield IncomingEvent(event, event_to_json(event), now, origin)
 
 
 def _row_events(row: dict[str, Any], profile: Profile) -> list[Event]:

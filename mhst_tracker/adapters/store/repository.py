@@ -48,7 +48,13 @@ from mhst_tracker.adapters.store.records import (
     next_stage,
 )
 from mhst_tracker.adapters.store.sqlite import SqliteBackend
-from mhst_tracker.domain.clock import ReferralClock, ReferralState, fold_events
+from mhst_tracker.domain.clock import (
+    Evaluation,
+    ReferralClock,
+    ReferralState,
+    existing_states,
+    fold_events,
+)
 from mhst_tracker.domain.events import Event, parse_event
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.timesource import TimeSource
@@ -328,9 +334,10 @@ class Store:
         now: datetime,
     ) -> None:
         """Store the engine's state of each clock as of the time source's now."""
-        as_of, profile = self.time_source.now(), self.profile
-        rows = [projection_row(clock, as_of, profile) for clock in clocks.values()]
-        await backend.write_projection(rows, existing, (profile.name, as_of, now))
+        evaluation = Evaluation.of(self.time_source.now(), self.profile)
+        rows = [projection_row(clock, evaluation) for clock in clocks.values()]
+        stamps = (self.profile.name, evaluation.as_of, now)
+        await backend.write_projection(rows, existing, stamps)
 
     async def rebuild_referrals(self) -> int:
         """Recompute every referral from its stored events (after a profile change, say)."""
@@ -349,7 +356,8 @@ class Store:
     async def states_as_of(
         self, as_of: datetime, query: Select[tuple[dict[str, Any]]] | None = None
     ) -> list[ReferralState]:
-        """The engine's state as of ``as_of`` of each referral ``query`` selects (default all).
+        """The engine's state as of ``as_of`` of each referral ``query`` selects (default all)
+        that exists by then (one of its events occurred at or before ``as_of``).
 
         ``query`` selects ``ReferralRow.clock``; results are sorted by referral id.
         """
@@ -358,9 +366,8 @@ class Store:
         async with self.engine.connect() as connection:
             result = await connection.execute(query.order_by(ReferralRow.referral_id))
             snapshots = list(result.scalars())
-        return [
-            ReferralClock.from_dict(snapshot).state(as_of, self.profile) for snapshot in snapshots
-        ]
+        clocks = (ReferralClock.from_dict(snapshot) for snapshot in snapshots)
+        return existing_states(clocks, Evaluation.of(as_of, self.profile))
 
     async def waiting_list(self, team_id: str, as_of: datetime) -> list[WaitingEntry]:
         """The team's open referrals as of ``as_of``: breached, then at risk, then the rest,

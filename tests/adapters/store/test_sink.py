@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -32,7 +33,7 @@ from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.events import Event, parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import accept
 from mhst_tracker.replay import replay
@@ -434,15 +435,24 @@ async def test_ten_thousand_bad_messages_among_valid_ones_stop_nothing_and_lose_
 async def test_a_value_the_database_refuses_is_found_and_stored_as_rejected(
     owner_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With the decoding's check of the columns off, a team too long for its column reaches
-    # PostgreSQL, which refuses the whole batch: the sink writes it in halves down to that
-    # one event, stores it as rejected, and goes on.
-    monkeypatch.setattr(decode_module, "unstorable", lambda item: None)
+    # The contract bounds every field to its column, so a value PostgreSQL refuses stands
+    # for a reader that let one through: here the decoding's reading is made to pass a team
+    # too long for its column. PostgreSQL refuses the whole batch; the sink writes it in
+    # halves down to that one event, stores it as rejected, and goes on.
+    from mhst_tracker.pipeline import accept
+
+    def lenient(key: bytes | None, value: bytes | None, max_bytes: int) -> Event:
+        event = accept(key, value, max_bytes)
+        if event.event_id != "x-rec":
+            return event
+        return msgspec.structs.replace(event, team_id="T" * 65)
+
+    monkeypatch.setattr(decode_module, "accept", lenient)
     engine = create_engine(owner_url)
     await upgrade(engine)
     store = Store(engine, TRAILBLAZER_4WW, ManualClock(NOW))
     settings, topics = await new_topics(kafka_bootstrap)
-    too_long = event("x-rec", "referral_received", "RX", "2026-09-01T10:00:00Z", team_id="T" * 65)
+    too_long = event("x-rec", "referral_received", "RX", "2026-09-01T10:00:00Z", team_id="T")
     bodies = [*T1_EVENTS[:7], too_long, *T1_EVENTS[7:]]
     await produce(kafka_bootstrap, topics.events, [event_message(body) for body in bodies])
     sink = RunningSink(store, settings, SinkOptions(batch_size=100, lag_interval=0.2))

@@ -9,12 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mhst_tracker.domain.clock import (
+    Evaluation,
     Flag,
     ReferralClock,
     ReferralState,
     ReferralStatus,
     StageState,
     StageStatus,
+    existing_states,
     fold_events,
 )
 from mhst_tracker.domain.errors import ClockError
@@ -712,16 +714,29 @@ def test_a_snapshot_round_trip_gives_the_same_clock(events: list[Event], as_of: 
 
 
 @settings(max_examples=100)
-@given(events=referral_events(), as_of=as_of_moments)
-def test_shared_stage_states_match_freshly_built_ones(events: list[Event], as_of: datetime) -> None:
-    from mhst_tracker.domain import clock as clock_module
+@given(events=many_referrals_events(), as_of=as_of_moments)
+def test_an_evaluation_shares_its_stage_states_and_matches_fresh_ones(
+    events: list[Event], as_of: datetime
+) -> None:
+    clocks: dict[str, ReferralClock] = {}
+    fold_events(clocks, events)
+    evaluation = Evaluation.of(as_of, TRAILBLAZER_4WW)
+    shared = [clock.evaluate(evaluation) for clock in clocks.values()]
+    fresh = [clock.state(as_of, TRAILBLAZER_4WW) for clock in clocks.values()]
+    assert shared == fresh
+    states = [stage for state in shared for stage in state.stages.values() if stage is not None]
+    assert len({id(stage) for stage in states}) == len(set(states)) <= len(evaluation.stage_states)
 
-    clock = clock_of(events)
-    cached = clock.state(as_of, TRAILBLAZER_4WW)
-    clock_module._stage_cache.clear()
-    fresh = clock.state(as_of, TRAILBLAZER_4WW)
-    assert cached == fresh
-    assert len(clock_module._stage_cache) <= clock_module._STAGE_CACHE_LIMIT
+
+@given(events=many_referrals_events(), as_of=as_of_moments)
+def test_a_referral_exists_as_of_a_moment_once_one_of_its_events_occurred(
+    events: list[Event], as_of: datetime
+) -> None:
+    clocks: dict[str, ReferralClock] = {}
+    fold_events(clocks, events)
+    listed = existing_states(clocks.values(), Evaluation.of(as_of, TRAILBLAZER_4WW))
+    expected = sorted({event.referral_id for event in events if event.occurred_at <= as_of})
+    assert sorted(state.referral_id for state in listed) == expected
 
 
 @given(events=many_referrals_events(), split=st.integers(min_value=0, max_value=60))

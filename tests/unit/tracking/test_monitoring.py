@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 import mhst_tracker.tracking.tracker
 from mhst_tracker.adapters.metrics import ClinicalMetrics
-from mhst_tracker.domain.clock import ReferralClock
+from mhst_tracker.domain.clock import Evaluation, ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.measures import summarise
@@ -182,7 +182,7 @@ def test_partition_states_are_the_engines_for_the_partitions_asked(
         (referral_id.encode(), ReferralRecord(clock, partition_of(referral_id)).to_bytes())
         for referral_id, clock in clocks.items()
     ]
-    states = partition_states(records, [1, 2], TRAILBLAZER_4WW, START)
+    states = partition_states(records, [1, 2], Evaluation.of(START, TRAILBLAZER_4WW))
     assert set(states) == {1, 2}
     for partition, partition_states_now in states.items():
         expected = {

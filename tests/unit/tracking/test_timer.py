@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from mhst_tracker.domain.clock import Evaluation
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import ReferralRecord, accept, apply_event
 from mhst_tracker.tracking.timer import PREPARE_AHEAD, DeadlineTimer, decide
@@ -53,7 +54,7 @@ def test_nothing_fires_before_the_deadline_and_everything_due_fires_once() -> No
     fired = timer.fire(0, at, table.get, 100)
     assert sorted(decision.key for decision in fired) == sorted(table)
     for decision in fired:
-        expected = decide(decision.key, table[decision.key], 0, TRAILBLAZER_4WW, at)
+        expected = decide(decision.key, table[decision.key], 0, Evaluation.of(at, TRAILBLAZER_4WW))
         assert decision.alerts == expected.alerts
         assert decision.alerts, "a deadline that comes raises an alert"
         assert decision.record == expected.record
@@ -119,7 +120,8 @@ def test_prepared_decisions_are_the_decisions_at_the_moment() -> None:
     fired = timer.fire(0, datetime.fromtimestamp(moment + 2, UTC), nothing.get, 10)
     at = datetime.fromtimestamp(moment, UTC)
     assert {d.key: d.alerts for d in fired} == {
-        key: decide(key, raw, 0, TRAILBLAZER_4WW, at).alerts for key, raw in table.items()
+        key: decide(key, raw, 0, Evaluation.of(at, TRAILBLAZER_4WW)).alerts
+        for key, raw in table.items()
     }
 
 
@@ -145,8 +147,10 @@ def test_a_prepared_decision_is_not_used_on_a_later_day() -> None:
     timer.prepare(0, datetime.fromtimestamp(moment, UTC) - PREPARE_AHEAD / 2, table.get, 10)
     two_days_late = datetime.fromtimestamp(moment, UTC) + timedelta(days=2)
     (decision,) = timer.fire(0, two_days_late, table.get, 10)
-    fresh = decide(b"R1", table[b"R1"], 0, TRAILBLAZER_4WW, two_days_late)
-    prepared = decide(b"R1", table[b"R1"], 0, TRAILBLAZER_4WW, datetime.fromtimestamp(moment, UTC))
+    fresh = decide(b"R1", table[b"R1"], 0, Evaluation.of(two_days_late, TRAILBLAZER_4WW))
+    prepared = decide(
+        b"R1", table[b"R1"], 0, Evaluation.of(datetime.fromtimestamp(moment, UTC), TRAILBLAZER_4WW)
+    )
     assert decision.alerts == fresh.alerts != prepared.alerts
 
 

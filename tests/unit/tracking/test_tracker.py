@@ -82,7 +82,7 @@ async def test_a_message_too_large_for_the_dead_letter_topic_is_cut_and_counted(
     tracker = tracker_on(ManualClock(NOW), max_event_bytes=65536, dead_letter_limit=limit)
     await tracker.handle(Consumed(EVENTS, 1, 9, b"R1", value))
     [letter] = outbox(tracker).letters
-    assert letter.reason == "message larger than 65536 bytes"
+    assert letter.reason == "event larger than 65536 bytes"
     assert letter.size() <= limit
     assert letter.value is not None
     assert value.startswith(letter.value)

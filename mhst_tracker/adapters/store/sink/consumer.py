@@ -39,6 +39,7 @@ class Offsets:
     interval: float
     _committed: dict[Any, int] = field(default_factory=dict)
     _checked: float = 0.0
+    _published: float = 0.0
 
     async def commit(self, offsets: dict[Any, int]) -> None:
         """Commit; a failure is logged, as the rows are stored and whoever owns the
@@ -54,11 +55,16 @@ class Offsets:
         self.metrics.last_commit.set(time.time())
 
     async def publish_lag(self, force: bool = False) -> None:
-        """Publish the lag per topic, unless it was published less than ``interval`` ago."""
+        """Publish the lag per topic, unless it was published less than ``interval`` ago.
+
+        The loop and the writes being retried both publish it, so two readings can be under
+        way at once, and the broker can answer the older one last: a reading is published
+        only if none that began after it has been."""
         consumer = self.consumer
-        if not force and time.monotonic() - self._checked < self.interval:
+        began = time.monotonic()
+        if not force and began - self._checked < self.interval:
             return
-        self._checked = time.monotonic()
+        self._checked = began
         partitions = list(consumer.assignment())
         if not partitions:
             return
@@ -76,6 +82,9 @@ class Offsets:
         except KafkaError as error:
             log.warning("could not read end offsets (%s)", type(error).__name__)
             return
+        if began < self._published:
+            return
+        self._published = began
         lag: dict[str, int] = dict.fromkeys(self.topics, 0)
         for tp in partitions:
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends[tp] - self._committed[tp])

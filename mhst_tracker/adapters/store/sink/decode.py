@@ -30,7 +30,7 @@ from mhst_tracker.adapters.store.records import (
 )
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.pipeline import accept, unreadable
+from mhst_tracker.pipeline import accept
 from mhst_tracker.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -71,16 +71,8 @@ def decode(
             except InvalidEvent as error:
                 rejections.append(Rejection(error.reason, value or b"", origin, now))
                 continue
-            except Exception as error:  # deep nesting and the like: still the message's fault
-                rejections.append(Rejection(unreadable(error), value or b"", origin, now))
-                continue
             assert value is not None
-            item = IncomingEvent(event, value, received_at, origin)
-            problem = unstorable(item)
-            if problem is not None:
-                rejections.append(Rejection(problem, value, origin, now))
-                continue
-            events.append(item)
+            events.append(IncomingEvent(event, value, received_at, origin))
         elif topic == topics.alerts:
             alert = _alert(message, received_at, origin)
             if alert is None:

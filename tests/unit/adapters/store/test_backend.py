@@ -11,7 +11,7 @@ from mhst_tracker.adapters.store.records import IncomingEvent, Origin
 from mhst_tracker.adapters.store.repository import BACKENDS
 from mhst_tracker.adapters.store.sqlite import SqliteBackend
 from mhst_tracker.domain.alerts import next_deadline
-from mhst_tracker.domain.clock import ReferralClock
+from mhst_tracker.domain.clock import Evaluation, ReferralClock
 from mhst_tracker.domain.events import event_to_json, parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from tests.adapters.store.conftest import event as body
@@ -72,7 +72,13 @@ def test_a_projection_row_puts_each_value_in_its_column() -> None:
     clock.apply(parse_event(body("a", "assessment_completed", "R1", "2026-09-01T11:00:00+01:00")))
     as_of = datetime(2026, 9, 3, 12, tzinfo=UTC)
     state = clock.state(as_of, TRAILBLAZER_4WW)
-    row = dict(zip(PROJECTION_COLUMNS, projection_row(clock, as_of, TRAILBLAZER_4WW), strict=True))
+    row = dict(
+        zip(
+            PROJECTION_COLUMNS,
+            projection_row(clock, Evaluation.of(as_of, TRAILBLAZER_4WW)),
+            strict=True,
+        )
+    )
     assert row["referral_id"] == "R1"
     assert row["team_id"] == "T1"
     assert row["school_id"] is None
