@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = "mhst_tracker.adapters.store:migrations"
-TABLES = ("events", "referrals", "alerts", "rejected_events")
+TABLES = ("events", "referrals", "alerts", "rejected_events", "deliveries", "digests")
 DEAD_LETTERS = "rejected_events"
 """The table that keeps refused input as it came: readable by the owner role only."""
 _READABLE = tuple(table for table in TABLES if table != DEAD_LETTERS)
@@ -173,8 +173,8 @@ def writer_grants(role: str, database: str) -> list[str]:
     """SQL that lets ``role`` (which must exist) read and write the store's rows, no DDL.
 
     Run it as the owner after ``db upgrade``. The role may use the sequences (surrogate
-    keys), update ``referrals`` (the projection, and the row locks of its read-modify-write)
-    and create temporary tables (the session's staging table of the events COPY, which no
+    keys), update ``referrals`` (the projection, and the row locks of its read-modify-write),
+    ``alerts`` and the notifier's ledger (``deliveries``, ``digests``) and create temporary tables (the session's staging table of the events COPY, which no
     other session sees; ``TEMPORARY`` is granted explicitly in case ``PUBLIC`` lost it). Of
     ``rejected_events`` it may insert rows and read back their keys only (the ``RETURNING``
     of its insert): what was refused is the owner's to read.
@@ -188,7 +188,7 @@ def writer_grants(role: str, database: str) -> list[str]:
         f"GRANT SELECT, INSERT ON {', '.join(_READABLE)} TO {role}",
         f"REVOKE ALL ON {DEAD_LETTERS} FROM {role}",
         f"GRANT INSERT, SELECT (reject_key) ON {DEAD_LETTERS} TO {role}",
-        f"GRANT UPDATE ON referrals, alerts TO {role}",
+        f"GRANT UPDATE ON referrals, alerts, deliveries, digests TO {role}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
     ]
 

@@ -11,6 +11,9 @@
   delivery status.
 * ``rejected_events``: input that broke the event contract, with the reason, the raw bytes
   and where it came from; ``reject_key`` makes re-reading the same input idempotent.
+* ``deliveries`` and ``digests``: the notifier's delivery ledger (one row per alert and
+  recipient, one per recipient's digest of a day), written by
+  :mod:`~mhst_tracker.adapters.store.ledger`.
 
 Times are stored in UTC (:class:`UTCDateTime` gives aware datetimes back on both databases).
 """
@@ -32,6 +35,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -180,3 +184,64 @@ class RejectedEventRow(Base):
     source_line: Mapped[int | None] = mapped_column(Integer)
     rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeliveryRow(Base):
+    """The delivery ledger: what became of one alert for one recipient of the notifier.
+
+    Unique by (``alert_id``, ``recipient``): a re-sent or re-read alert finds its row and
+    is not delivered again. ``alert`` is the alert's message body (the retries and digests
+    render from it); ``message_id`` is the message that carried it (the delivery's own id,
+    or its digest's); ``corrects`` is the breach a withdrawal corrects.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "recipient", name="uq_deliveries_alert_id_recipient"),
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_deliveries_recipient_status_detected_at", "recipient", "status", "detected_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(64))
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    alert: Mapped[dict[str, Any]] = mapped_column(JsonText)
+    corrects: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digest_on: Mapped[date | None] = mapped_column(Date)
+    last_error: Mapped[str | None] = mapped_column(String(256))
+
+
+class DigestRow(Base):
+    """One recipient's digest of one local date, sent once."""
+
+    __tablename__ = "digests"
+    __table_args__ = (
+        UniqueConstraint("recipient", "local_date", name="uq_digests_recipient_local_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(64))
+    local_date: Mapped[date] = mapped_column(Date)
+    message_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    alerts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(256))
