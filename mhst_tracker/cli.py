@@ -48,6 +48,10 @@ COMMANDS: Final = {
         "mhst_tracker.commands.report:report_command",
         "Write the monthly report of PERIOD per team, school and referral source.",
     ),
+    "notify": (
+        "mhst_tracker.commands.notify:notify_command",
+        "Deliver breach alerts to the recipients of the routing file, each once.",
+    ),
     "dashboard-check": (
         "mhst_tracker.commands.dashboard_check:dashboard_check_command",
         "Print every dashboard panel with the value it shows now.",

@@ -38,6 +38,9 @@ class Settings:
     max_event_bytes: int = 65536
     sink_metrics_port: int = 9465
     prometheus_url: str = "http://127.0.0.1:9090"
+    notify_config: Path | None = None
+    notify_port: int = 8080
+    notify_metrics_port: int = 9466
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -45,6 +48,7 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         profile = env.get("MHST_PROFILE")
+        notify_config = env.get("MHST_NOTIFY_CONFIG")
         settings = cls(
             kafka_bootstrap=env.get("MHST_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
             database_url=env.get("MHST_DATABASE_URL", defaults.database_url),
@@ -59,6 +63,11 @@ class Settings:
             prometheus_url=env.get("MHST_PROMETHEUS_URL", defaults.prometheus_url),
             sink_metrics_port=_int(
                 env, "MHST_SINK_METRICS_PORT", defaults.sink_metrics_port, minimum=0
+            ),
+            notify_config=Path(notify_config) if notify_config else None,
+            notify_port=_int(env, "MHST_NOTIFY_PORT", defaults.notify_port, minimum=0),
+            notify_metrics_port=_int(
+                env, "MHST_NOTIFY_METRICS_PORT", defaults.notify_metrics_port, minimum=0
             ),
         )
         settings.time_source()  # validate MHST_CLOCK now

@@ -2,7 +2,9 @@
 
 Every metric the project defines lives here, registered on an injectable
 ``CollectorRegistry``, named ``mhst_*`` in base units. Labels are only ``team``,
-``school``, ``stage``, ``band``, ``kind``, ``reason`` and ``type``: never a referral id.
+``school``, ``stage``, ``band``, ``kind``, ``reason`` and ``type`` (and the sink's and the
+notifier's ``topic``, ``table``, ``outcome``, ``channel``, ``status`` and ``recipient``, a
+name from the routing file): never a referral or alert id.
 
 **Clinical gauges are computed at scrape time** by a custom collector from per-partition
 aggregates. A stream worker reports each referral's state as it changes
@@ -25,7 +27,8 @@ that single referral (:func:`mhst_tracker.domain.measures.summarise`), so the me
 Counters (alerts, events processed and rejected) and histograms (processing lag, timer
 lateness) are ordinary per-worker series; query them with ``rate``/``increase`` summed
 over workers. The store sink's own metrics (:class:`SinkMetrics`: lag, retries, rows
-written) are labelled by topic, table and outcome only.
+written) are labelled by topic, table and outcome only; the notifier's
+(:class:`NotifierMetrics`) by channel, recipient, outcome and status.
 """
 
 from __future__ import annotations
@@ -601,3 +604,83 @@ class SinkMetrics:
         self.rows.labels(table, "new").inc(new)
         if duplicate is not None:
             self.rows.labels(table, "duplicate").inc(duplicate)
+
+
+DELIVERY_LAG_BUCKETS_SECONDS: Final = (
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400,
+)  # fmt: skip
+"""Upper bounds of the notifier's delivery lag: an immediate delivery takes well under a
+second, a retried one minutes to hours, a digest up to a day."""
+
+
+class NotifierMetrics:
+    """The notifier's metrics (labels: channel, recipient name, outcome, status; never an
+    alert or referral id)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.deliveries = Counter(
+            "mhst_notify_deliveries",
+            "Delivery attempts by channel, recipient and outcome (delivered, retrying, failed)",
+            ["channel", "recipient", "outcome"],
+            registry=registry,
+        )
+        self.resent = Counter(
+            "mhst_notify_resent",
+            "Deliveries sent again with the same message id because a notifier stopped between"
+            " sending them and recording the outcome (the receiver may have them twice)",
+            ["channel", "recipient"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "mhst_notify_duplicates",
+            "Routed alerts already in the ledger (re-sent by a worker or read again): not sent",
+            registry=registry,
+        )
+        self.cancelled = Counter(
+            "mhst_notify_cancelled",
+            "Breach deliveries cancelled because the breach was withdrawn before delivery",
+            registry=registry,
+        )
+        self.invalid_alerts = Counter(
+            "mhst_notify_invalid_alerts",
+            "Alerts-topic messages that are not alert bodies (skipped)",
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "mhst_notify_delivery_lag_seconds",
+            "Time from an alert's detected_at (the tracker's clock) to its delivery, by channel",
+            ["channel"],
+            buckets=DELIVERY_LAG_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.digests = Counter(
+            "mhst_notify_digests",
+            "Digests by recipient and outcome (delivered, empty, retrying, failed)",
+            ["recipient", "outcome"],
+            registry=registry,
+        )
+        self.ledger = Gauge(
+            "mhst_notify_ledger_deliveries",
+            "Rows of the delivery ledger by recipient and status (failed: given up, waiting"
+            " for `mhst-tracker notify retry`)",
+            ["recipient", "status"],
+            registry=registry,
+        )
+        self.operations = Counter(
+            "mhst_notify_operations_alerts",
+            "Alertmanager notifications forwarded to the operations recipients, by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.last_commit = Gauge(
+            "mhst_notify_last_commit_timestamp_seconds",
+            "When the notifier last committed Kafka offsets (POSIX seconds)",
+            registry=registry,
+        )
+
+    def ledger_counts(self, counts: dict[tuple[str, str], int]) -> None:
+        """Publish the ledger's rows per (recipient, status) as counted now."""
+        self.ledger.clear()
+        for (recipient, status), count in counts.items():
+            self.ledger.labels(recipient, status).set(count)

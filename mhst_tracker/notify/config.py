@@ -262,7 +262,7 @@ class _Checker:
             recipient = self.recipient(where, raw, frozenset(teams))
             if recipient is not None:
                 recipients.append(recipient)
-        if smtp is None and any(r.channel is Channel.EMAIL for r in recipients):
+        if "smtp" not in data and any(r.channel is Channel.EMAIL for r in recipients):
             self.problem("smtp", "email recipients need an [smtp] table")
         return NotifyConfig(
             teams=frozenset(teams),

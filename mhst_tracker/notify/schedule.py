@@ -43,13 +43,11 @@ def next_digest_moment(now: datetime, at: time, zone: ZoneInfo) -> datetime:
 def backoff_seconds(retry: int, delivery: Delivery, draw: float) -> float:
     """Seconds to wait before the ``retry``-th retry (1 for the first), given a uniform
     random ``draw`` in [0, 1): between half and all of the capped exponential delay."""
-    ceiling = min(delivery.max_backoff_seconds, delivery.backoff_seconds * 2 ** (retry - 1))
+    ceiling = min(delivery.max_backoff_seconds, delivery.backoff_seconds * 2.0 ** (retry - 1))
     return ceiling / 2 + ceiling / 2 * draw
 
 
-def next_attempt(
-    attempts: int, delivery: Delivery, now: datetime, draw: float
-) -> datetime | None:
+def next_attempt(attempts: int, delivery: Delivery, now: datetime, draw: float) -> datetime | None:
     """When to try again after ``attempts`` failed attempts, or ``None``: the delivery has
     failed for good (``max_attempts`` made)."""
     if attempts >= delivery.max_attempts:

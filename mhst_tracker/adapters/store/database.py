@@ -174,10 +174,11 @@ def writer_grants(role: str, database: str) -> list[str]:
 
     Run it as the owner after ``db upgrade``. The role may use the sequences (surrogate
     keys), update ``referrals`` (the projection, and the row locks of its read-modify-write),
-    ``alerts`` and the notifier's ledger (``deliveries``, ``digests``) and create temporary tables (the session's staging table of the events COPY, which no
-    other session sees; ``TEMPORARY`` is granted explicitly in case ``PUBLIC`` lost it). Of
-    ``rejected_events`` it may insert rows and read back their keys only (the ``RETURNING``
-    of its insert): what was refused is the owner's to read.
+    ``alerts`` and the notifier's ledger (``deliveries``, ``digests``) and create temporary
+    tables (the session's staging table of the events COPY, which no other session sees;
+    ``TEMPORARY`` is granted explicitly in case ``PUBLIC`` lost it). Of ``rejected_events``
+    it may insert rows and read back their keys only (the ``RETURNING`` of its insert):
+    what was refused is the owner's to read.
     """
     _check_names(role, database)
     return [

@@ -165,7 +165,8 @@ class Ledger:
                 claims.append(
                     Claim(row_id, job.alert, job.recipient, job.message_id, 0, False, job.corrects)
                 )
-            others = [key for key in by_key if key not in new]
+            claimed = set(new.values())
+            others = [key for key in by_key if key not in claimed]
             for part in chunks(others, CHUNK):
                 result = await connection.execute(
                     update(DELIVERIES)

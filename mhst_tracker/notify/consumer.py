@@ -1,0 +1,145 @@
+"""The notifier's Kafka loop: ``mhst.breach-alerts`` in its own consumer group.
+
+Each poll's alerts are handed to :meth:`Notifier.deliver`, and the poll's offsets are
+committed only when it returns, that is when the ledger holds every outcome. Between polls
+the loop sends the retries that are due and the digests whose moment has come (it polls no
+longer than until the next digest moment, on the tracker's clock). Before the first poll it
+sends what a previous run left: retries due, deliveries left in flight, a missed digest.
+
+A commit that fails (a rebalance under way) is logged and the loop goes on: whoever reads
+those alerts again finds them in the ledger and sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from mhst_tracker.adapters.store.records import InvalidAlert, alert_from_dict
+from mhst_tracker.domain.alerts import Alert
+from mhst_tracker.notify.config import Mode
+from mhst_tracker.notify.schedule import next_digest_moment
+from mhst_tracker.notify.service import Notifier
+
+log = logging.getLogger(__name__)
+
+GROUP_ID: Final = "mhst-notifier"
+POLL_RECORDS: Final = 500
+"""Alerts taken per poll (one :meth:`Notifier.deliver`, one commit)."""
+POLL_SECONDS: Final = 0.5
+RETRY_EVERY_SECONDS: Final = 1.0
+LEDGER_EVERY_SECONDS: Final = 10.0
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """Where the loop reads."""
+
+    bootstrap_servers: str
+    topic: str
+    group_id: str = GROUP_ID
+    poll_records: int = POLL_RECORDS
+
+
+def decode(values: Iterable[bytes | None], notifier: Notifier) -> list[Alert]:
+    """The alerts among the messages' values; anything else is counted and skipped."""
+    alerts: list[Alert] = []
+    for value in values:
+        try:
+            alerts.append(alert_from_dict(orjson.loads(value or b"null") or {}))
+        except (InvalidAlert, orjson.JSONDecodeError, AttributeError, TypeError, RecursionError):
+            notifier.metrics.invalid_alerts.inc()
+            log.warning("skipped a message on the alerts topic that is not an alert body")
+    return alerts
+
+
+async def consume(notifier: Notifier, options: ConsumerOptions, stop: asyncio.Event) -> None:
+    """Deliver the alerts of the topic until ``stop`` is set."""
+    consumer = AIOKafkaConsumer(
+        options.topic,
+        bootstrap_servers=options.bootstrap_servers,
+        group_id=options.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=10_000,
+        max_poll_interval_ms=600_000,
+    )
+    await consumer.start()
+    try:
+        await _Loop(notifier, consumer, options).run(stop)
+    finally:
+        await consumer.stop()
+
+
+class _Loop:
+    def __init__(
+        self, notifier: Notifier, consumer: AIOKafkaConsumer, options: ConsumerOptions
+    ) -> None:
+        self.notifier = notifier
+        self.consumer = consumer
+        self.options = options
+        self.retried = 0.0
+        self.counted = 0.0
+        self.next_digest: datetime | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.housekeeping(force=True)
+        while not stop.is_set():
+            timeout = POLL_SECONDS
+            if self.next_digest is not None:
+                until = self.notifier.clock.wall_seconds_until(self.next_digest)
+                timeout = min(timeout, until)
+            batches: dict[Any, list[Any]] = await self.consumer.getmany(
+                timeout_ms=int(timeout * 1000), max_records=self.options.poll_records
+            )
+            if batches:
+                records = [record for part in batches.values() for record in part]
+                await self.notifier.deliver(decode((r.value for r in records), self.notifier))
+                await self.commit({tp: part[-1].offset + 1 for tp, part in batches.items()})
+            await self.housekeeping()
+
+    async def housekeeping(self, force: bool = False) -> None:
+        """Retries due (every second), digests due (at their moment), the ledger's size
+        (every ten seconds)."""
+        notifier = self.notifier
+        now = time.monotonic()
+        if force or now - self.retried >= RETRY_EVERY_SECONDS:
+            self.retried = now
+            await notifier.retry_due()
+        if force or self.next_digest is None or notifier.clock.now() >= self.next_digest:
+            await notifier.send_digests()
+            self.next_digest = self._next_digest()
+        if force or now - self.counted >= LEDGER_EVERY_SECONDS:
+            self.counted = now
+            notifier.metrics.ledger_counts(await notifier.ledger.counts())
+
+    def _next_digest(self) -> datetime | None:
+        """The first digest moment of any recipient after now; ``None`` if none has one."""
+        now = self.notifier.clock.now()
+        moments = [
+            next_digest_moment(now, recipient.digest_at, recipient.timezone)
+            for recipient in self.notifier.config.recipients
+            if recipient.mode is Mode.DIGEST and recipient.digest_at is not None
+        ]
+        return min(moments, default=None)
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            log.warning(
+                "offset commit failed (%s); the alerts will be read again, and the"
+                " ledger keeps them from being sent twice",
+                type(error).__name__,
+            )
+            return
+        self.notifier.metrics.last_commit.set(time.time())
