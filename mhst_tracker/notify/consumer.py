@@ -4,7 +4,10 @@ Each poll's alerts are handed to :meth:`Notifier.deliver`, and the poll's offset
 committed only when it returns, that is when the ledger holds every outcome. Between polls
 the loop sends the retries that are due and the digests whose moment has come (it polls no
 longer than until the next digest moment, on the tracker's clock). Before the first poll it
-sends what a previous run left: retries due, deliveries left in flight, a missed digest.
+sends the retries a previous run left due (and, after the claim timeout, the deliveries it
+left in flight). Digests wait until the loop has caught up with the topic (nothing left to
+read), so a digest missed while the notifier was down is sent when it comes
+back, once, with the alerts that arrived meanwhile.
 
 A commit that fails (a rebalance under way) is logged and the loop goes on: whoever reads
 those alerts again finds them in the ledger and sends nothing twice.
@@ -25,6 +28,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from mhst_tracker.adapters.store.records import InvalidAlert, alert_from_dict
+from mhst_tracker.adapters.store.sink.consumer import behind
 from mhst_tracker.domain.alerts import Alert
 from mhst_tracker.notify.config import Mode
 from mhst_tracker.notify.schedule import next_digest_moment
@@ -90,6 +94,7 @@ class _Loop:
         self.retried = 0.0
         self.counted = 0.0
         self.next_digest: datetime | None = None
+        self.caught_up = False
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.housekeeping(force=True)
@@ -105,6 +110,8 @@ class _Loop:
                 records = [record for part in batches.values() for record in part]
                 await self.notifier.deliver(decode((r.value for r in records), self.notifier))
                 await self.commit({tp: part[-1].offset + 1 for tp, part in batches.items()})
+            if not self.caught_up and self.consumer.assignment():
+                self.caught_up = await behind(self.consumer) == 0
             await self.housekeeping()
 
     async def housekeeping(self, force: bool = False) -> None:
@@ -115,7 +122,8 @@ class _Loop:
         if force or now - self.retried >= RETRY_EVERY_SECONDS:
             self.retried = now
             await notifier.retry_due()
-        if force or self.next_digest is None or notifier.clock.now() >= self.next_digest:
+        digest_due = self.next_digest is None or notifier.clock.now() >= self.next_digest
+        if self.caught_up and digest_due:
             await notifier.send_digests()
             self.next_digest = self._next_digest()
         if force or now - self.counted >= LEDGER_EVERY_SECONDS:
