@@ -116,7 +116,8 @@ class WebhookReceiver:
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     hold: threading.Event | None = None
-    held: int = 0
+    arrived: set[str] = field(default_factory=set)
+    """The ``webhook-id`` of every signed request that arrived (answered or not yet)."""
     port: int = 0
 
     @property
@@ -142,8 +143,8 @@ class WebhookReceiver:
         with self.lock:
             step = self.plan.pop(0) if self.plan and verified else None
             hold = self.hold
-            if hold is not None:
-                self.held += 1
+            if verified:
+                self.arrived.add(headers.get("webhook-id", ""))
         if isinstance(step, float):
             time.sleep(step)
         elif isinstance(step, int):

@@ -35,7 +35,7 @@ from tests.adapters.store.conftest import create_database, drop_database
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 GRANTS = REPO_ROOT / "deploy" / "postgres" / "grants.sql"
-TRACKER_SERVICES = ("migrate", "topics", "worker", "sink")
+TRACKER_SERVICES = ("migrate", "topics", "worker", "sink", "notifier")
 _DEFAULTED = re.compile(r"\$\{[A-Z_]+:-([^}]*)\}")
 
 
@@ -56,6 +56,7 @@ def test_compose_has_every_service_of_the_stack() -> None:
     assert expected | set(TRACKER_SERVICES) <= set(services)
     assert services["worker"]["command"] == ["worker"]
     assert services["sink"]["command"] == ["sink"]
+    assert services["notifier"]["command"] == ["notify"]
 
 
 @pytest.mark.parametrize("name", TRACKER_SERVICES)
