@@ -735,11 +735,13 @@ def _rate_quantile(q: float, histogram: str) -> str:
 
 
 def operations() -> Board:
-    """Pipeline health: workers, throughput, lag, dead letters, timers, the store sink."""
+    """Pipeline health: workers, throughput, lag, dead letters, timers, the store sink, the
+    notifier."""
     board = Board(
         "mhst-operations",
         "MHST: operations",
-        "Pipeline health: throughput, lag, dead letters, timers, workers and the database sink.",
+        "Pipeline health: throughput, lag, dead letters, timers, workers, the database sink and"
+        " the notifier.",
         ("mhst", "operations"),
         "now-6h",
         (),
@@ -879,6 +881,59 @@ def operations() -> Board:
         SECONDS,
         width=8,
         height=8,
+    )
+    board.row("Notifier")
+    board.stat(
+        "Notifications failed for good",
+        "Deliveries the notifier gave up on: `mhst-tracker notify retry` sends them again.",
+        [Q('sum(mhst_notify_ledger_deliveries{status="failed"}) or vector(0)', "failed")],
+        COUNT,
+        ZERO_IS_GOOD,
+        width=6,
+        zero_when_empty=True,
+    )
+    board.stat(
+        "Re-sent in the last day",
+        "Deliveries sent again with the same message id after a notifier stopped between"
+        " sending and recording them (receivers drop the repeat).",
+        [Q("sum(increase(mhst_notify_resent_total[1d])) or vector(0)", "re-sent")],
+        COUNT,
+        ZERO_IS_GOOD,
+        width=6,
+        zero_when_empty=True,
+    )
+    board.timeseries(
+        "Notifications per second",
+        "Delivery attempts per second by recipient, channel and outcome (delivered, retrying,"
+        " failed).",
+        [
+            Q(
+                "sum by (recipient, channel, outcome)"
+                f" (rate(mhst_notify_deliveries_total{rate}))",
+                "{{recipient}} {{channel}} {{outcome}}",
+            )
+        ],
+        PER_SECOND,
+        width=12,
+    )
+    board.timeseries(
+        "Notification lag",
+        "Time from an alert's detection to its delivery, p50 and p99 (a digest's alerts wait"
+        " for their digest).",
+        [
+            Q(_rate_quantile(0.5, "mhst_notify_delivery_lag_seconds"), "p50"),
+            Q(_rate_quantile(0.99, "mhst_notify_delivery_lag_seconds"), "p99"),
+        ],
+        SECONDS,
+        width=12,
+    )
+    board.timeseries(
+        "Delivery ledger",
+        "Rows of the delivery ledger by status: queued for a digest, pending a retry,"
+        " delivered, failed, cancelled.",
+        [Q("sum by (status) (mhst_notify_ledger_deliveries)", "{{status}}")],
+        COUNT,
+        width=12,
     )
     board.sql_table(
         "Rejected events in the store by reason",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ import urllib.request
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from deploy.local.errors import ServiceError
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import CACHE_DIR, ManagedProcess, free_port
 from deploy.local.prometheus import PrometheusServer
+from deploy.local.receivers import Mailbox, WebhookReceiver, smtp_server, webhook_receiver
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.measures import WAIT_BANDS
@@ -53,6 +56,8 @@ WORKER_START_SECONDS = 12.0
 TRACKER = [str(Path(sys.executable).with_name("mhst-tracker"))]
 _WAITING_SERIES = re.compile(r'^mhst_referrals_waiting\{band="(?P<band>[^"]+)".*\} (?P<value>\S+)$')
 _REFERRAL_ID = re.compile(rb'"referral_id"\s*:\s*"([^"]{1,64})"')
+ROUTING = Path(__file__).resolve().parents[1] / "notify" / "notify.toml"
+DEMO_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +99,12 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
     broker = KafkaBroker()
     prometheus = PrometheusServer()
     processes: list[ManagedProcess] = []
+    # The notifier's SMTP server and webhook receiver run in this process.
+    receivers = contextlib.ExitStack()
+    smtp_port, mailbox = receivers.enter_context(
+        smtp_server(mailbox=Mailbox(on_message=_print_email))
+    )
+    receiver = receivers.enter_context(webhook_receiver(DEMO_WEBHOOK_SECRET))
     try:
         print("==> starting a local Kafka broker")
         broker.start()
@@ -131,8 +142,26 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
                 "sink", ["sink"], {**env, "MHST_SINK_METRICS_PORT": str(free_port())}, work
             )
         )
+        notifier_port = free_port()
+        processes.append(
+            _start_tracker(
+                "notifier",
+                ["notify", "--loglevel", "warning"],
+                {
+                    **env,
+                    "MHST_NOTIFY_CONFIG": str(_routing(work, smtp_port, receiver.url)),
+                    "MHST_NOTIFY_METRICS_PORT": str(notifier_port),
+                    "MHST_NOTIFY_PORT": str(free_port()),
+                    "MHST_WEBHOOK_SECRET_LA": DEMO_WEBHOOK_SECRET,
+                },
+                work,
+            )
+        )
         prometheus.start([f"127.0.0.1:{port}" for port in metrics_ports])
         prometheus.wait_ready()
+        prometheus.set_targets(
+            [f"127.0.0.1:{port}" for port in metrics_ports], (), [f"127.0.0.1:{notifier_port}"]
+        )
         env["MHST_PROMETHEUS_URL"] = prometheus.url
         started = time.monotonic()
         asyncio.run(_wait_for_group(broker.bootstrap, "mhst-tracker", 2, processes))
@@ -145,6 +174,7 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
         )
         counts = asyncio.run(_play(broker.bootstrap, lines, clock, end, processes))
         _report(lines, clock, end, counts, env, metrics_ports)
+        _print_notifications(mailbox, receiver)
         if keep:
             print("workers still running; Ctrl-C stops everything")
             while True:
@@ -154,6 +184,7 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
             process.stop()
         prometheus.stop()
         broker.stop()
+        receivers.close()
 
 
 async def _wait_for_group(
@@ -357,6 +388,45 @@ def _pages(env: dict[str, str], end: datetime) -> None:
     ):
         subprocess.run([*TRACKER, *args], env=env, check=False)
     print(f"==> open in a browser: {pages / 'dashboards.html'} and {pages / 'report.html'}")
+
+
+def _routing(work: Path, smtp_port: int, webhook_url: str) -> Path:
+    """The worked routing file, its SMTP server and webhook pointed at this process's."""
+    text = ROUTING.read_text()
+    text = re.sub(r"(?m)^host = .*$", 'host = "127.0.0.1"', text)
+    text = re.sub(r"(?m)^port = .*$", f"port = {smtp_port}", text)
+    text = re.sub(r"(?m)^security = .*$", 'security = "none"', text)
+    text = re.sub(r"(?m)^(username|password)_env = .*\n", "", text)
+    text = re.sub(r"(?m)^url = .*$", f'url = "{webhook_url}"', text)
+    # A "no new breaches" digest every simulated day (a wall second) would drown the rest.
+    text = text.replace("empty_digest = true", "empty_digest = false")
+    path = work / "notify.toml"
+    path.write_text(text)
+    return path
+
+
+def _print_email(message: EmailMessage) -> None:
+    """One line per email as it arrives; a digest whole."""
+    subject = str(message["Subject"])
+    print(f"  email to {message['To']}: {subject}")
+    if subject.startswith("Daily digest"):
+        body = message.get_body(("plain",))
+        text = body.get_content() if isinstance(body, EmailMessage) else ""
+        for line in text.replace("\r\n", "\n").splitlines():
+            print(f"      | {line}")
+
+
+def _print_notifications(mailbox: Mailbox, receiver: WebhookReceiver) -> None:
+    """What the notifier sent, by recipient."""
+    emails = Counter(str(message["To"]) for message in mailbox.received())
+    print("\n==> notifications sent by the notifier (mhst-tracker notify):")
+    for address, count in sorted(emails.items()):
+        print(f"    {count:>4} email(s) to {address}")
+    hooks = receiver.delivered_ids()
+    print(
+        f"    {len(hooks):>4} signed webhook(s) to the local authority's receiver, each"
+        f" checked against its signature ({sum(hooks.values()) - len(hooks)} repeated)"
+    )
 
 
 def _waiting_by_band(ports: list[int]) -> dict[str, int]:

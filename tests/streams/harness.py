@@ -32,6 +32,7 @@ class Deployment:
     base_dir: Path
     workers: list[ManagedProcess] = field(default_factory=list)
     sinks: list[ManagedProcess] = field(default_factory=list)
+    others: list[ManagedProcess] = field(default_factory=list)
 
     @property
     def names(self) -> TopicNames:
@@ -67,6 +68,13 @@ class Deployment:
         sink = self._start(name, "sink", env, args)
         self.sinks.append(sink)
         return sink
+
+    def start_process(self, name: str, command: str, env: dict[str, str]) -> ManagedProcess:
+        """Start ``mhst-tracker <command>`` (a notifier, say) on the deployment's broker,
+        topics and clock; stopped with the rest."""
+        process = self._start(name, command, env)
+        self.others.append(process)
+        return process
 
     def _start(
         self, name: str, command: str, env: dict[str, str], args: Sequence[str] = ()
@@ -118,8 +126,8 @@ class Deployment:
         return TopicReader(self.settings.kafka_bootstrap, topic, self.settings.partitions)
 
     def stop_all(self) -> None:
-        """Stop every worker and sink still running."""
-        for process in [*self.workers, *self.sinks]:
+        """Stop every worker, sink and other process still running."""
+        for process in [*self.workers, *self.sinks, *self.others]:
             process.stop()
 
 

@@ -14,7 +14,7 @@ import itertools
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.process import REPO_ROOT, ManagedProcess, free_port
+from deploy.local.receivers import WebhookReceiver
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
@@ -112,9 +113,31 @@ class StoreSink:
     """Wall time (POSIX seconds) just before it was started."""
 
 
+@dataclass
+class RunningNotifier:
+    """A running ``mhst-tracker notify``, the address of its ``/metrics`` and the receiver
+    of its webhooks."""
+
+    process: ManagedProcess
+    target: str
+    receiver: WebhookReceiver
+
+
+NOTIFIER_ROUTING = """
+teams = ["*placeholder*"]
+[[recipients]]
+name = "everyone"
+teams = ["*"]
+kinds = ["breach", "at_risk"]
+channel = "webhook"
+url = "{url}"
+secret_env = "MHST_TEST_WEBHOOK_SECRET"
+"""
+
+
 class Workers:
-    """Starts workers (and a store sink) of one deployment whose events topic holds the
-    simulated events."""
+    """Starts workers (and a store sink and a notifier) of one deployment whose events topic
+    holds the simulated events."""
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -130,6 +153,25 @@ class Workers:
         started_at = time.time()
         process = self.deployment.start_sink("sink", database_url, metrics_port=port)
         return StoreSink(process, f"127.0.0.1:{port}", database_url, started_at)
+
+    def start_notifier(
+        self, database_url: str, receiver: WebhookReceiver, teams: Sequence[str]
+    ) -> RunningNotifier:
+        """``mhst-tracker notify`` of the deployment's alerts into the migrated store at the
+        URL (its ledger), sending every alert of ``teams`` to ``receiver`` by webhook."""
+        config = self.deployment.base_dir / "notify.toml"
+        text = NOTIFIER_ROUTING.format(url=receiver.url)
+        config.write_text(text.replace('"*placeholder*"', ", ".join(f'"{t}"' for t in teams)))
+        port = free_port()
+        env = {
+            "MHST_DATABASE_URL": database_url,
+            "MHST_NOTIFY_CONFIG": str(config),
+            "MHST_NOTIFY_METRICS_PORT": str(port),
+            "MHST_NOTIFY_PORT": str(free_port()),
+            "MHST_TEST_WEBHOOK_SECRET": receiver.secret,
+        }
+        process = self.deployment.start_process("notifier", "notify", env)
+        return RunningNotifier(process, f"127.0.0.1:{port}", receiver)
 
     async def probe_every_partition(self) -> None:
         """Send one non-event to each events partition (it goes to the dead-letter topic).

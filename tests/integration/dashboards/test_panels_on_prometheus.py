@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from deploy.local import PrometheusServer
+from deploy.local.receivers import webhook_receiver
 from mhst_tracker.adapters.store.database import create_engine
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, RejectedEventRow
 from mhst_tracker.dashboards import (
@@ -36,6 +37,7 @@ from mhst_tracker.domain.measures import GroupMeasures
 from tests.integration.dashboards.conftest import (
     PARTITIONS,
     Events,
+    RunningNotifier,
     StoreSink,
     Worker,
     Workers,
@@ -108,11 +110,16 @@ def shown_figures(prometheus: PrometheusServer, team: str | None = None) -> Figu
     return figures
 
 
-def scraped(prometheus: PrometheusServer, workers: Sequence[Worker], sink: StoreSink) -> None:
-    """Prometheus scrapes exactly these workers and the sink, and together the workers own
-    every partition."""
+def scraped(
+    prometheus: PrometheusServer,
+    workers: Sequence[Worker],
+    sink: StoreSink,
+    notifier: RunningNotifier,
+) -> None:
+    """Prometheus scrapes exactly these workers, the sink and the notifier, and together
+    the workers own every partition."""
     targets = sorted(worker.target for worker in workers)
-    prometheus.set_targets(targets, [sink.target])
+    prometheus.set_targets(targets, [sink.target], [notifier.target])
 
     def settled() -> bool:
         owned = query_prometheus(prometheus.url, "mhst_worker_partitions_owned")
@@ -191,6 +198,52 @@ def without_rate(expr: str) -> str:
     counted = re.sub(r"rate\((\w+)\[\w+\]\)", r"\1", expr)
     assert counted != expr, f"no rate in {expr}"
     return counted
+
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def notifier_query(title: str, ref: int = 0) -> str:
+    """The PromQL of one of the operations dashboard's notifier panels."""
+    board = dashboard("mhst-operations")
+    (panel,) = [panel for panel in board.panels if panel.title == title]
+    expr = panel.queries[ref].expr
+    assert expr is not None
+    assert "mhst_notify_" in expr
+    return substitute_promql(expr, board)
+
+
+async def assert_notifier_panels_true(
+    prometheus: PrometheusServer, notifier: RunningNotifier
+) -> None:
+    """The notifier panels show the run: every alert the receiver took counted as
+    delivered, in the ledger as delivered, none failed or re-sent, and a lag."""
+    last: list[object] = []
+
+    async def true() -> bool:
+        taken = len(notifier.receiver.delivered_ids())
+        attempts = query_prometheus(
+            prometheus.url, without_rate(notifier_query("Notifications per second"))
+        )
+        delivered = sum(s.value for s in attempts if s.labels["outcome"] == "delivered")
+        ledger = {
+            s.labels["status"]: s.value
+            for s in query_prometheus(prometheus.url, notifier_query("Delivery ledger"))
+        }
+        failed = query_prometheus(prometheus.url, notifier_query("Notifications failed for good"))
+        resent = query_prometheus(prometheus.url, notifier_query("Re-sent in the last day"))
+        lag = query_prometheus(prometheus.url, notifier_query("Notification lag", 1))
+        last[:] = [taken, delivered, ledger, failed, resent, lag]
+        return (
+            taken > 0
+            and delivered == taken
+            and ledger == {"delivered": taken}
+            and [sample.value for sample in failed] == [0]
+            and [sample.value for sample in resent] == [0]
+            and len(lag) == 1
+        )
+
+    await wait_for("the notifier panels to show the run", true, 90, [notifier.process])
 
 
 RowCounts = dict[tuple[str, str], float]
@@ -305,15 +358,30 @@ async def test_one_worker_then_two_show_the_replay_summary(
     assert summary.overall.completed
     assert summary.overall.at_risk
     sink = workers.start_sink(store_database)
+    with webhook_receiver(SECRET) as receiver:
+        notifier = workers.start_notifier(store_database, receiver, sorted(summary.by_team))
+        await _two_workers(prometheus, events, store_database, workers, sink, notifier)
+
+
+async def _two_workers(
+    prometheus: PrometheusServer,
+    events: Events,
+    store_database: str,
+    workers: Workers,
+    sink: StoreSink,
+    notifier: RunningNotifier,
+) -> None:
+    summary = events.result.summary
     first = workers.start("w1")
-    scraped(prometheus, [first], sink)
+    scraped(prometheus, [first], sink, notifier)
     assert_dashboards_equal_replay(prometheus, summary.overall)
     await assert_every_panel_returns_data(prometheus, workers)
     written = await assert_sink_panels_true(prometheus, events, workers, sink, probes=1)
     await assert_postgres_panels_read_the_sink(events, sink, written)
 
+    await assert_notifier_panels_true(prometheus, notifier)
     second = workers.start("w2")
-    scraped(prometheus, [first, second], sink)
+    scraped(prometheus, [first, second], sink, notifier)
     assert_dashboards_equal_replay(prometheus, summary.overall)
     for team, measures in summary.by_team.items():
         if measures.completed:
