@@ -102,10 +102,24 @@ def wire(settings: Settings) -> Wiring:
     )
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, health: Health | None = None) -> int:
+def serve_metrics(
+    registry: CollectorRegistry,
+    port: int,
+    health: Health | None = None,
+    setting: str = "MHST_METRICS_PORT",
+) -> int:
     """Serve ``registry`` on ``/metrics`` at ``port`` (0: a free port, logged), and the
-    process's readiness on ``/healthz`` if ``health`` is given; returns the port."""
-    server = start_metrics_server(registry, port, health=health)
+    process's readiness on ``/healthz`` if ``health`` is given; returns the port.
+
+    A port that cannot be bound (another process has it) is a ``ConfigError`` naming
+    ``setting``, the variable the port came from."""
+    try:
+        server = start_metrics_server(registry, port, health=health)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot serve metrics on port {port} ({setting}): {error.strerror}; "
+            "choose another port"
+        ) from None
     log.info("metrics served on port %d", server.server_port)
     return server.server_port
 

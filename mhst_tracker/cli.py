@@ -8,11 +8,14 @@ the package names it, as a module path loaded when that command runs.
 """
 
 import importlib
+import logging
 from typing import Any, Final
 
 import click
 
-from mhst_tracker.config import ConfigError
+from mhst_tracker import logs
+from mhst_tracker.config import ConfigError, log_format
+from mhst_tracker.failures import UNAVAILABLE, USAGE, ServiceUnavailable
 
 COMMANDS: Final = {
     "replay": (
@@ -78,12 +81,15 @@ class LazyGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a setting the tracker cannot use is one line and exit code 2."""
+        """Run the command; a failure it words (:mod:`mhst_tracker.failures`) is one line
+        on standard error and its exit code, its traceback only with ``--debug``."""
         try:
             return super().invoke(ctx)
-        except ConfigError as error:
+        except (ConfigError, ServiceUnavailable) as error:
+            if ctx.params.get("debug"):
+                raise
             click.echo(f"Error: {error}", err=True)
-            ctx.exit(2)
+            ctx.exit(USAGE if isinstance(error, ConfigError) else UNAVAILABLE)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -93,5 +99,13 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="mhst-tracker")
-def main() -> None:
-    """Track the four-week waiting-time standard of school Mental Health Support Teams."""
+@click.option("--debug", is_flag=True, help="Show the traceback of a failure.")
+def main(debug: bool) -> None:
+    """Track the four-week waiting-time standard of school Mental Health Support Teams.
+
+    A failure is one line on standard error: exit code 2 for a usage or configuration
+    error, 1 for a server that cannot be reached."""
+    # A command reports its own outcome; the libraries' log lines (a client retrying a
+    # server that is down, say) would only repeat it. A long-running command (the worker,
+    # the sink) logs from its own --loglevel up.
+    logs.configure(log_format(), logging.DEBUG if debug else logging.CRITICAL)

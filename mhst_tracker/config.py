@@ -39,8 +39,9 @@ class Settings:
     sink_metrics_port: int = 9465
     prometheus_url: str = "http://127.0.0.1:9090"
     notify_config: Path | None = None
-    notify_port: int = 8080
-    notify_metrics_port: int = 9466
+    notify_port: int = 8090
+    notify_metrics_port: int = 9467
+    log_format: str = "json"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,7 +51,7 @@ class Settings:
         profile = env.get("MHST_PROFILE")
         notify_config = env.get("MHST_NOTIFY_CONFIG")
         settings = cls(
-            kafka_bootstrap=env.get("MHST_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+            kafka_bootstrap=_servers(env, "MHST_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
             database_url=env.get("MHST_DATABASE_URL", defaults.database_url),
             profile_path=Path(profile) if profile else None,
             clock=env.get("MHST_CLOCK", defaults.clock),
@@ -61,6 +62,7 @@ class Settings:
             topic_prefix=env.get("MHST_TOPIC_PREFIX", ""),
             max_event_bytes=_int(env, "MHST_MAX_EVENT_BYTES", defaults.max_event_bytes, minimum=1),
             prometheus_url=env.get("MHST_PROMETHEUS_URL", defaults.prometheus_url),
+            log_format=log_format(env),
             sink_metrics_port=_int(
                 env, "MHST_SINK_METRICS_PORT", defaults.sink_metrics_port, minimum=0
             ),
@@ -121,3 +123,23 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def log_format(env: Mapping[str, str] | None = None) -> str:
+    """``MHST_LOG_FORMAT``: ``json`` (the default: a line a record) or ``text`` (for a
+    person at a terminal). Read on its own too, by the command line before any command."""
+    env = os.environ if env is None else env
+    value = env.get("MHST_LOG_FORMAT") or "json"
+    if value not in ("json", "text"):
+        raise ConfigError(f"MHST_LOG_FORMAT must be json or text, not {value!r}")
+    return value
+
+
+def _servers(env: Mapping[str, str], name: str, default: str) -> str:
+    """A comma-separated list of ``host:port`` (a port from 1 to 65535)."""
+    raw = env.get(name) or default
+    for server in raw.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must be a comma-separated list of host:port, not {raw!r}")
+    return raw

@@ -26,7 +26,8 @@ from typing import Any, Final
 
 from sqlalchemy import text
 
-from mhst_tracker.adapters.store.database import create_engine
+from mhst_tracker.adapters.store.database import create_engine, reachable
+from mhst_tracker.failures import ServiceUnavailable
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 DASHBOARD_DIR: Final = REPO_ROOT / "dashboards"
@@ -383,7 +384,11 @@ def _api(url: str, endpoint: str, params: Mapping[str, str], expr: str) -> Any:
     except urllib.error.HTTPError as error:
         body = json.load(error)
     except (urllib.error.URLError, OSError) as error:
-        raise DashboardError(f"Prometheus at {url} did not answer: {error}") from None
+        reason = getattr(error, "reason", None) or error
+        raise ServiceUnavailable(
+            f"cannot reach Prometheus at {url} (MHST_PROMETHEUS_URL): {reason}; "
+            "check that it is running"
+        ) from None
     if body.get("status") != "success":
         raise DashboardError(f"query failed: {body.get('error')}: {expr}")
     return body["data"]
@@ -468,7 +473,7 @@ async def run_sql(database_url: str, sql: str) -> list[dict[str, Any]]:
     """The rows of one SQL panel's query (variables filled in) on the store at the URL."""
     engine = create_engine(database_url)
     try:
-        async with engine.connect() as connection:
+        async with reachable(database_url), engine.connect() as connection:
             result = await connection.execute(text(sql.replace(":", r"\:")))
             return [dict(row._mapping) for row in result]
     finally:

@@ -908,8 +908,7 @@ def operations() -> Board:
         " failed).",
         [
             Q(
-                "sum by (recipient, channel, outcome)"
-                f" (rate(mhst_notify_deliveries_total{rate}))",
+                f"sum by (recipient, channel, outcome) (rate(mhst_notify_deliveries_total{rate}))",
                 "{{recipient}} {{channel}} {{outcome}}",
             )
         ],

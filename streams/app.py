@@ -85,10 +85,8 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
     deadline_timers(app, tracker)
     follow_rebalances(app, table, tracker, wiring.topics.events)
 
-    async def expose_metrics() -> None:
-        bootstrap.serve_metrics(parts.metrics.registry, settings.metrics_port, tracker.health)
-
-    app.task(expose_metrics)
+    # Served now, before Faust starts: a port already taken is one line, not a crash.
+    bootstrap.serve_metrics(parts.metrics.registry, settings.metrics_port, tracker.health)
     app.tracker = tracker  # type: ignore[attr-defined]
     return app
 

@@ -30,9 +30,15 @@ def worker_command(partitions: int | None, loglevel: str) -> None:
     """Run a stream worker: per-referral clocks, deadline timers, breach alerts, dead letters."""
     import faust
 
-    from mhst_tracker import bootstrap
+    from mhst_tracker import bootstrap, logs
     from streams.app import create_app
 
     settings = Settings.from_env().with_partitions(partitions)
+    logs.configure(settings.log_format, loglevel.upper())
     app = create_app(bootstrap.worker(settings))
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    faust.Worker(
+        app,
+        loglevel=loglevel,
+        logging_config=logs.config(settings.log_format, loglevel.upper()),
+        quiet=True,  # no banner on standard output: every line the worker writes is a log line
+    ).execute_from_commandline()

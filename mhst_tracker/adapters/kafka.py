@@ -7,15 +7,31 @@ topic itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
-from mhst_tracker.config import Settings
+from mhst_tracker.config import ConfigError, Settings
+from mhst_tracker.failures import ServiceUnavailable
 
 MAX_MESSAGE_BYTES: Final = "max.message.bytes"
+
+
+@asynccontextmanager
+async def reachable(bootstrap_servers: str) -> AsyncIterator[None]:
+    """Turn a Kafka client's failure to reach the broker (bootstrap, metadata, a request
+    timing out) into one :class:`~mhst_tracker.failures.ServiceUnavailable` sentence."""
+    try:
+        yield
+    except (KafkaError, OSError) as error:
+        raise ServiceUnavailable(
+            f"cannot reach Kafka at {bootstrap_servers} (MHST_KAFKA_BOOTSTRAP): "
+            f"{type(error).__name__}; check that the broker is running"
+        ) from error
 
 
 async def create_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
@@ -26,24 +42,24 @@ async def create_topics(settings: Settings, replication_factor: int = 1) -> list
     """
     names = settings.topics
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in names.all() if name not in existing]
-        if missing:
-            await admin.create_topics(
-                [NewTopic(name, settings.partitions, replication_factor) for name in missing]
-            )
-        co_partitioned = [name for name in (names.events, names.ticks) if name in existing]
-        if co_partitioned:
-            described = await admin.describe_topics(co_partitioned)
-            for topic in described:
-                count = len(topic["partitions"])
-                if count != settings.partitions:
-                    raise RuntimeError(
-                        f"topic {topic['topic']} has {count} partitions, "
-                        f"MHST_PARTITIONS is {settings.partitions}"
-                    )
+        async with reachable(settings.kafka_bootstrap):
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [name for name in names.all() if name not in existing]
+            if missing:
+                await admin.create_topics(
+                    [NewTopic(name, settings.partitions, replication_factor) for name in missing]
+                )
+            co_partitioned = [name for name in (names.events, names.ticks) if name in existing]
+            described = await admin.describe_topics(co_partitioned) if co_partitioned else []
+        for topic in described:
+            count = len(topic["partitions"])
+            if count != settings.partitions:
+                raise ConfigError(
+                    f"topic {topic['topic']} has {count} partitions but MHST_PARTITIONS is "
+                    f"{settings.partitions}; the events and tick topics must have as many"
+                )
         return missing
     finally:
         await admin.close()
@@ -53,21 +69,25 @@ async def message_limits(bootstrap_servers: str, topics: Sequence[str]) -> dict[
     """Each topic's largest record batch the broker accepts (``max.message.bytes``, the
     topic's own value or the broker's default)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
     try:
-        responses = await admin.describe_configs(
-            [
-                ConfigResource(ConfigResourceType.TOPIC, topic, configs={MAX_MESSAGE_BYTES: ""})
-                for topic in topics
-            ]
-        )
+        async with reachable(bootstrap_servers):
+            await admin.start()
+            responses = await admin.describe_configs(
+                [
+                    ConfigResource(ConfigResourceType.TOPIC, topic, configs={MAX_MESSAGE_BYTES: ""})
+                    for topic in topics
+                ]
+            )
     finally:
         await admin.close()
     limits: dict[str, int] = {}
     for response in responses:
         for error_code, _message, _type, name, entries in response.resources:
             if error_code:
-                raise RuntimeError(f"cannot read the configuration of topic {name} ({error_code})")
+                raise ServiceUnavailable(
+                    f"Kafka at {bootstrap_servers} did not give the configuration of topic "
+                    f"{name} (error code {error_code}); check that the topic exists"
+                )
             for entry in entries:
                 if entry[0] == MAX_MESSAGE_BYTES:
                     limits[name] = int(entry[1])

@@ -15,9 +15,9 @@ from sqlalchemy.engine import make_url
 
 from mhst_tracker import bootstrap
 from mhst_tracker.adapters.store.database import (
-    StoreNotMigrated,
     create_engine,
     current_revision,
+    reachable,
     reader_grants,
     upgrade,
     writer_grants,
@@ -46,9 +46,10 @@ def upgrade_command(url: str | None, revision: str) -> None:
 async def _upgrade(url: str, revision: str) -> tuple[str | None, str | None]:
     engine = create_engine(url)
     try:
-        before = await current_revision(engine)
-        await upgrade(engine, revision)
-        return before, await current_revision(engine)
+        async with reachable(url):
+            before = await current_revision(engine)
+            await upgrade(engine, revision)
+            return before, await current_revision(engine)
     finally:
         await engine.dispose()
 
@@ -93,10 +94,7 @@ def purge_rejected_command(age: timedelta, url: str | None) -> None:
     """Delete old rows of the dead-letter table (run as the database owner)."""
     settings = Settings.from_env()
     before = datetime.now(UTC) - age
-    try:
-        purged = running.run(_purge(settings, url, before))
-    except StoreNotMigrated as error:
-        raise click.ClickException(str(error)) from None
+    purged = running.run(_purge(settings, url, before))
     click.echo(f"{purged} rejections made before {before.isoformat()} deleted", err=True)
 
 

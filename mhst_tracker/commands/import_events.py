@@ -20,7 +20,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from mhst_tracker import bootstrap
-from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.importer import (
     ImportItem,
     UnusableFile,
@@ -67,7 +66,7 @@ def import_command(file: Path, fmt: str | None, target: str) -> None:
     try:
         fmt = fmt or detect_format(file)
         counts = running.run(import_file(file, fmt, target, settings))
-    except (UnusableFile, StoreNotMigrated, NoTopic) as error:
+    except (UnusableFile, NoTopic) as error:
         raise click.ClickException(str(error)) from None
     except KafkaError as error:
         raise click.ClickException(

@@ -19,7 +19,6 @@ import click
 import orjson
 
 from mhst_tracker import bootstrap
-from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.report import (
     NHS_ENGLAND,
     NO_SUPPRESSION,
@@ -95,10 +94,7 @@ def report_command(
         raise click.UsageError("--format xlsx needs --out FILE")
     rule = Suppression(small_counts, round_to) if suppression else NO_SUPPRESSION
     settings = Settings.from_env()
-    try:
-        report = running.run(build_report(settings, period, rule))
-    except StoreNotMigrated as error:
-        raise click.ClickException(str(error)) from None
+    report = running.run(build_report(settings, period, rule))
     content = render(report, fmt)
     if out is not None:
         try:

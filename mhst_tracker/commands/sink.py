@@ -8,7 +8,6 @@ The process-wide policy is set here, not in the library: :func:`collector_paused
 
 import asyncio
 import gc
-import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,9 +16,8 @@ from typing import Final
 import click
 from prometheus_client import CollectorRegistry
 
-from mhst_tracker import bootstrap
+from mhst_tracker import bootstrap, logs
 from mhst_tracker.adapters.metrics import SinkMetrics
-from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.sink import GROUP_ID, Sink, SinkOptions
 from mhst_tracker.commands import running
 from mhst_tracker.commands.running import cyclic_gc_paused
@@ -79,15 +77,12 @@ async def _collect_every(interval: float) -> None:
 )
 def sink_command(batch_size: int, group: str, loglevel: str) -> None:
     """Write every event, alert and dead letter from Kafka into the store."""
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
+    logs.configure(settings.log_format, loglevel.upper())
     registry = CollectorRegistry()
-    bootstrap.serve_metrics(registry, settings.sink_metrics_port)
-    try:
-        options = SinkOptions(batch_size=batch_size, group_id=group)
-        running.run(_run(settings, SinkMetrics(registry), options))
-    except StoreNotMigrated as error:
-        raise click.ClickException(str(error)) from None
+    bootstrap.serve_metrics(registry, settings.sink_metrics_port, setting="MHST_SINK_METRICS_PORT")
+    options = SinkOptions(batch_size=batch_size, group_id=group)
+    running.run(_run(settings, SinkMetrics(registry), options))
 
 
 async def _run(settings: Settings, metrics: SinkMetrics, options: SinkOptions) -> None:

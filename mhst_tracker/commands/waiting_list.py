@@ -21,7 +21,6 @@ import click
 import orjson
 
 from mhst_tracker import bootstrap
-from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.report import known_teams_and_schools
 from mhst_tracker.adapters.store.repository import WaitingEntry
 from mhst_tracker.commands import running
@@ -121,8 +120,10 @@ class WaitingList:
         return who if self.school is None else f"school {self.school} ({who})"
 
 
-class UnknownGroup(Exception):
-    """A team or school the store has no referral of."""
+class UnknownGroup(click.ClickException):
+    """A team or school the store has no referral of. A usage error: exit code 2."""
+
+    exit_code = 2
 
 
 def days_until_next_breach(entry: WaitingEntry, profile: Profile, today: date) -> int | None:
@@ -163,10 +164,7 @@ def waiting_list_command(
     if team is None and not all_teams and school is None:
         raise click.UsageError("give --team T, --all-teams or --school URN")
     settings = Settings.from_env()
-    try:
-        waiting = running.run(_waiting_list(settings, team, school, as_of))
-    except (StoreNotMigrated, UnknownGroup) as error:
-        raise click.ClickException(str(error)) from None
+    waiting = running.run(_waiting_list(settings, team, school, as_of))
     click.echo(render(waiting, fmt), nl=False)
 
 

@@ -96,7 +96,7 @@ def test_an_unknown_team_or_school_is_one_line_naming_the_known_ones(
     store_url: str, args: list[str], message: str
 ) -> None:
     result = run(store_url, "waiting-list", *args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == message
 
 

@@ -36,7 +36,8 @@ from tests.adapters.store.conftest import create_database, drop_database
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 GRANTS = REPO_ROOT / "deploy" / "postgres" / "grants.sql"
 TRACKER_SERVICES = ("migrate", "topics", "worker", "sink", "notifier")
-_DEFAULTED = re.compile(r"\$\{[A-Z_]+:-([^}]*)\}")
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_]+)(?P<rule>[^}]*)\}")
+ENV_EXAMPLE = REPO_ROOT / "deploy" / "docker" / "env.example"
 
 
 def _compose() -> dict[str, Any]:
@@ -46,8 +47,27 @@ def _compose() -> dict[str, Any]:
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:
-    """A service's environment with ``${VAR:-default}`` replaced by the default."""
-    return {key: _DEFAULTED.sub(r"\1", str(value)) for key, value in service["environment"].items()}
+    """A service's environment with each ``${VAR:?...}`` replaced by a made-up secret."""
+    return {
+        key: _VARIABLE.sub(lambda match: f"secret-{match['name'].lower()}", str(value))
+        for key, value in service["environment"].items()
+    }
+
+
+def test_every_secret_is_required_and_listed_in_the_example_env_file() -> None:
+    text = COMPOSE.read_text()
+    found = list(_VARIABLE.finditer(text))
+    assert found, "the compose file takes its passwords from the environment"
+    example = {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    for match in found:
+        assert match["rule"].startswith(":?"), f"{match['name']} has a default or may be empty"
+        assert match["name"] in example, f"{match['name']} is not in {ENV_EXAMPLE.name}"
+    grafana = _compose()["services"]["grafana"]["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" in grafana
 
 
 def test_compose_has_every_service_of_the_stack() -> None:

@@ -10,19 +10,29 @@ Neither reads what the dead-letter table keeps of the refused input (docs/store.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
+import asyncpg
 import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from mhst_tracker.config import ConfigError
+from mhst_tracker.failures import ServiceUnavailable
+
 MIGRATIONS = "mhst_tracker.adapters.store:migrations"
+DRIVERS: Final = ("postgresql+asyncpg", "sqlite+aiosqlite")
+SQLITE_EXAMPLE: Final = "sqlite+aiosqlite:///PATH"
 TABLES = ("events", "referrals", "alerts", "rejected_events", "deliveries", "digests")
 DEAD_LETTERS = "rejected_events"
 """The table that keeps refused input as it came: readable by the owner role only."""
@@ -33,6 +43,70 @@ PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _INFINITY = 0x7FFF_FFFF_FFFF_FFFF
 _NEGATIVE_INFINITY = -0x8000_0000_0000_0000
+
+
+def shown(url: str) -> str:
+    """A database URL as it may be shown: without its password (garbage stays garbage, cut
+    short)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url[:60]
+
+
+def _check_url(url: str) -> None:
+    """``ConfigError`` unless ``url`` names one of the two drivers the store runs on."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"MHST_DATABASE_URL is not a database URL ({shown(url)}); use "
+            f"postgresql+asyncpg://USER@HOST/DATABASE or {SQLITE_EXAMPLE}"
+        ) from None
+    if parsed.drivername not in DRIVERS:
+        raise ConfigError(
+            f"MHST_DATABASE_URL uses the driver {parsed.drivername!r}; the store runs on "
+            f"{' or '.join(DRIVERS)} (postgresql+asyncpg://USER@HOST/DATABASE)"
+        )
+    database = parsed.database
+    if parsed.drivername.startswith("sqlite") and database and database != ":memory:":
+        # Found here, not by the driver: aiosqlite's thread outlives a failed connection.
+        folder = Path(database).parent
+        if not folder.is_dir():
+            raise ConfigError(
+                f"MHST_DATABASE_URL names an SQLite file in {folder}, which is not a folder"
+            )
+
+
+@asynccontextmanager
+async def reachable(url: str) -> AsyncIterator[None]:
+    """Turn a failure to reach or open the database at ``url`` into one
+    :class:`~mhst_tracker.failures.ServiceUnavailable` sentence (the URL shown without its
+    password, the cause in a few words, what to check)."""
+    try:
+        yield
+    except (OSError, TimeoutError, asyncpg.PostgresError, DBAPIError) as error:
+        raise ServiceUnavailable(
+            f"cannot use the database at {shown(url)} (MHST_DATABASE_URL): "
+            f"{_cause(error)}; {_advice(url)}"
+        ) from error
+
+
+def _cause(error: BaseException) -> str:
+    """The first line of the innermost cause, at most 120 characters: a driver's message
+    says what went wrong (refused, unknown host, not a database), never a stored value at
+    this point (nothing has been read yet)."""
+    while error.__cause__ is not None and isinstance(error, DBAPIError):
+        error = error.__cause__
+    text = str(getattr(error, "orig", None) or error).splitlines()
+    first = text[0] if text else ""
+    return f"{type(error).__name__}: {first}"[:120] if first else type(error).__name__
+
+
+def _advice(url: str) -> str:
+    if url.startswith("sqlite"):
+        return "check that the file's folder exists and the file is an SQLite database"
+    return "check that PostgreSQL is running and accepts this user and database"
 
 
 def json_text(value: Any) -> str:
@@ -47,8 +121,10 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
 
     JSON columns are written by :func:`json_text`. SQLite gets a busy timeout and WAL
     journal, so readers do not block the sink; PostgreSQL connections encode
-    ``timestamptz`` by :func:`encode_timestamptz`.
+    ``timestamptz`` by :func:`encode_timestamptz`. A URL that is not one of these is a
+    :class:`~mhst_tracker.config.ConfigError` naming ``MHST_DATABASE_URL``.
     """
+    _check_url(url)
     options.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         options.setdefault("connect_args", {"timeout": 30})
@@ -135,7 +211,7 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         )
 
 
-class StoreNotMigrated(RuntimeError):
+class StoreNotMigrated(ServiceUnavailable):
     """The store's schema is not the one this version of the tracker needs."""
 
 

@@ -36,7 +36,7 @@ from mhst_tracker.adapters.store.backend import (
     chunks,
     projection_row,
 )
-from mhst_tracker.adapters.store.database import check_current, create_engine
+from mhst_tracker.adapters.store.database import check_current, create_engine, reachable
 from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
 from mhst_tracker.adapters.store.postgres import PostgresBackend
 from mhst_tracker.adapters.store.records import (
@@ -166,7 +166,8 @@ class Store:
         one from the settings)."""
         engine = create_engine(url)
         try:
-            await check_current(engine)
+            async with reachable(url):
+                await check_current(engine)
         except BaseException:
             await engine.dispose()
             raise

@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 
+from mhst_tracker.adapters import kafka
 from mhst_tracker.adapters.metrics import SinkMetrics
 from mhst_tracker.adapters.store.records import Batch, Rejection
 from mhst_tracker.adapters.store.repository import Store, WriteResult
@@ -96,8 +97,9 @@ class Sink:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
-        await consumer.start()
         try:
+            async with kafka.reachable(self.settings.kafka_bootstrap):
+                await consumer.start()
             await _Run(self, consumer, stop).consume()
         finally:
             await consumer.stop()
