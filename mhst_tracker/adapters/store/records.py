@@ -97,6 +97,18 @@ class Batch:
         return len(self.events) + len(self.alerts) + len(self.rejections)
 
 
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An ingestion API token as stored: the SHA-256 of the token, never the token."""
+
+    token_id: str
+    source: str
+    teams: tuple[str, ...]
+    token_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
 def alert_from_dict(data: Mapping[str, Any]) -> Alert:
     """Read an alert message body; :class:`InvalidAlert` names the first bad field."""
     strings: dict[str, str] = {}
