@@ -42,9 +42,9 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
 
 
 class IncomingEvent(msgspec.Struct, frozen=True, gc=False):
-    """A valid event, its JSON as received (the UTF-8 bytes of one object: what ``import
-    --to kafka`` publishes; the store keeps the event's canonical form instead), when the
-    tracker received it and from where."""
+    """A valid event, its JSON as received (the UTF-8 bytes of one object, kept should the
+    store refuse the event after all; the store and the topic get its canonical form
+    instead), when the tracker received it and from where."""
 
     event: Event
     payload: bytes
