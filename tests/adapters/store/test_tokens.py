@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -38,8 +39,4 @@ async def test_a_hash_is_stored_once(store: Store) -> None:
     record, _ = new_token("emis", ["T1"], NOW)
     await store.add_token(record)
     with pytest.raises(IntegrityError):
-        await store.add_token(record.__class__(**{**_fields(record), "token_id": "other"}))
-
-
-def _fields(record: object) -> dict[str, object]:
-    return {name: getattr(record, name) for name in record.__slots__}  # type: ignore[attr-defined]
+        await store.add_token(dataclasses.replace(record, token_id="other"))

@@ -29,7 +29,14 @@ def test_a_check_value_of_ten_is_never_valid() -> None:
 
 
 def test_other_shapes_fail() -> None:
-    for value in ("", "943476591", "94347659190", "94347659a9", "９４３４７６５９１９", "+434765919"):
+    for value in (
+        "",
+        "943476591",
+        "94347659190",
+        "94347659a9",
+        "\uff19" * 10,  # fullwidth nines: digits, but not ASCII
+        "+434765919",
+    ):
         assert not is_valid_nhs_number(value)
 
 
