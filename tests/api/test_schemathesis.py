@@ -78,6 +78,5 @@ def test_the_served_document_holds_for_every_answer(served: Api, mode: Generatio
             statuses[response.status_code] += 1
 
         answers_as_documented()
-    # The generated requests reached the checks beyond the refusals.
-    expected = {202} if mode is GenerationMode.POSITIVE else {202, 400}
-    assert expected <= set(statuses), statuses
+    # Some generated requests passed every refusal and had their events produced.
+    assert statuses[202], statuses
