@@ -2,7 +2,8 @@
 
 Every metric the project defines lives here, registered on an injectable
 ``CollectorRegistry``, named ``mhst_*`` in base units. Labels are only ``team``,
-``school``, ``stage``, ``band``, ``kind``, ``reason`` and ``type``: never a referral id.
+``school``, ``stage``, ``band``, ``kind``, ``reason`` and ``type`` (and, for the ingestion
+API, ``route``, ``status`` and ``source``, a source system's name): never a referral id.
 
 **Clinical gauges are computed at scrape time** by a custom collector from per-partition
 aggregates. A stream worker reports each referral's state as it changes
