@@ -41,11 +41,12 @@ NDJSON: Final = "application/x-ndjson"
 MEDIA_TYPES: Final = (JSON, NDJSON)
 NHS_NUMBER: Final = "nhs_number"
 
-TEAM_REQUIRED: Final = "team_id: required on every event sent to the API"
-TEAM_OUT_OF_SCOPE: Final = "team_id: not one of this token's teams"
-NHS_NUMBER_NOT_STRING: Final = "nhs_number: not a string"
-NHS_NUMBER_INVALID: Final = "nhs_number: not a valid NHS number (10 digits, modulus 11)"
-NHS_NUMBER_REFUSED: Final = "nhs_number: not accepted here; send a pseudonymous referral_id"
+TEAM_REQUIRED: Final = "team_id is required on every event sent to the API"
+TEAM_OUT_OF_SCOPE: Final = "team_id is not one of this token's teams"
+NHS_NUMBER_NOT_STRING: Final = "nhs_number is not a string"
+NHS_NUMBER_INVALID: Final = "nhs_number is not a valid NHS number (10 digits, modulus 11)"
+NHS_NUMBER_REFUSED: Final = "nhs_number is not accepted here (send a pseudonymous referral_id)"
+"""Reasons in the engine's words: the field and the rule, never the value."""
 
 _decode_items: Final = msgspec.json.Decoder(list[msgspec.Raw]).decode
 

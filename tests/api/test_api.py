@@ -23,7 +23,7 @@ from mhst_tracker.api.intake import (
 from mhst_tracker.api.openapi import DOCUMENT
 from mhst_tracker.api.tokens import REFRESH_SECONDS
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.events import NOT_AN_OBJECT, parse_event
 from tests.adapters.store.conftest import PLANTED, event
 from tests.api.conftest import (
     PSEUDONYM_KEY,
@@ -86,7 +86,7 @@ async def test_every_format_puts_exactly_the_valid_canonical_events_on_the_topic
         (2, "rejected", reason_of(BAD_TYPE)),
         (3, "accepted", "e3"),
         (4, "rejected", reason_of(NO_OFFSET)),
-        (5, "rejected", "event is not a JSON object"),
+        (5, "rejected", NOT_AN_OBJECT),
     ]
     lined = api.post(ndjson(*mixed, received(4)), content_type=NDJSON)
     assert lined.status_code == 202, lined.text
@@ -171,7 +171,10 @@ async def test_each_token_sends_for_its_own_teams_only(apis: ApiFactory) -> None
     records = await api.topic()
     assert sorted(record.key or b"" for record in records) == [b"R1", b"R2"]
     metrics = api.metrics()
-    assert 'mhst_api_events_rejected_total{reason="team_id",source="emis"} 3.0' in metrics
+    rejected = 'mhst_api_events_rejected_total{{reason="{}",source="emis"}} {}'
+    assert rejected.format(TEAM_OUT_OF_SCOPE, "2.0") in metrics
+    assert rejected.format(TEAM_REQUIRED, "1.0") in metrics
+    assert rejected.format(reason_of(BAD_TYPE), "1.0") in metrics
     assert 'mhst_api_events_accepted_total{source="emis"} 1.0' in metrics
     assert 'mhst_api_events_accepted_total{source="portal"} 1.0' in metrics
     assert 'mhst_api_requests_total{route="/v1/events",status="403"} 1.0' in metrics

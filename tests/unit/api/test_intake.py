@@ -27,7 +27,7 @@ from mhst_tracker.api.intake import (
     split_body,
 )
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.events import parse_event, too_large
 from tests.adapters.store.conftest import CONTRACT_FIELDS, PLANTED, event
 from tests.hostile import kinds
 
@@ -38,8 +38,20 @@ PSEUDONYMISE = IntakeRules("pseudonymise", KEY)
 VALID = event("e1", "referral_received", "R1", "2026-09-01T09:00:00+01:00", team_id="T1")
 
 
+def one(document: bytes, rules: IntakeRules = REFUSE) -> Accepted | Rejected:
+    """The verdict on a request of one item."""
+    (verdict,) = judge([document], rules, TEAMS)
+    return verdict
+
+
 def raw(body: dict[str, Any] | str) -> bytes:
     return body.encode() if isinstance(body, str) else orjson.dumps(body)
+
+
+def reason_of(document: bytes) -> str:
+    with pytest.raises(InvalidEvent) as parsed:
+        parse_event(document)
+    return str(parsed.value)
 
 
 def accepted(verdict: Accepted | Rejected) -> Accepted:
@@ -111,7 +123,7 @@ def test_more_items_than_the_batch_allows_is_413(kind: str) -> None:
 
 
 def test_a_valid_event_is_accepted_and_produced_in_canonical_form() -> None:
-    verdict = accepted(judge(raw({**VALID, **PLANTED}), PSEUDONYMISE, TEAMS))
+    verdict = accepted(one(raw({**VALID, **PLANTED}), PSEUDONYMISE))
     assert verdict.event == parse_event(VALID)
     produced = orjson.loads(canonical(verdict.event))
     assert set(produced) <= CONTRACT_FIELDS
@@ -133,7 +145,7 @@ def test_a_valid_event_is_accepted_and_produced_in_canonical_form() -> None:
 def test_an_invalid_event_gets_the_parsers_own_reason(body: dict[str, Any] | str) -> None:
     with pytest.raises(InvalidEvent) as parsed:
         parse_event(raw(body))
-    assert rejected(judge(raw(body), REFUSE, TEAMS)) == Rejected(str(parsed.value))
+    assert rejected(one(raw(body))) == Rejected(str(parsed.value))
 
 
 def test_every_hostile_kind_is_rejected_with_a_reason_and_nothing_escapes() -> None:
@@ -142,20 +154,20 @@ def test_every_hostile_kind_is_rejected_with_a_reason_and_nothing_escapes() -> N
         if value is None:
             continue
         for document in (value, value.replace(b'"type"', b'"nhs_number":"1","type"')):
-            assert rejected(judge(document, PSEUDONYMISE, TEAMS)).reason
+            assert rejected(one(document, PSEUDONYMISE)).reason
 
 
 def test_every_event_needs_a_team_and_one_of_the_tokens() -> None:
     later = event("e2", "allocated", "R1", "2026-09-03T09:00:00Z")
-    assert rejected(judge(raw(later), REFUSE, TEAMS)) == Rejected(TEAM_REQUIRED, True)
+    assert rejected(one(raw(later))) == Rejected(TEAM_REQUIRED, True)
     other = {**VALID, "team_id": "T9"}
-    assert rejected(judge(raw(other), REFUSE, TEAMS)) == Rejected(TEAM_OUT_OF_SCOPE, True)
-    assert accepted(judge(raw({**later, "team_id": "T2"}), REFUSE, TEAMS))
+    assert rejected(one(raw(other))) == Rejected(TEAM_OUT_OF_SCOPE, True)
+    assert accepted(one(raw({**later, "team_id": "T2"})))
 
 
-def test_an_event_the_store_cannot_hold_is_rejected_here() -> None:
-    verdict = rejected(judge(raw({**VALID, "school_id": "S" * 65}), REFUSE, TEAMS))
-    assert verdict.reason == "school_id: longer than 64 characters"
+def test_an_event_the_store_cannot_hold_is_rejected_by_the_contract() -> None:
+    body = raw({**VALID, "school_id": "S" * 65})
+    assert rejected(one(body)) == Rejected(reason_of(body))
 
 
 def test_an_nhs_number_is_checked_then_refused() -> None:
@@ -164,31 +176,38 @@ def test_an_nhs_number_is_checked_then_refused() -> None:
         ("9434765918", NHS_NUMBER_INVALID),
         (9434765919, NHS_NUMBER_NOT_STRING),
     ):
-        verdict = rejected(judge(raw({**VALID, "nhs_number": number}), REFUSE, TEAMS))
+        verdict = rejected(one(raw({**VALID, "nhs_number": number})))
         assert verdict.reason == reason
         assert "9434765919" not in verdict.reason
 
 
 def test_an_absent_nhs_number_is_no_nhs_number() -> None:
     for number in (None, ""):
-        assert accepted(judge(raw({**VALID, "nhs_number": number}), REFUSE, TEAMS))
+        assert accepted(one(raw({**VALID, "nhs_number": number})))
 
 
 def test_a_pseudonymised_nhs_number_becomes_the_missing_referral_id() -> None:
     body = {key: value for key, value in VALID.items() if key != "referral_id"}
-    verdict = accepted(judge(raw({**body, "nhs_number": "943 476 5919"}), PSEUDONYMISE, TEAMS))
+    verdict = accepted(one(raw({**body, "nhs_number": "943 476 5919"}), PSEUDONYMISE))
     assert verdict.event.referral_id == pseudonym("9434765919", KEY)
     assert b"9434765919" not in canonical(verdict.event)
     assert b"nhs_number" not in canonical(verdict.event)
 
 
 def test_a_pseudonymised_nhs_number_leaves_a_referral_id_as_it_is() -> None:
-    verdict = accepted(judge(raw({**VALID, "nhs_number": "9434765919"}), PSEUDONYMISE, TEAMS))
+    verdict = accepted(one(raw({**VALID, "nhs_number": "9434765919"}), PSEUDONYMISE))
     assert verdict.event.referral_id == "R1"
-    invalid = judge(raw({**VALID, "nhs_number": "9434765918"}), PSEUDONYMISE, TEAMS)
+    invalid = one(raw({**VALID, "nhs_number": "9434765918"}), PSEUDONYMISE)
     assert rejected(invalid).reason == NHS_NUMBER_INVALID
 
 
 def test_an_escaped_key_is_still_an_nhs_number() -> None:
     body = raw(VALID)[:-1] + b',"nhs\\u005fnumber":"9434765918"}'
-    assert rejected(judge(body, PSEUDONYMISE, TEAMS)).reason == NHS_NUMBER_INVALID
+    assert rejected(one(body, PSEUDONYMISE)).reason == NHS_NUMBER_INVALID
+
+
+def test_an_item_larger_than_the_workers_take_is_rejected_as_they_would() -> None:
+    rules = IntakeRules(max_event_bytes=300)
+    body = raw({**VALID, "notes": "x" * 300, "nhs_number": "9434765919"})
+    assert rejected(one(body, rules)) == Rejected(too_large(300))
+    assert accepted(one(raw(VALID), rules))
