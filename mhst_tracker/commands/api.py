@@ -4,8 +4,15 @@ It listens on ``MHST_API_HOST``:``MHST_API_PORT`` and serves its metrics on
 ``MHST_API_METRICS_PORT``; the tokens it accepts are made with ``mhst-tracker tokens
 create``. Its log lines are JSON, one per request with the source's name (never a token,
 a body or a value from one). See docs/api.md.
+
+The process-wide policy is set here: once the application is built, everything that exists
+is frozen out of the cyclic garbage collector (``gc.freeze``). The libraries the API loads
+leave about 117,000 tracked objects; a full collection over them took 30 ms on the
+development machine, a stall every request in flight waits for (the single-event p99 target
+is 25 ms), and none of them is ever garbage.
 """
 
+import gc
 import logging
 from datetime import UTC, datetime
 from typing import Final
@@ -65,8 +72,12 @@ async def _serve(settings: Settings) -> None:
     parts = await bootstrap.api(settings)
     try:
         bootstrap.serve_metrics(parts.registry, settings.api_metrics_port)
+        app = create_app(parts.service)
+        app.openapi()  # built once, before the freeze
+        gc.collect()
+        gc.freeze()
         config = uvicorn.Config(
-            create_app(parts.service),
+            app,
             host=settings.api_host,
             port=settings.api_port,
             log_config=None,
