@@ -39,6 +39,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,23 +49,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from deploy.local import KafkaBroker
 from deploy.local.process import ManagedProcess, free_port
 from mhst_tracker import bootstrap
-from mhst_tracker.adapters.kafka import create_topics
-from mhst_tracker.adapters.producer import canonical
-from mhst_tracker.adapters.store.database import create_engine, upgrade
-from mhst_tracker.adapters.store.repository import Store
-from mhst_tracker.api.tokens import new_token
+from mhst_tracker.adapters.producer import canonical, kafka_producer
 from mhst_tracker.commands import running
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import Event, parse_event
-from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.simulate import simulate
-from mhst_tracker.timesource import WallClock
 
 RESULTS = Path(__file__).parent / "results" / "api.json"
 TARGET_RATIO = 0.5
@@ -72,6 +66,7 @@ TARGET_P99_MS = 25.0
 START = date(2025, 9, 1)
 PARTITIONS = 6
 SOURCE = "bench"
+TRACKER = [str(Path(sys.executable).with_name("mhst-tracker"))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,29 +94,29 @@ def valid_events(count: int, seed: int) -> list[tuple[bytes, Event]]:
     return events
 
 
-async def prepare(settings: Settings, database_url: str, teams: Sequence[str]) -> str:
-    """Topics, a migrated store and a token for ``teams``; the token."""
-    await create_topics(settings)
-    engine = create_engine(database_url)
-    await upgrade(engine)
-    store = Store(engine, TRAILBLAZER_4WW, WallClock())
-    try:
-        record, token = new_token(SOURCE, teams, datetime.now(UTC))
-        await store.add_token(record)
-        return token
-    finally:
-        await store.close()
+def prepare(env: dict[str, str], teams: Sequence[str]) -> str:
+    """Topics, a migrated store and a token for ``teams``, by the commands a deployment
+    runs; the token."""
+    for args in (["topics", "create"], ["db", "upgrade"]):
+        subprocess.run([*TRACKER, *args], env=env, check=True, capture_output=True)
+    made = subprocess.run(
+        [*TRACKER, "tokens", "create", "--source", SOURCE, "--teams", ",".join(teams)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return made.stdout.strip()
 
 
 async def time_raw(settings: Settings, batches: list[list[Event]], concurrency: int) -> float:
     """Seconds to produce every batch with a bare producer, as the API's producer is set up."""
     client = bootstrap.wire(settings).kafka
-    producer = AIOKafkaProducer(
-        bootstrap_servers=client.bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        max_request_size=client.max_request_bytes,
-        max_batch_size=client.batch_bytes,
+    producer = kafka_producer(
+        client.bootstrap_servers,
+        timeout=settings.api_produce_timeout,
+        max_request_bytes=client.max_request_bytes,
+        batch_bytes=client.batch_bytes,
     )
     await producer.start()
     # Encoded before the clock starts: the baseline does no work the broker does not see.
@@ -208,17 +203,14 @@ async def single_events(url: str, token: str, bodies: list[bytes], rate: float) 
     }
 
 
-def start_api(settings: Settings, database_url: str, work: Path) -> tuple[ManagedProcess, str]:
+def start_api(env: dict[str, str], work: Path) -> tuple[ManagedProcess, str]:
     port = free_port()
     process = ManagedProcess(
         "api",
-        [str(Path(sys.executable).with_name("mhst-tracker")), "api", "--loglevel", "warning"],
+        [*TRACKER, "api", "--loglevel", "warning"],
         work / "api.log",
         env={
-            **os.environ,
-            "MHST_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "MHST_PARTITIONS": str(PARTITIONS),
-            "MHST_DATABASE_URL": database_url,
+            **env,
             "MHST_API_PORT": str(port),
             "MHST_API_METRICS_PORT": str(free_port()),
             "MHST_API_RATE_LIMIT": "1000000",
@@ -258,9 +250,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         broker.start()
         broker.wait_ready()
         settings = Settings(kafka_bootstrap=broker.bootstrap, partitions=PARTITIONS)
-        database_url = f"sqlite+aiosqlite:///{work / 'store.db'}"
-        token = running.run(prepare(settings, database_url, teams))
-        api, url = start_api(settings, database_url, work)
+        env = {
+            **os.environ,
+            "MHST_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "MHST_PARTITIONS": str(PARTITIONS),
+            "MHST_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'store.db'}",
+        }
+        token = prepare(env, teams)
+        api, url = start_api(env, work)
         rounds: list[Round] = []
         for _ in range(args.rounds):
             raw_seconds = running.run(time_raw(settings, batches, args.concurrency))

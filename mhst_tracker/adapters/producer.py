@@ -43,6 +43,21 @@ def canonical(event: Event) -> bytes:
     return event_to_json(event)
 
 
+def kafka_producer(
+    bootstrap_servers: str, *, timeout: float, max_request_bytes: int, batch_bytes: int
+) -> AIOKafkaProducer:
+    """The Kafka producer events are sent with: idempotent, ``acks=all``, each request
+    bounded by ``timeout`` seconds."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=max_request_bytes,
+        max_batch_size=batch_bytes,
+        request_timeout_ms=int(timeout * 1000),
+    )
+
+
 class EventProducer:
     """Produces events to ``topic`` on the brokers at ``bootstrap_servers``.
 
@@ -117,13 +132,11 @@ class EventProducer:
             return producer
         async with self._starting:
             if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap_servers,
-                    acks="all",
-                    enable_idempotence=True,
-                    max_request_size=self._max_request_bytes,
-                    max_batch_size=self._batch_bytes,
-                    request_timeout_ms=int(self.timeout * 1000),
+                producer = kafka_producer(
+                    self.bootstrap_servers,
+                    timeout=self.timeout,
+                    max_request_bytes=self._max_request_bytes,
+                    batch_bytes=self._batch_bytes,
                 )
                 try:
                     await producer.start()
