@@ -165,7 +165,8 @@ class ApiParts:
 
 async def api(settings: Settings) -> ApiParts:
     """The ingestion API's parts, its tokens read from the store once (``ConfigError`` for an
-    unusable ``MHST_API_*`` setting; :class:`StoreNotMigrated` before ``db upgrade``)."""
+    unusable ``MHST_API_*`` setting; ``ServiceUnavailable`` for a store out of reach or not
+    migrated)."""
     from mhst_tracker.adapters.metrics import ApiMetrics
     from mhst_tracker.api.app import ApiService
     from mhst_tracker.api.intake import IntakeRules

@@ -2,8 +2,8 @@
 
 It listens on ``MHST_API_HOST``:``MHST_API_PORT`` and serves its metrics on
 ``MHST_API_METRICS_PORT``; the tokens it accepts are made with ``mhst-tracker tokens
-create``. Its log lines are JSON, one per request with the source's name (never a token,
-a body or a value from one). See docs/api.md.
+create``. It logs in the tracker's format (:mod:`mhst_tracker.logs`), one line per request
+with the source's name (never a token, a body or a value from one). See docs/api.md.
 
 The process-wide policy is set here: once the application is built, everything that exists
 is frozen out of the cyclic garbage collector (``gc.freeze``). The libraries the API loads
@@ -13,40 +13,15 @@ is 25 ms), and none of them is ever garbage.
 """
 
 import gc
-import logging
-from datetime import UTC, datetime
-from typing import Final
+import socket
 
 import click
-import orjson
 import uvicorn
 
-from mhst_tracker import bootstrap
-from mhst_tracker.adapters.store.database import StoreNotMigrated
+from mhst_tracker import bootstrap, logs
 from mhst_tracker.api.app import create_app
 from mhst_tracker.commands import running
 from mhst_tracker.config import ConfigError, Settings
-
-LOG_FIELDS: Final = ("source", "status", "seconds", "accepted", "rejected")
-"""The extra fields a log line may carry: names and counts, never a value from a request."""
-
-
-class JsonLines(logging.Formatter):
-    """One JSON object per log line: time, level, logger, message and :data:`LOG_FIELDS`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name in LOG_FIELDS:
-            if name in record.__dict__:
-                line[name] = record.__dict__[name]
-        if record.exc_info:
-            line["error"] = record.exc_info[0].__name__ if record.exc_info[0] else "unknown"
-        return orjson.dumps(line).decode()
 
 
 @click.command("api")
@@ -58,20 +33,35 @@ class JsonLines(logging.Formatter):
 )
 def api_command(loglevel: str) -> None:
     """Serve the ingestion API: authenticated HTTP intake of referral events."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonLines())
-    logging.basicConfig(level=loglevel.upper(), handlers=[handler], force=True)
+    settings = Settings.from_env()
+    logs.configure(settings.log_format, loglevel.upper())
+    listening = _bound(settings.api_host, settings.api_port)
+    running.run(_serve(settings, listening))
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound before anything starts: a port another process has
+    is a ``ConfigError`` naming ``MHST_API_PORT``, not uvicorn's exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        settings = Settings.from_env()
-        running.run(_serve(settings))
-    except (ConfigError, StoreNotMigrated) as error:
-        raise click.ClickException(str(error)) from None
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        raise ConfigError(
+            f"cannot serve the API on {host}:{port} (MHST_API_HOST, MHST_API_PORT): "
+            f"{error.strerror}; choose another address or port"
+        ) from None
+    return listening
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, listening: socket.socket) -> None:
     parts = await bootstrap.api(settings)
     try:
-        bootstrap.serve_metrics(parts.registry, settings.api_metrics_port)
+        bootstrap.serve_metrics(
+            parts.registry, settings.api_metrics_port, setting="MHST_API_METRICS_PORT"
+        )
         app = create_app(parts.service)
         app.openapi()  # built once, before the freeze
         gc.collect()
@@ -85,6 +75,6 @@ async def _serve(settings: Settings) -> None:
             server_header=False,
             lifespan="on",
         )
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(config).serve(sockets=[listening])
     finally:
         await parts.store.close()

@@ -12,14 +12,21 @@ from typing import TypeVar
 import click
 
 from mhst_tracker import bootstrap
-from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.records import ApiToken
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.api.tokens import TokenError, new_token
 from mhst_tracker.commands import running
-from mhst_tracker.config import ConfigError, Settings
+from mhst_tracker.config import Settings
+from mhst_tracker.failures import USAGE
 
 _T = TypeVar("_T")
+
+
+class BadName(click.ClickException):
+    """A source or team name a token cannot have: one line, the exit code of a usage
+    error."""
+
+    exit_code = USAGE
 
 
 @click.group("tokens")
@@ -35,7 +42,7 @@ def create_command(source: str, teams: str) -> None:
     try:
         record, token = new_token(source, teams.split(","), datetime.now(UTC))
     except TokenError as error:
-        raise click.BadParameter(str(error)) from None
+        raise BadName(str(error)) from None
     _with_store(lambda store: store.add_token(record))
     click.echo(
         f"token {record.token_id} for {record.source} (teams {', '.join(record.teams)}); "
@@ -76,7 +83,4 @@ def _with_store(action: Callable[[Store], Awaitable[_T]]) -> _T:
         finally:
             await store.close()
 
-    try:
-        return running.run(run())
-    except (ConfigError, StoreNotMigrated) as error:
-        raise click.ClickException(str(error)) from None
+    return running.run(run())
