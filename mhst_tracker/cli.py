@@ -51,6 +51,14 @@ COMMANDS: Final = {
         "mhst_tracker.commands.report:report_command",
         "Write the monthly report of PERIOD per team, school and referral source.",
     ),
+    "api": (
+        "mhst_tracker.commands.api:api_command",
+        "Serve the ingestion API: authenticated HTTP intake of referral events.",
+    ),
+    "tokens": (
+        "mhst_tracker.commands.tokens:tokens_command",
+        "Manage the ingestion API's tokens.",
+    ),
     "dashboard-check": (
         "mhst_tracker.commands.dashboard_check:dashboard_check_command",
         "Print every dashboard panel with the value it shows now.",

@@ -41,10 +41,12 @@ def render_config(
     scrape_interval: str = "1s",
     rule_files: Iterable[Path] = (),
     sink_targets: Sequence[str] = (),
+    api_targets: Sequence[str] = (),
 ) -> str:
-    """A prometheus.yml scraping ``targets`` (host:port) as job ``mhst-worker`` and
-    ``sink_targets`` as job ``mhst-sink``, the jobs of ``deploy/prometheus/prometheus.yml``."""
-    jobs = {"mhst-worker": targets, "mhst-sink": sink_targets}
+    """A prometheus.yml scraping ``targets`` (host:port) as job ``mhst-worker``,
+    ``sink_targets`` as job ``mhst-sink`` and ``api_targets`` as job ``mhst-api``, the jobs
+    of ``deploy/prometheus/prometheus.yml``."""
+    jobs = {"mhst-worker": targets, "mhst-sink": sink_targets, "mhst-api": api_targets}
     config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(path) for path in rule_files],
@@ -115,10 +117,17 @@ class PrometheusServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def set_targets(self, targets: Sequence[str], sink_targets: Sequence[str] = ()) -> None:
-        """Scrape exactly these host:port targets (workers, then store sinks) from now on."""
+    def set_targets(
+        self,
+        targets: Sequence[str],
+        sink_targets: Sequence[str] = (),
+        api_targets: Sequence[str] = (),
+    ) -> None:
+        """Scrape exactly these host:port targets (workers, store sinks, APIs) from now on."""
         self.config_path.write_text(
-            render_config(targets, self.scrape_interval, self._rule_files, sink_targets)
+            render_config(
+                targets, self.scrape_interval, self._rule_files, sink_targets, api_targets
+            )
         )
         request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
         with urllib.request.urlopen(request, timeout=10) as resp:

@@ -21,9 +21,9 @@ from deploy.local.process import free_port
 from mhst_tracker.cli import main
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.events import event_to_json, parse_event
 from mhst_tracker.simulate import simulate
-from tests.adapters.store.conftest import event, jsonl
+from tests.adapters.store.conftest import PLANTED, event, jsonl
 from tests.adapters.store.test_importer import CSV_EXTRACT
 from tests.kafka import create_topic
 
@@ -74,10 +74,6 @@ def run_import(path: Path, env: dict[str, str]) -> tuple[int, str]:
     return result.exit_code, result.stderr
 
 
-def _event_id(body: dict[str, object]) -> str:
-    return str(body["event_id"])
-
-
 def by_key(records: list[ConsumerRecord[bytes, bytes]]) -> dict[str, list[str]]:
     """Event ids per record key, in topic order."""
     keyed: dict[str, list[str]] = {}
@@ -93,8 +89,8 @@ def test_jsonl_to_kafka_sends_valid_lines_keyed_by_referral(
 ) -> None:
     env, topic = events_topic(kafka_bootstrap)
     bodies = [
-        event("e1", "referral_received", "R1", "2026-09-01T09:00:00Z", team_id="T1"),
-        event("e2", "referral_received", "R2", "2026-09-01T10:00:00Z", team_id="T2"),
+        event("e1", "referral_received", "R1", "2026-09-01T09:00:00Z", team_id="T1", **PLANTED),
+        event("e2", "referral_received", "R2", "2026-09-01T10:00:00+01:00", team_id="T2"),
         event("e3", "allocated", "R1", "2026-09-03T09:00:00Z"),
         event("e4", "allocated", "R2", "2026-09-04T09:00:00Z"),
         event("e5", "intervention_started", "R1", "2026-09-10T09:00:00Z"),
@@ -121,8 +117,12 @@ def test_jsonl_to_kafka_sends_valid_lines_keyed_by_referral(
     assert "events.jsonl:6: type is not one of the allowed values" in stderr
     assert "5 events published; 3 lines rejected" in stderr
     records = read_topic(kafka_bootstrap, topic)
-    sent = sorted((orjson.loads(record.value or b"") for record in records), key=_event_id)
-    assert sent == sorted(bodies, key=_event_id)
+    # Each event in its canonical form: the contract's fields only (the planted ones are
+    # gone), its offset kept, the schema version written out; never the line as it came.
+    sent = sorted(record.value or b"" for record in records)
+    assert sent == sorted(event_to_json(parse_event(body)) for body in bodies)
+    assert not any(name.encode() in value for value in sent for name in PLANTED)
+    assert b'"occurred_at":"2026-09-01T10:00:00+01:00"' in b"".join(sent)
     assert by_key(records) == {"R1": ["e1", "e3", "e5"], "R2": ["e2", "e4"]}
 
 

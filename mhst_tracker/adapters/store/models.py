@@ -11,6 +11,9 @@
   delivery status.
 * ``rejected_events``: input that broke the event contract, with the reason, the raw bytes
   and where it came from; ``reject_key`` makes re-reading the same input idempotent.
+* ``api_tokens``: the ingestion API's tokens, one per source system: the SHA-256 of the
+  token (never the token), the source's name, the teams it may send events for, and when it
+  was created and revoked.
 
 Times are stored in UTC (:class:`UTCDateTime` gives aware datetimes back on both databases).
 """
@@ -180,3 +183,16 @@ class RejectedEventRow(Base):
     source_line: Mapped[int | None] = mapped_column(Integer)
     rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiTokenRow(Base):
+    """One ingestion API token: its hash, source system and teams."""
+
+    __tablename__ = "api_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(64))
+    teams: Mapped[list[str]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
