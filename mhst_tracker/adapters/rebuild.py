@@ -1,0 +1,391 @@
+"""``mhst-tracker rebuild`` on Kafka: the workers' table recomputed from the events topic.
+
+For a stopped set of workers (their consumer group has no member, or the rebuild refuses),
+:func:`rebuild_table`, with plain aiokafka clients and no Faust:
+
+1. takes the end offsets of the events, alerts, tick and changelog topics, and the moment
+   the records are computed as of (the workers' clock, ``MHST_CLOCK``);
+2. reads the alerts topic, what was raised (:class:`~mhst_tracker.rebuild.AlertHistory`);
+3. partition by partition, reads the table's changelog (the raised alerts its records hold)
+   and every event up to the end offset, folds them (:class:`~mhst_tracker.rebuild.PartitionFold`)
+   and appends one record per referral to the changelog's partition, in the workers' format;
+   a message the workers had not read yet (at or after the group's committed offset) that
+   they would have rejected is sent to the dead-letter topic as they would have sent it;
+4. once the broker has every record, sets the group's committed offsets to the end offsets
+   (the tick topic's to its end): the workers start there, restore the new records from the
+   changelog (a worker on its old data directory reads the changelog on from where it was),
+   and their timers find the deadlines in them.
+
+**Interrupted.** The changelog is compacted by key and a worker restores whatever record
+it finds last for a key, so the records are written to be harmless on their own: each is a
+record the workers could hold (every event up to the end offsets folded: the events after
+the group's offsets are then read again as duplicates and change nothing; the alerts
+already sent; a deadline no later than any alert can be due under the new profile or the
+one the workers ran so far). The hand-over is the last step, one offset commit of the whole
+group, which the broker applies at once or not at all, and refuses while the group has a
+member. A rebuild interrupted before it (SIGKILL included) leaves the workers' offsets, so
+the workers go on as before, and can simply be run again.
+
+The events topic must hold the whole history: a partition whose first offset is not 0
+(retention deleted events) is refused, since its referrals' clocks cannot be recomputed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final, Protocol, TypeAlias, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, GroupCoordinatorNotAvailableError
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+from mhst_tracker.adapters import kafka
+from mhst_tracker.bootstrap import PRODUCER_BATCH_BYTES, Wiring
+from mhst_tracker.dead_letters import DeadLetter
+from mhst_tracker.domain.profile import Profile
+from mhst_tracker.rebuild import AlertHistory, PartitionFold
+
+FETCH_BYTES: Final = 8 * 1024 * 1024
+"""Bytes fetched per partition at a time (1 MiB by default): one partition is read at a time."""
+COORDINATOR_WAIT: Final = 30.0
+"""Seconds to wait for the broker's group coordinator (a new broker creates it on first use)."""
+
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+_T = TypeVar("_T")
+
+
+class RebuildRefused(Exception):
+    """The rebuild cannot run, or cannot hand over; the message says why, in one line."""
+
+
+class Progress(Protocol):
+    """Told how far the rebuild has read the events topic."""
+
+    def begin(self, events: int) -> None:
+        """``events`` are to be read."""
+        ...
+
+    def advance(self, events: int) -> None:
+        """``events`` more were read and folded."""
+        ...
+
+
+class NoProgress:
+    """Progress that nobody watches."""
+
+    def begin(self, events: int) -> None:
+        """Nothing to show."""
+
+    def advance(self, events: int) -> None:
+        """Nothing to show."""
+
+
+@dataclass
+class RebuildFigures:
+    """What a rebuild did."""
+
+    group: str
+    partitions: int
+    as_of: datetime
+    events: int = 0
+    unread: int = 0
+    """Events after the workers' committed offsets (not yet read by them)."""
+    rejected: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    referrals: int = 0
+    alerts: int = 0
+    """Messages read on the alerts topic."""
+    unreadable: int = 0
+    """Alert messages or table records whose alerts could not be read."""
+    seconds: float = 0.0
+    end_offsets: dict[int, int] = field(default_factory=dict)
+    """The events partitions' end offsets, where the workers start."""
+
+
+async def rebuild_table(
+    wiring: Wiring, profiles: Sequence[Profile], progress: Progress | None = None
+) -> RebuildFigures:
+    """Rebuild the workers' table for ``profiles[0]`` (timed for every profile of
+    ``profiles``: see :mod:`mhst_tracker.rebuild`) and hand it over to the workers.
+
+    :class:`RebuildRefused` if the workers run, the history is incomplete or the topics do
+    not fit together; nothing is handed over then.
+    """
+    began = time.monotonic()
+    settings, names = wiring.settings, wiring.topics
+    bootstrap = wiring.kafka.bootstrap_servers
+    shown = progress or NoProgress()
+    await kafka.create_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        members = await _group_members(admin, names.workers)
+        if members:
+            raise RebuildRefused(
+                f"the workers' consumer group {names.workers} has {members} member"
+                f"{'s' if members > 1 else ''}: stop every worker before a rebuild"
+            )
+        partitions = await _prepare_changelog(admin, names.events, names.referral_changelog)
+        counts = {
+            topic["topic"]: len(topic["partitions"])
+            for topic in await admin.describe_topics([names.alerts, names.ticks])
+        }
+        committed = await _committed(admin, names.workers)
+    finally:
+        await admin.close()
+    limits = await kafka.message_limits(bootstrap, [names.referral_changelog, names.dlq])
+    events = _partitions(names.events, partitions)
+    changelog = _partitions(names.referral_changelog, partitions)
+    alerts = _partitions(names.alerts, counts[names.alerts])
+    ticks = _partitions(names.ticks, counts[names.ticks])
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=FETCH_BYTES,
+    )
+    await reader.start()
+    try:
+        first = await reader.beginning_offsets(events)
+        ends = await reader.end_offsets([*events, *changelog, *alerts, *ticks])
+        as_of = wiring.time_source.now()
+        lost = [tp.partition for tp in events if first[tp] > 0]
+        if lost:
+            raise RebuildRefused(
+                f"topic {names.events} no longer holds its first events (partitions"
+                f" {', '.join(map(str, lost))}): a rebuild needs the whole history"
+                " (retention.ms=-1 on the events topic)"
+            )
+        figures = RebuildFigures(names.workers, partitions, as_of)
+        unread_from = {tp: min(committed.get(tp, 0), ends[tp]) for tp in events}
+        figures.unread = sum(ends[tp] - unread_from[tp] for tp in events)
+        figures.end_offsets = {tp.partition: ends[tp] for tp in events}
+        history = AlertHistory()
+        await _read(reader, {tp: ends[tp] for tp in alerts}, _alerts(history))
+        figures.alerts = history.alerts
+        writer = _Writer(wiring, limits[names.referral_changelog], limits[names.dlq])
+        await writer.start()
+        try:
+            shown.begin(sum(ends[tp] for tp in events))
+            for event_tp, changelog_tp in zip(events, changelog, strict=True):
+                await _read(reader, {changelog_tp: ends[changelog_tp]}, _records(history))
+                fold = PartitionFold(event_tp.partition, settings.max_event_bytes)
+                rejected: list[tuple[str, Record]] = []
+                await _read(
+                    reader,
+                    {event_tp: ends[event_tp]},
+                    _folding(fold, unread_from[event_tp], rejected, shown),
+                )
+                await writer.dead_letters(rejected)
+                writer.write_records(changelog_tp, fold.records(history, profiles, as_of))
+                figures.events += fold.events
+                figures.rejected += fold.rejected
+                figures.duplicates += fold.duplicates
+                figures.referrals += len(fold.clocks)
+                figures.dead_letters += len(rejected)
+            await writer.delivered()
+        finally:
+            await writer.stop()
+        figures.unreadable = history.unreadable
+    finally:
+        await reader.stop()
+    await _hand_over(bootstrap, names.workers, {tp: ends[tp] for tp in [*events, *ticks]})
+    figures.seconds = time.monotonic() - began
+    return figures
+
+
+async def _group_members(admin: AIOKafkaAdminClient, group: str) -> int:
+    """How many members the consumer group has now."""
+    (response,) = await _with_coordinator(lambda: admin.describe_consumer_groups([group]))
+    (description,) = response.groups
+    return len(description[5])
+
+
+async def _committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
+    """The group's committed offsets."""
+    offsets = await _with_coordinator(lambda: admin.list_consumer_group_offsets(group))
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def _with_coordinator(call: Callable[[], Awaitable[_T]]) -> _T:
+    """``call()``, retried while the broker has no group coordinator yet."""
+    deadline = time.monotonic() + COORDINATOR_WAIT
+    while True:
+        try:
+            return await call()
+        except GroupCoordinatorNotAvailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def _prepare_changelog(admin: AIOKafkaAdminClient, events: str, changelog: str) -> int:
+    """The events topic's partition count; the changelog created as Faust creates it
+    (compacted, as many partitions) if missing, refused if its partitions differ."""
+    (described,) = await admin.describe_topics([events])
+    partitions = len(described["partitions"])
+    if changelog not in await admin.list_topics():
+        replicas = len(described["partitions"][0]["replicas"])
+        await admin.create_topics(
+            [NewTopic(changelog, partitions, replicas, topic_configs={"cleanup.policy": "compact"})]
+        )
+        return partitions
+    (existing,) = await admin.describe_topics([changelog])
+    if len(existing["partitions"]) != partitions:
+        raise RebuildRefused(
+            f"topic {changelog} has {len(existing['partitions'])} partitions and {events}"
+            f" {partitions}: the table must be co-partitioned with the events"
+        )
+    return partitions
+
+
+def _partitions(topic: str, count: int) -> list[TopicPartition]:
+    return [TopicPartition(topic, partition) for partition in range(count)]
+
+
+Handler = Callable[[list[Record]], None]
+
+
+def _alerts(history: AlertHistory) -> Handler:
+    def handle(records: list[Record]) -> None:
+        for record in records:
+            history.add_alert(record.value)
+
+    return handle
+
+
+def _records(history: AlertHistory) -> Handler:
+    def handle(records: list[Record]) -> None:
+        for record in records:
+            history.add_record(record.key, record.value)
+
+    return handle
+
+
+def _folding(
+    fold: PartitionFold, unread_from: int, rejected: list[tuple[str, Record]], progress: Progress
+) -> Handler:
+    """A handler folding the events of one partition; the rejected messages from offset
+    ``unread_from`` on (the workers never read them) are kept in ``rejected``."""
+
+    def handle(records: list[Record]) -> None:
+        add = fold.add
+        for record in records:
+            reason = add(record.key, record.value)
+            if reason is not None and record.offset >= unread_from:
+                rejected.append((reason, record))
+        progress.advance(len(records))
+
+    return handle
+
+
+async def _read(
+    consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], handle: Handler
+) -> None:
+    """Every record of each partition from its start up to its end offset, in batches."""
+    todo = {tp: end for tp, end in ends.items() if end > 0}
+    if not todo:
+        return
+    consumer.assign(list(todo))
+    await consumer.seek_to_beginning(*todo)
+    while todo:
+        fetched = await consumer.getmany(*todo, timeout_ms=1000, max_records=20_000)
+        for tp, records in fetched.items():
+            end = todo.get(tp)
+            if end is None or not records:
+                continue
+            if records[-1].offset >= end:
+                records = [record for record in records if record.offset < end]
+            handle(records)
+        for tp in list(todo):
+            if await consumer.position(tp) >= todo[tp]:
+                del todo[tp]
+
+
+class _Writer:
+    """Writes the records to the changelog and the dead letters, and waits for the broker."""
+
+    def __init__(self, wiring: Wiring, changelog_limit: int, dlq_limit: int) -> None:
+        self.wiring = wiring
+        self.dlq_limit = dlq_limit
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=wiring.kafka.bootstrap_servers,
+            acks="all",
+            max_batch_size=min(PRODUCER_BATCH_BYTES, changelog_limit, dlq_limit),
+            max_request_size=max(changelog_limit, dlq_limit),
+        )
+        self.sending: list[asyncio.Future[object]] = []
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        for sending in self.sending:
+            sending.cancel()
+        await self.producer.stop()
+
+    def write_records(self, tp: TopicPartition, records: Iterable[tuple[bytes, bytes]]) -> None:
+        """Append ``records`` to ``tp`` in record batches, sent in the background."""
+        chain: list[BatchBuilder] = [self.producer.create_batch()]
+        for key, value in records:
+            if chain[-1].append(key=key, value=value, timestamp=None) is None:
+                chain.append(self.producer.create_batch())
+                chain[-1].append(key=key, value=value, timestamp=None)
+        self.sending.append(asyncio.ensure_future(self._send_chain(tp, chain)))
+
+    async def _send_chain(self, tp: TopicPartition, chain: list[BatchBuilder]) -> None:
+        delivered = [
+            await self.producer.send_batch(batch, tp.topic, partition=tp.partition)
+            for batch in chain
+            if batch.record_count()
+        ]
+        await asyncio.gather(*delivered)
+
+    async def dead_letters(self, rejected: Iterable[tuple[str, Record]]) -> None:
+        """Send rejected messages to the dead-letter topic, as a worker would."""
+        for reason, record in rejected:
+            letter = DeadLetter(
+                reason=reason,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                rejected_at=self.wiring.time_source.now(),
+                key=record.key,
+                value=record.value,
+            ).fitted(self.dlq_limit)
+            self.sending.append(
+                await self.producer.send(
+                    self.wiring.topics.dlq,
+                    key=letter.key,
+                    value=letter.value,
+                    headers=letter.headers(),
+                )
+            )
+
+    async def delivered(self) -> None:
+        """Wait until the broker has every record and dead letter."""
+        await asyncio.gather(*self.sending)
+        self.sending = []
+
+
+async def _hand_over(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for the workers' group in one request: the workers start there."""
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign(list(offsets))
+        await committer.commit(offsets)
+    except CommitFailedError:
+        raise RebuildRefused(
+            f"a worker joined the consumer group {group} during the rebuild, so nothing was"
+            " handed over: stop every worker and run the rebuild again"
+        ) from None
+    finally:
+        await committer.stop()
