@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, date, datetime
 
@@ -213,6 +214,37 @@ async def test_rebuild_from_events_gives_the_same_projection(store: Store) -> No
     before = await store.projection()
     assert await store.rebuild_referrals() == 7
     assert await store.projection() == before
+
+
+async def test_rebuild_after_a_profile_change_gives_replays_states_under_it(
+    store: Store,
+) -> None:
+    lines = list(simulate(12, date(2026, 9, 1), referrals=150))
+    for start in range(0, len(lines), 101):
+        await store.write(incoming(valid_bodies(lines[start : start + 101])))
+    day1 = dataclasses.replace(
+        TRAILBLAZER_4WW,
+        name="trailblazer-4ww-day1",
+        stages=tuple(
+            dataclasses.replace(
+                stage,
+                target_days=max(0, stage.target_days - 1),
+                at_risk_day=None if stage.at_risk_day is None else stage.at_risk_day - 1,
+            )
+            for stage in TRAILBLAZER_4WW.stages
+        ),
+    )
+    as_of = datetime(2026, 11, 15, tzinfo=UTC)
+    before = await store.projection()
+    changed = Store(store.engine, day1, ManualClock(as_of))
+    expected = replay(lines, as_of, day1).referrals
+    assert await changed.rebuild_referrals() == len(expected)
+    rows = await changed.projection()
+    assert [(row["profile"], row["as_of"]) for row in rows] == [(day1.name, as_of)] * len(expected)
+    assert [(row["referral_id"], row["status"], row["stages"]) for row in rows] == [
+        (state.referral_id, state.status.value, state.to_dict()["stages"]) for state in expected
+    ]
+    assert [row["stages"] for row in rows] != [row["stages"] for row in before]
 
 
 async def test_store_states_equal_replay_of_the_same_events(store: Store) -> None:
