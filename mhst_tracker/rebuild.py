@@ -101,7 +101,7 @@ class PartitionFold:
         except InvalidEvent as rejection:
             self.rejected += 1
             return rejection.reason
-        assert key is not None  # accept rejects a message without one
+        assert key is not None  # accepted: the referral id
         clock = self.clocks.get(key)
         if clock is None:
             clock = self.clocks[key] = ReferralClock(event.referral_id)

@@ -46,12 +46,15 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from mhst_tracker.adapters import kafka
 from mhst_tracker.bootstrap import PRODUCER_BATCH_BYTES, Wiring
-from mhst_tracker.dead_letters import DeadLetter
+from mhst_tracker.dead_letters import DeadLetter, too_small
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.rebuild import AlertHistory, PartitionFold
 
-FETCH_BYTES: Final = 8 * 1024 * 1024
-"""Bytes fetched per partition at a time (1 MiB by default): one partition is read at a time."""
+FETCH_BYTES: Final = 4 * 1024 * 1024
+"""Bytes fetched per partition at a time (1 MiB by default)."""
+METADATA_BACKOFF_MS: Final = 10
+"""The reader's wait before asking again for a topic's metadata (100 ms by default): asking
+the offsets of the four topics learns about them one at a time."""
 COORDINATOR_WAIT: Final = 30.0
 """Seconds to wait for the broker's group coordinator (a new broker creates it on first use)."""
 
@@ -121,7 +124,10 @@ async def rebuild_table(
     settings, names = wiring.settings, wiring.topics
     bootstrap = wiring.kafka.bootstrap_servers
     shown = progress or NoProgress()
-    await kafka.create_topics(settings)
+    try:
+        await kafka.create_topics(settings)
+    except RuntimeError as error:  # the events and tick topics are not co-partitioned
+        raise RebuildRefused(str(error)) from None
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -140,6 +146,9 @@ async def rebuild_table(
     finally:
         await admin.close()
     limits = await kafka.message_limits(bootstrap, [names.referral_changelog, names.dlq])
+    problem = too_small(names.dlq, limits[names.dlq])
+    if problem is not None:
+        raise RebuildRefused(problem)
     events = _partitions(names.events, partitions)
     changelog = _partitions(names.referral_changelog, partitions)
     alerts = _partitions(names.alerts, counts[names.alerts])
@@ -148,6 +157,7 @@ async def rebuild_table(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         max_partition_fetch_bytes=FETCH_BYTES,
+        retry_backoff_ms=METADATA_BACKOFF_MS,
     )
     await reader.start()
     try:
@@ -166,17 +176,21 @@ async def rebuild_table(
         figures.unread = sum(ends[tp] - unread_from[tp] for tp in events)
         figures.end_offsets = {tp.partition: ends[tp] for tp in events}
         history = AlertHistory()
-        await _read(reader, {tp: ends[tp] for tp in alerts}, _alerts(history))
+        await _assign(reader, alerts)
+        await _drain(reader, {tp: ends[tp] for tp in alerts}, _alerts(history))
         figures.alerts = history.alerts
+        # Every partition assigned at once, so that the client fetches the next ones while
+        # one is folded; read one at a time, so that one partition's clocks are in memory.
+        await _assign(reader, [*changelog, *events])
         writer = _Writer(wiring, limits[names.referral_changelog], limits[names.dlq])
         await writer.start()
         try:
             shown.begin(sum(ends[tp] for tp in events))
             for event_tp, changelog_tp in zip(events, changelog, strict=True):
-                await _read(reader, {changelog_tp: ends[changelog_tp]}, _records(history))
+                await _drain(reader, {changelog_tp: ends[changelog_tp]}, _records(history))
                 fold = PartitionFold(event_tp.partition, settings.max_event_bytes)
                 rejected: list[tuple[str, Record]] = []
-                await _read(
+                await _drain(
                     reader,
                     {event_tp: ends[event_tp]},
                     _folding(fold, unread_from[event_tp], rejected, shown),
@@ -284,15 +298,18 @@ def _folding(
     return handle
 
 
-async def _read(
+async def _assign(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+    """Read ``partitions`` from their start (the client fetches them in the background)."""
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+
+
+async def _drain(
     consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], handle: Handler
 ) -> None:
-    """Every record of each partition from its start up to its end offset, in batches."""
-    todo = {tp: end for tp, end in ends.items() if end > 0}
-    if not todo:
-        return
-    consumer.assign(list(todo))
-    await consumer.seek_to_beginning(*todo)
+    """Every record of each of these assigned partitions up to its end offset, in batches;
+    the partitions are paused then (nothing more is fetched for them)."""
+    todo = {tp: end for tp, end in ends.items() if end > 0 and await consumer.position(tp) < end}
     while todo:
         fetched = await consumer.getmany(*todo, timeout_ms=1000, max_records=20_000)
         for tp, records in fetched.items():
@@ -305,6 +322,7 @@ async def _read(
         for tp in list(todo):
             if await consumer.position(tp) >= todo[tp]:
                 del todo[tp]
+    consumer.pause(*ends)
 
 
 class _Writer:

@@ -74,8 +74,12 @@ def rebuild_command(profile_path: Path | None, store: bool) -> None:
     from aiokafka.errors import KafkaError
 
     from mhst_tracker.adapters.rebuild import RebuildRefused
-    from mhst_tracker.adapters.store.database import StoreNotMigrated
 
+    refusals: tuple[type[Exception], ...] = (RebuildRefused,)
+    if store:  # the database libraries are loaded only for the store
+        from mhst_tracker.adapters.store.database import StoreNotMigrated
+
+        refusals = (RebuildRefused, StoreNotMigrated)
     try:
         settings = Settings.from_env()
         wiring = bootstrap.wire(settings)
@@ -90,7 +94,7 @@ def rebuild_command(profile_path: Path | None, store: bool) -> None:
         with ExitStack() as stack:
             bar = ProgressBar(stack) if stderr_is_terminal() else None
             figures, referrals = running.run(_rebuild(wiring, profiles, bar, store))
-    except (RebuildRefused, StoreNotMigrated) as error:
+    except refusals as error:
         raise click.ClickException(str(error)) from None
     except KafkaError as error:
         raise click.ClickException(

@@ -56,6 +56,7 @@ from tests.streams.scenario import (
     late_allocations,
     without_time,
 )
+from tests.terminal import run_on_terminal
 
 pytestmark = pytest.mark.kafka
 
@@ -478,7 +479,7 @@ async def test_a_profile_change_rebuilt_gives_replays_states_under_the_new_profi
 
     deployment.settings = dataclasses.replace(deployment.settings, profile_path=profile_path)
     _use_clock(deployment, _clock(scenario.start + timedelta(hours=2), SPEED))
-    deployment.start_worker("w1")
+    deployment.start_worker("w2")  # an empty data directory: the table from the changelog
     first, at_midnight = _expected_after(scenario, _raised(raised_before), day1)
     assert first, "the stricter profile breaches stages the default one did not"
     await _alerts_after_rebuild(
@@ -521,3 +522,32 @@ async def test_a_profile_change_rebuilt_gives_replays_states_under_the_new_profi
         referral_id: (state["status"], state["days_waited"], state["stages"])
         for referral_id, state in expected.items()
     }
+
+
+async def test_progress_and_figures_on_a_terminal(deployment: Deployment) -> None:
+    scenario = build(seed=25, referrals=40)
+    await deployment.create_topics()
+    await produce(deployment.settings.kafka_bootstrap, deployment.names.events, scenario.messages)
+    env = {
+        "MHST_KAFKA_BOOTSTRAP": deployment.settings.kafka_bootstrap,
+        "MHST_TOPIC_PREFIX": deployment.settings.topic_prefix,
+        "MHST_PARTITIONS": str(deployment.settings.partitions),
+    }
+    events = len(scenario.messages)
+    figures = (
+        f"rebuilt {len(scenario.replayer.clocks)} referrals (trailblazer-4ww) from {events} events"
+        f" on {deployment.settings.partitions} partitions in "
+    )
+    code, shown = await asyncio.to_thread(run_on_terminal, ["rebuild"], env, True)
+    assert code == 0, shown
+    assert f"rebuilding from {events} events" in shown
+    assert "100%" in shown
+    assert figures in shown
+    rejected = scenario.invalid
+    assert rejected
+    assert f"{rejected} rejected ({rejected} sent to the dead-letter topic)" in shown
+    code, piped = await asyncio.to_thread(run_on_terminal, ["rebuild"], env, False)
+    assert code == 0, piped
+    assert piped.count("\n") == 1
+    assert figures in piped
+    assert f"{rejected} rejected (0 sent to the dead-letter topic)" in piped
