@@ -61,8 +61,8 @@ from tests.terminal import run_on_terminal
 pytestmark = pytest.mark.kafka
 
 WAIT: Final = 120.0
-SPEED: Final = 2400.0
-"""The clock of the workers started after a rebuild: from 08:00, midnight is 24 s away."""
+SPEED: Final = 1800.0
+"""The clock of the workers started after a rebuild: from 08:00, midnight is 32 s away."""
 DAY1_PROFILE: Final = """\
 name = "trailblazer-4ww-day1"
 timezone = "Europe/London"
