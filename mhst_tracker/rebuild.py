@@ -26,14 +26,13 @@ workers write (``ReferralRecord.to_bytes``):
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 
 from mhst_tracker.domain.alerts import decide_alerts, next_deadline
-from mhst_tracker.domain.clock import ReferralClock
+from mhst_tracker.domain.clock import Evaluation, ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.profile import Profile
 from mhst_tracker.pipeline import ReferralRecord, accept, raised_of
 
 Raised = set[tuple[str, str]]
@@ -110,38 +109,34 @@ class PartitionFold:
         return None
 
     def records(
-        self, history: AlertHistory, profiles: Sequence[Profile], as_of: datetime
+        self, history: AlertHistory, evaluations: Sequence[Evaluation]
     ) -> Iterator[tuple[bytes, bytes]]:
         """``(key, value)`` of every referral's record, in the table's format."""
         partition = self.partition
         for key, clock in self.clocks.items():
-            record = rebuilt_record(clock, partition, history.take(key), profiles, as_of)
+            record = rebuilt_record(clock, partition, history.take(key), evaluations)
             yield key, record.to_bytes()
 
 
 def rebuilt_record(
-    clock: ReferralClock,
-    partition: int,
-    raised: Raised,
-    profiles: Sequence[Profile],
-    as_of: datetime,
+    clock: ReferralClock, partition: int, raised: Raised, evaluations: Sequence[Evaluation]
 ) -> ReferralRecord:
-    """The record of ``clock`` with the alerts ``raised`` so far, timed for every profile
-    of ``profiles`` as of ``as_of`` (see the module's docstring)."""
-    moment = as_of.astimezone(UTC)
+    """The record of ``clock`` with the alerts ``raised`` so far, timed for the profile of
+    each evaluation (all as of the same moment; see the module's docstring)."""
     deadline: datetime | None = None
-    for profile in profiles:
-        due = _due(clock, profile, moment, raised)
+    for evaluation in evaluations:
+        due = _due(clock, evaluation, raised)
         if due is not None and (deadline is None or due < deadline):
             deadline = due
     return ReferralRecord(clock, partition, raised, deadline)
 
 
 def _due(
-    clock: ReferralClock, profile: Profile, now: datetime, raised: Collection[tuple[str, str]]
+    clock: ReferralClock, evaluation: Evaluation, raised: Collection[tuple[str, str]]
 ) -> datetime | None:
-    """``now`` if an alert is due already, else when the next one can be."""
-    state = clock.state(now, profile)
-    if decide_alerts(state, profile, now, raised):
-        return now
+    """The evaluation's moment if an alert is due then, else when the next one can be."""
+    state = clock.evaluate(evaluation)
+    profile = evaluation.profile
+    if decide_alerts(state, profile, evaluation.as_of, raised):
+        return evaluation.moment
     return next_deadline(state, profile)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol, TypeAlias, TypeVar
 
@@ -45,8 +45,9 @@ from aiokafka.errors import CommitFailedError, GroupCoordinatorNotAvailableError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from mhst_tracker.adapters import kafka
-from mhst_tracker.bootstrap import PRODUCER_BATCH_BYTES, Wiring
+from mhst_tracker.bootstrap import KafkaClient, Wiring
 from mhst_tracker.dead_letters import DeadLetter, too_small
+from mhst_tracker.domain.clock import Evaluation
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.rebuild import AlertHistory, PartitionFold
 
@@ -63,7 +64,8 @@ _T = TypeVar("_T")
 
 
 class RebuildRefused(Exception):
-    """The rebuild cannot run, or cannot hand over; the message says why, in one line."""
+    """The rebuild cannot run, or cannot hand over, or failed; the message says why, in one
+    line. Nothing was handed over to the workers."""
 
 
 class Progress(Protocol):
@@ -89,41 +91,77 @@ class NoProgress:
 
 
 @dataclass
-class RebuildFigures:
-    """What a rebuild did."""
+class PartitionFigures:
+    """What the rebuild of some partitions did."""
 
-    group: str
-    partitions: int
-    as_of: datetime
     events: int = 0
-    unread: int = 0
-    """Events after the workers' committed offsets (not yet read by them)."""
     rejected: int = 0
     dead_letters: int = 0
     duplicates: int = 0
     referrals: int = 0
+    unreadable: int = 0
+    """Table records whose alerts could not be read."""
+
+    def add(self, other: PartitionFigures) -> None:
+        """Count ``other``'s figures in these."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class RebuildFigures(PartitionFigures):
+    """What a rebuild did."""
+
+    group: str = ""
+    partitions: int = 0
+    jobs: int = 1
+    as_of: datetime | None = None
+    unread: int = 0
+    """Events after the workers' committed offsets (not yet read by them)."""
     alerts: int = 0
     """Messages read on the alerts topic."""
-    unreadable: int = 0
-    """Alert messages or table records whose alerts could not be read."""
     seconds: float = 0.0
-    end_offsets: dict[int, int] = field(default_factory=dict)
-    """The events partitions' end offsets, where the workers start."""
 
 
-async def rebuild_table(
-    wiring: Wiring, profiles: Sequence[Profile], progress: Progress | None = None
-) -> RebuildFigures:
-    """Rebuild the workers' table for ``profiles[0]`` (timed for every profile of
-    ``profiles``: see :mod:`mhst_tracker.rebuild`) and hand it over to the workers.
+@dataclass
+class Plan:
+    """What the partitions' rebuild needs, taken before anything is written."""
+
+    pairs: list[tuple[TopicPartition, TopicPartition]]
+    """Each events partition with its changelog partition."""
+    ends: dict[TopicPartition, int]
+    """End offsets of the events, changelog, alerts and tick partitions at the start."""
+    unread_from: dict[TopicPartition, int]
+    """The workers' committed offset of each events partition."""
+    hand_over: dict[TopicPartition, int]
+    """The offsets the workers' group is given at the end (events and ticks)."""
+    kafka: KafkaClient
+    """The Kafka client settings, aligned with the changelog's and the DLQ's limits."""
+    dead_letter_limit: int
+    evaluations: list[Evaluation]
+    history: AlertHistory
+
+    @property
+    def events(self) -> int:
+        """How many events are to be read."""
+        return sum(self.ends[events] for events, _ in self.pairs)
+
+    def shares(self, jobs: int) -> list[list[tuple[TopicPartition, TopicPartition]]]:
+        """The partitions shared out between at most ``jobs`` (non-empty shares)."""
+        count = max(1, min(jobs, len(self.pairs)))
+        return [self.pairs[job::count] for job in range(count)]
+
+
+async def plan_rebuild(wiring: Wiring, profiles: Sequence[Profile]) -> tuple[Plan, RebuildFigures]:
+    """The checks, the offsets, the moment and the alert history, before anything is
+    written; the records are for ``profiles[0]``, timed for every profile of ``profiles``
+    (see :mod:`mhst_tracker.rebuild`).
 
     :class:`RebuildRefused` if the workers run, the history is incomplete or the topics do
-    not fit together; nothing is handed over then.
+    not fit together.
     """
-    began = time.monotonic()
     settings, names = wiring.settings, wiring.topics
     bootstrap = wiring.kafka.bootstrap_servers
-    shown = progress or NoProgress()
     try:
         await kafka.create_topics(settings)
     except RuntimeError as error:  # the events and tick topics are not co-partitioned
@@ -153,12 +191,7 @@ async def rebuild_table(
     changelog = _partitions(names.referral_changelog, partitions)
     alerts = _partitions(names.alerts, counts[names.alerts])
     ticks = _partitions(names.ticks, counts[names.ticks])
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=FETCH_BYTES,
-        retry_backoff_ms=METADATA_BACKOFF_MS,
-    )
+    reader = _reader(bootstrap)
     await reader.start()
     try:
         first = await reader.beginning_offsets(events)
@@ -171,45 +204,89 @@ async def rebuild_table(
                 f" {', '.join(map(str, lost))}): a rebuild needs the whole history"
                 " (retention.ms=-1 on the events topic)"
             )
-        figures = RebuildFigures(names.workers, partitions, as_of)
-        unread_from = {tp: min(committed.get(tp, 0), ends[tp]) for tp in events}
-        figures.unread = sum(ends[tp] - unread_from[tp] for tp in events)
-        figures.end_offsets = {tp.partition: ends[tp] for tp in events}
         history = AlertHistory()
         await _assign(reader, alerts)
         await _drain(reader, {tp: ends[tp] for tp in alerts}, _alerts(history))
-        figures.alerts = history.alerts
+    finally:
+        await reader.stop()
+    unread_from = {tp: min(committed.get(tp, 0), ends[tp]) for tp in events}
+    figures = RebuildFigures(
+        group=names.workers,
+        partitions=partitions,
+        as_of=as_of,
+        unread=sum(ends[tp] - unread_from[tp] for tp in events),
+        alerts=history.alerts,
+        unreadable=history.unreadable,
+    )
+    plan = Plan(
+        pairs=list(zip(events, changelog, strict=True)),
+        ends=ends,
+        unread_from=unread_from,
+        hand_over={tp: ends[tp] for tp in [*events, *ticks]},
+        kafka=wiring.kafka.aligned(limits),
+        dead_letter_limit=limits[names.dlq],
+        evaluations=[Evaluation.of(as_of, profile) for profile in profiles],
+        history=history,
+    )
+    return plan, figures
+
+
+def _reader(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=FETCH_BYTES,
+        retry_backoff_ms=METADATA_BACKOFF_MS,
+    )
+
+
+async def rebuild_partitions(
+    wiring: Wiring,
+    plan: Plan,
+    pairs: Sequence[tuple[TopicPartition, TopicPartition]],
+    progress: Progress | None = None,
+) -> PartitionFigures:
+    """Rebuild the events partitions of ``pairs`` (each with its changelog partition) and
+    wait until the broker has every record."""
+    shown = progress or NoProgress()
+    history = plan.history
+    figures = PartitionFigures()
+    reader = _reader(plan.kafka.bootstrap_servers)
+    await reader.start()
+    try:
         # Every partition assigned at once, so that the client fetches the next ones while
         # one is folded; read one at a time, so that one partition's clocks are in memory.
-        await _assign(reader, [*changelog, *events])
-        writer = _Writer(wiring, limits[names.referral_changelog], limits[names.dlq])
+        await _assign(reader, [tp for pair in pairs for tp in pair])
+        writer = _Writer(wiring, plan)
         await writer.start()
         try:
-            shown.begin(sum(ends[tp] for tp in events))
-            for event_tp, changelog_tp in zip(events, changelog, strict=True):
-                await _drain(reader, {changelog_tp: ends[changelog_tp]}, _records(history))
-                fold = PartitionFold(event_tp.partition, settings.max_event_bytes)
+            for event_tp, changelog_tp in pairs:
+                before = history.unreadable
+                await _drain(reader, {changelog_tp: plan.ends[changelog_tp]}, _records(history))
+                fold = PartitionFold(event_tp.partition, wiring.settings.max_event_bytes)
                 rejected: list[tuple[str, Record]] = []
                 await _drain(
                     reader,
-                    {event_tp: ends[event_tp]},
-                    _folding(fold, unread_from[event_tp], rejected, shown),
+                    {event_tp: plan.ends[event_tp]},
+                    _folding(fold, plan.unread_from[event_tp], rejected, shown),
                 )
                 await writer.dead_letters(rejected)
-                writer.write_records(changelog_tp, fold.records(history, profiles, as_of))
-                figures.events += fold.events
-                figures.rejected += fold.rejected
-                figures.duplicates += fold.duplicates
-                figures.referrals += len(fold.clocks)
-                figures.dead_letters += len(rejected)
+                writer.write_records(changelog_tp, fold.records(history, plan.evaluations))
+                figures.add(
+                    PartitionFigures(
+                        events=fold.events,
+                        rejected=fold.rejected,
+                        dead_letters=len(rejected),
+                        duplicates=fold.duplicates,
+                        referrals=len(fold.clocks),
+                        unreadable=history.unreadable - before,
+                    )
+                )
             await writer.delivered()
         finally:
             await writer.stop()
-        figures.unreadable = history.unreadable
     finally:
         await reader.stop()
-    await _hand_over(bootstrap, names.workers, {tp: ends[tp] for tp in [*events, *ticks]})
-    figures.seconds = time.monotonic() - began
     return figures
 
 
@@ -328,14 +405,14 @@ async def _drain(
 class _Writer:
     """Writes the records to the changelog and the dead letters, and waits for the broker."""
 
-    def __init__(self, wiring: Wiring, changelog_limit: int, dlq_limit: int) -> None:
+    def __init__(self, wiring: Wiring, plan: Plan) -> None:
         self.wiring = wiring
-        self.dlq_limit = dlq_limit
+        self.dead_letter_limit = plan.dead_letter_limit
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=wiring.kafka.bootstrap_servers,
+            bootstrap_servers=plan.kafka.bootstrap_servers,
             acks="all",
-            max_batch_size=min(PRODUCER_BATCH_BYTES, changelog_limit, dlq_limit),
-            max_request_size=max(changelog_limit, dlq_limit),
+            max_batch_size=plan.kafka.batch_bytes,
+            max_request_size=plan.kafka.max_request_bytes,
         )
         self.sending: list[asyncio.Future[object]] = []
 
@@ -375,7 +452,7 @@ class _Writer:
                 rejected_at=self.wiring.time_source.now(),
                 key=record.key,
                 value=record.value,
-            ).fitted(self.dlq_limit)
+            ).fitted(self.dead_letter_limit)
             self.sending.append(
                 await self.producer.send(
                     self.wiring.topics.dlq,
@@ -391,8 +468,10 @@ class _Writer:
         self.sending = []
 
 
-async def _hand_over(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
-    """Commit ``offsets`` for the workers' group in one request: the workers start there."""
+async def hand_over(wiring: Wiring, plan: Plan) -> None:
+    """Commit the plan's offsets for the workers' group in one request: the workers start
+    there. :class:`RebuildRefused` if a worker has joined the group meanwhile."""
+    bootstrap, group, offsets = plan.kafka.bootstrap_servers, wiring.topics.workers, plan.hand_over
     committer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )

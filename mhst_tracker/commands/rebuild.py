@@ -6,16 +6,28 @@ the end of the history. ``--profile`` rebuilds for another profile (the workers 
 run it, ``MHST_PROFILE``); ``--store`` also recomputes the store's referral projection from
 the store's events under the same profile. A progress bar goes to standard error when it is
 a terminal; the figures are printed when it ends. See docs/streams.md for when to run it.
+
+The process's choices are made here: the partitions are shared out between ``--jobs``
+processes (forked once the plan and the alert history are read, so each starts with them;
+each ends with this one), and the cyclic garbage collector is paused while they fold (the
+clocks are long-lived and in no reference cycle: a full collection would only walk them).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.queues
+import os
+import signal
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
 import click
 
@@ -27,7 +39,14 @@ from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.profile import Profile, load_profile
 
 if TYPE_CHECKING:
-    from mhst_tracker.adapters.rebuild import RebuildFigures
+    from aiokafka import TopicPartition
+
+    from mhst_tracker.adapters.rebuild import PartitionFigures, Plan, Progress, RebuildFigures
+
+_PR_SET_PDEATHSIG: Final = 1
+
+Share: TypeAlias = "list[tuple[TopicPartition, TopicPartition]]"
+Messages: TypeAlias = "multiprocessing.queues.SimpleQueue[tuple[str, object]]"
 
 
 class ProgressBar:
@@ -63,7 +82,13 @@ class ProgressBar:
     is_flag=True,
     help="Also recompute the store's referral projection (MHST_DATABASE_URL) from its events.",
 )
-def rebuild_command(profile_path: Path | None, store: bool) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes sharing the partitions. Default: one per CPU.",
+)
+def rebuild_command(profile_path: Path | None, store: bool, jobs: int | None) -> None:
     """Recompute the stopped workers' referral table from the whole events topic.
 
     Every referral's record is folded from its events by the engine, with the alerts already
@@ -93,7 +118,10 @@ def rebuild_command(profile_path: Path | None, store: bool) -> None:
     try:
         with ExitStack() as stack:
             bar = ProgressBar(stack) if stderr_is_terminal() else None
-            figures, referrals = running.run(_rebuild(wiring, profiles, bar, store))
+            if store:  # a store that cannot be used stops the rebuild before it starts
+                running.run(_rebuild_store(wiring, profile, check_only=True))
+            figures = rebuild_table(wiring, profiles, bar, jobs or os.cpu_count() or 1)
+            referrals = running.run(_rebuild_store(wiring, profile)) if store else None
     except refusals as error:
         raise click.ClickException(str(error)) from None
     except KafkaError as error:
@@ -106,10 +134,11 @@ def rebuild_command(profile_path: Path | None, store: bool) -> None:
             " run it again"
         ) from None
     rate = figures.events / figures.seconds if figures.seconds else 0.0
+    as_of = "" if figures.as_of is None else figures.as_of.isoformat()
     click.echo(
         f"rebuilt {figures.referrals:,} referrals ({profile.name}) from {figures.events:,}"
         f" events on {figures.partitions} partitions in {figures.seconds:.1f} s"
-        f" ({rate:,.0f} events/s) as of {figures.as_of.isoformat()}:"
+        f" ({rate:,.0f} events/s, {figures.jobs} processes) as of {as_of}:"
         f" {figures.rejected:,} rejected ({figures.dead_letters:,} sent to the dead-letter"
         f" topic), {figures.duplicates:,} duplicates, {figures.alerts:,} alerts on record"
         f"{f' ({figures.unreadable:,} unreadable)' if figures.unreadable else ''};"
@@ -120,18 +149,111 @@ def rebuild_command(profile_path: Path | None, store: bool) -> None:
         click.echo(f"store: {referrals:,} referrals recomputed ({profile.name})", err=True)
 
 
-async def _rebuild(
-    wiring: bootstrap.Wiring, profiles: list[Profile], bar: ProgressBar | None, store: bool
-) -> tuple[RebuildFigures, int | None]:
-    """The table rebuilt (and handed over), then with ``store`` the store's projection
-    (opened first, so that a store that cannot be used stops the rebuild before it starts)."""
-    from mhst_tracker.adapters.rebuild import rebuild_table
+def rebuild_table(
+    wiring: bootstrap.Wiring, profiles: list[Profile], progress: Progress | None, jobs: int
+) -> RebuildFigures:
+    """Plan, rebuild the partitions (in ``jobs`` processes if more than one), hand over."""
+    from mhst_tracker.adapters.rebuild import hand_over, plan_rebuild, rebuild_partitions
 
-    if not store:
-        return await rebuild_table(wiring, profiles, bar), None
-    opened = await bootstrap.open_store(dataclasses.replace(wiring, profile=profiles[0]))
+    began = time.monotonic()
+    plan, figures = running.run(plan_rebuild(wiring, profiles))
+    if progress is not None:
+        progress.begin(plan.events)
+    shares = plan.shares(jobs)
+    figures.jobs = len(shares)
+    with running.cyclic_gc_paused():
+        if len(shares) == 1:
+            done = [running.run(rebuild_partitions(wiring, plan, shares[0], progress))]
+        else:
+            done = _in_processes(wiring, plan, shares, progress)
+    for part in done:
+        figures.add(part)
+    running.run(hand_over(wiring, plan))
+    figures.seconds = time.monotonic() - began
+    return figures
+
+
+def _in_processes(
+    wiring: bootstrap.Wiring, plan: Plan, shares: Sequence[Share], progress: Progress | None
+) -> list[PartitionFigures]:
+    """Each share of the partitions rebuilt in a forked process of its own; its progress
+    shown here. The first failure stops the others."""
+    from mhst_tracker.adapters.rebuild import RebuildRefused
+
+    context = multiprocessing.get_context("fork")
+    messages: Messages = context.SimpleQueue()
+    processes = [
+        context.Process(target=_job, args=(wiring, plan, share, messages)) for share in shares
+    ]
+    for process in processes:
+        process.start()
+    done: list[PartitionFigures] = []
     try:
-        figures = await rebuild_table(wiring, profiles, bar)
-        return figures, await opened.rebuild_referrals()
+        while len(done) < len(processes):
+            kind, value = _next_message(messages, processes)
+            if kind == "advance":
+                if progress is not None:
+                    progress.advance(cast(int, value))
+            elif kind == "done":
+                done.append(cast("PartitionFigures", value))
+            else:
+                raise RebuildRefused(f"the rebuild of some partitions failed: {value}")
     finally:
-        await opened.close()
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+    return done
+
+
+def _next_message(
+    messages: Messages, processes: Sequence[multiprocessing.process.BaseProcess]
+) -> tuple[str, object]:
+    """The next message of a job; a job that ended without saying so is a failure."""
+    reader = messages._reader  # type: ignore[attr-defined]
+    while not multiprocessing.connection.wait([reader], timeout=0.5):
+        for process in processes:
+            if process.exitcode not in (None, 0):
+                return ("failed", f"a rebuild process ended with exit code {process.exitcode}")
+    return messages.get()
+
+
+class _Reporter:
+    """A job's progress, sent to the process that shows it."""
+
+    def __init__(self, messages: Messages) -> None:
+        self.messages = messages
+
+    def begin(self, events: int) -> None:
+        """The parent knows the total already."""
+
+    def advance(self, events: int) -> None:
+        """Tell the parent."""
+        self.messages.put(("advance", events))
+
+
+def _job(wiring: bootstrap.Wiring, plan: Plan, share: Share, messages: Messages) -> None:
+    """A forked process's rebuild of its share of the partitions; it dies with its parent,
+    and leaves Ctrl-C to it."""
+    from mhst_tracker.adapters.rebuild import rebuild_partitions
+
+    ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        figures = running.run(rebuild_partitions(wiring, plan, share, _Reporter(messages)))
+    except Exception as error:
+        messages.put(("failed", f"{type(error).__name__}: {error}"))
+        raise SystemExit(1) from None
+    messages.put(("done", figures))
+
+
+async def _rebuild_store(
+    wiring: bootstrap.Wiring, profile: Profile, check_only: bool = False
+) -> int:
+    """Recompute the store's projection under ``profile`` (with ``check_only``, only open
+    the store: it is there and migrated); how many referrals."""
+    store = await bootstrap.open_store(dataclasses.replace(wiring, profile=profile))
+    try:
+        return 0 if check_only else await store.rebuild_referrals()
+    finally:
+        await store.close()

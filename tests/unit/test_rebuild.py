@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mhst_tracker.domain.alerts import AlertKind, decide_alerts, next_deadline
-from mhst_tracker.domain.clock import ReferralClock
+from mhst_tracker.domain.clock import Evaluation, ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import Event
+from mhst_tracker.domain.events import Event, too_large
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile
 from mhst_tracker.pipeline import KEY_MISMATCH, NO_KEY, ReferralRecord, accept, apply_event
 from mhst_tracker.rebuild import AlertHistory, PartitionFold, rebuilt_record
@@ -77,7 +77,7 @@ def test_the_records_are_the_bytes_a_worker_stores_for_the_same_events() -> None
     assert history.alerts > 0
     assert fold.rejected > 0
     assert fold.duplicates > 0
-    rebuilt = dict(fold.records(history, [P], NOW))
+    rebuilt = dict(fold.records(history, [Evaluation.of(NOW, P)]))
     assert rebuilt == {key: record.to_bytes() for key, record in records.items()}
 
 
@@ -118,7 +118,7 @@ def test_alert_history_comes_from_the_alerts_and_the_table_records() -> None:
             NO_KEY,
         ),
         (b"R1", b"{", "invalid JSON"),
-        (b"R1", b"x" * 101, "message larger than 100 bytes"),
+        (b"R1", b"x" * 101, too_large(100)),
     ],
 )
 def test_a_message_is_rejected_for_the_workers_reason(
@@ -133,11 +133,11 @@ def test_a_message_is_rejected_for_the_workers_reason(
 
 def test_a_record_with_an_alert_due_is_timed_for_the_rebuild_moment() -> None:
     clock = clock_of([event("referral_received", "2025-11-20T10:00:00Z")])
-    due = rebuilt_record(clock, 0, set(), [P], NOW)
+    due = rebuilt_record(clock, 0, set(), [Evaluation.of(NOW, P)])
     assert decide_alerts(clock, P, NOW)
     assert due.deadline == NOW
     raised = {(alert.stage, alert.kind.value) for alert in decide_alerts(clock, P, NOW)}
-    timed = rebuilt_record(clock, 0, raised, [P], NOW)
+    timed = rebuilt_record(clock, 0, raised, [Evaluation.of(NOW, P)])
     assert timed.deadline == next_deadline(clock, P, NOW)
     assert timed.raised == raised
 
@@ -176,7 +176,8 @@ def test_a_rebuilt_record_is_never_timed_late_under_either_profile(
     start = min((item.occurred_at for item in events), default=NOW)
     as_of = (start + timedelta(hours=hours)).astimezone(UTC)
     clock = clock_of(item for item in events if item.occurred_at <= as_of)
-    record = rebuilt_record(clock, 0, set(raised), [P, DAY1], as_of)
+    evaluations = [Evaluation.of(as_of, P), Evaluation.of(as_of, DAY1)]
+    record = rebuilt_record(clock, 0, set(raised), evaluations)
     firsts: dict[str, datetime | None] = defaultdict(lambda: None)
     for profile in (DAY1, P):
         firsts[profile.name] = first = _first_due(clock, profile, as_of, raised)
