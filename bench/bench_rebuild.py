@@ -13,8 +13,9 @@ It starts its own Kafka broker (12 partitions) and, for each size, in the same r
   unkeyed when they have no readable referral id), not timed;
 * **rebuild**: ``mhst-tracker rebuild`` in a child process on a clock reading T, timed from
   start to exit (end to end: start-up, reading, folding, writing the changelog, handing
-  over); then **again**, with ``--profile`` (targets 6 and 27) over the changelog the first
-  run wrote, as after a profile change;
+  over), with a process per CPU (the default); then **again**, with ``--profile`` (targets
+  6 and 27) over the changelog the first run wrote, as after a profile change; and with
+  ``--jobs 1`` (in one process, as replay runs) on a copy of the events topic of its own;
 * **restore**: a worker with an empty data directory, from start to "Worker ready" and to
   its deadline index rebuilt from the rebuilt records, and its RSS then;
 * **worker**: the worker's own rate in the same run, on the first ``--worker-sample``
@@ -112,15 +113,14 @@ def keyed_lines(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
 
 async def publish(
     bootstrap: str, topic: str, messages: Iterator[tuple[bytes | None, bytes]]
-) -> int:
+) -> None:
     """Publish ``messages`` in record batches, partitioned as the default partitioner does
-    (an unkeyed message on partition 0); how many."""
+    (an unkeyed message on partition 0)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1 << 20)
     await producer.start()
     try:
         batches: dict[int, BatchBuilder] = {}
         sent = []
-        count = 0
         for key, value in messages:
             partition = 0 if key is None else key_hash(key) % PARTITIONS
             batch = batches.get(partition)
@@ -130,11 +130,9 @@ async def publish(
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = batches[partition] = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)
-            count += 1
         for partition, batch in batches.items():
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*sent)
-        return count
     finally:
         await producer.stop()
 
@@ -215,6 +213,18 @@ async def restore(settings: Settings, clock: str, scratch: Path) -> dict[str, An
     }
 
 
+async def deployment(bootstrap: str, data: Path) -> tuple[Settings, float]:
+    """Topics of their own with every line of ``data`` on the events topic; the seconds the
+    publishing took."""
+    settings = Settings(
+        kafka_bootstrap=bootstrap, topic_prefix=f"rebuild{time.time_ns()}.", partitions=PARTITIONS
+    )
+    await create_topics(settings)
+    began = time.perf_counter()
+    await publish(bootstrap, settings.topics.events, keyed_lines(data))
+    return settings, time.perf_counter() - began
+
+
 async def one_size(
     bootstrap: str, events: int, seed: int, sample: int, scratch: Path
 ) -> dict[str, Any]:
@@ -228,13 +238,9 @@ async def one_size(
         dict(os.environ),
         Path(os.devnull),
     )
-    settings = Settings(
-        kafka_bootstrap=bootstrap, topic_prefix=f"rebuild{time.time_ns()}.", partitions=PARTITIONS
-    )
-    await create_topics(settings)
-    began = time.perf_counter()
-    published = await publish(bootstrap, settings.topics.events, keyed_lines(data))
-    publishing = time.perf_counter() - began
+    settings, publishing = await deployment(bootstrap, data)
+    alone_settings, _ = await deployment(bootstrap, data)
+    published = sum(1 for _ in keyed_lines(data))
     clock = f"simulated:{as_of.isoformat()}@1"
     env = environment(settings, clock, scratch / "unused")
     rebuild = timed_child([str(MHST_TRACKER), "rebuild"], env, Path(os.devnull))
@@ -242,6 +248,11 @@ async def one_size(
     profile.write_text(DAY1_PROFILE)
     again = timed_child(
         [str(MHST_TRACKER), "rebuild", "--profile", str(profile)], env, Path(os.devnull)
+    )
+    alone = timed_child(
+        [str(MHST_TRACKER), "rebuild", "--jobs", "1"],
+        environment(alone_settings, clock, scratch / "unused"),
+        Path(os.devnull),
     )
     restored = await restore(settings, clock, scratch)
     worker = await worker_rate(bootstrap, data, sample, scratch)
@@ -256,7 +267,9 @@ async def one_size(
         "rebuild": rebuild | {"events_per_s": round(rebuild_rate)},
         "rebuild_again_new_profile_over_its_changelog": again
         | {"events_per_s": round(published / again["wall_s"])},
+        "rebuild_one_process": alone | {"events_per_s": round(published / alone["wall_s"])},
         "rebuild_share_of_replay": round(rebuild_rate / replay_rate, 3),
+        "rebuild_one_process_share_of_replay": round(published / alone["wall_s"] / replay_rate, 3),
         "target_share_of_replay": TARGET_SHARE_OF_REPLAY,
         "worker": worker,
         "rebuild_over_worker": round(rebuild_rate / worker["events_per_s"], 1),

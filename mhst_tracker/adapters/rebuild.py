@@ -1,20 +1,23 @@
 """``mhst-tracker rebuild`` on Kafka: the workers' table recomputed from the events topic.
 
 For a stopped set of workers (their consumer group has no member, or the rebuild refuses),
-:func:`rebuild_table`, with plain aiokafka clients and no Faust:
+with plain aiokafka clients and no Faust, in three steps that the command runs
+(``mhst_tracker.commands.rebuild``, which may share the partitions out between processes):
 
-1. takes the end offsets of the events, alerts, tick and changelog topics, and the moment
-   the records are computed as of (the workers' clock, ``MHST_CLOCK``);
-2. reads the alerts topic, what was raised (:class:`~mhst_tracker.rebuild.AlertHistory`);
-3. partition by partition, reads the table's changelog (the raised alerts its records hold)
-   and every event up to the end offset, folds them (:class:`~mhst_tracker.rebuild.PartitionFold`)
-   and appends one record per referral to the changelog's partition, in the workers' format;
-   a message the workers had not read yet (at or after the group's committed offset) that
-   they would have rejected is sent to the dead-letter topic as they would have sent it;
-4. once the broker has every record, sets the group's committed offsets to the end offsets
-   (the tick topic's to its end): the workers start there, restore the new records from the
-   changelog (a worker on its old data directory reads the changelog on from where it was),
-   and their timers find the deadlines in them.
+1. :func:`plan_rebuild` checks, takes the end offsets of the events, alerts, tick and
+   changelog topics and the moment the records are computed as of (the workers' clock,
+   ``MHST_CLOCK``), and reads the alerts topic: what was raised
+   (:class:`~mhst_tracker.rebuild.AlertHistory`);
+2. :func:`rebuild_partitions`, partition by partition, reads the table's changelog (the
+   raised alerts its records hold) and every event up to the end offset, folds them
+   (:class:`~mhst_tracker.rebuild.PartitionFold`) and appends one record per referral to
+   the changelog's partition, in the workers' format; a message the workers had not read yet
+   (at or after the group's committed offset) that they would have rejected is sent to the
+   dead-letter topic as they would have sent it;
+3. :func:`hand_over`, once the broker has every record, sets the group's committed offsets
+   to the end offsets (the tick topic's to its end): the workers start there, restore the
+   new records from the changelog (a worker on its old data directory reads the changelog
+   on from where it was), and their timers find the deadlines in them.
 
 **Interrupted.** The changelog is compacted by key and a worker restores whatever record
 it finds last for a key, so the records are written to be harmless on their own: each is a

@@ -19,7 +19,6 @@ import ctypes
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.queues
 import os
 import signal
 import sys
@@ -39,6 +38,8 @@ from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.profile import Profile, load_profile
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from aiokafka import TopicPartition
 
     from mhst_tracker.adapters.rebuild import PartitionFigures, Plan, Progress, RebuildFigures
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 _PR_SET_PDEATHSIG: Final = 1
 
 Share: TypeAlias = "list[tuple[TopicPartition, TopicPartition]]"
-Messages: TypeAlias = "multiprocessing.queues.SimpleQueue[tuple[str, object]]"
 
 
 class ProgressBar:
@@ -176,28 +176,38 @@ def rebuild_table(
 def _in_processes(
     wiring: bootstrap.Wiring, plan: Plan, shares: Sequence[Share], progress: Progress | None
 ) -> list[PartitionFigures]:
-    """Each share of the partitions rebuilt in a forked process of its own; its progress
-    shown here. The first failure stops the others."""
+    """Each share of the partitions rebuilt in a forked process of its own, which reports
+    through a pipe; its progress shown here. The first failure stops the others."""
     from mhst_tracker.adapters.rebuild import RebuildRefused
 
     context = multiprocessing.get_context("fork")
-    messages: Messages = context.SimpleQueue()
+    pipes = [context.Pipe(duplex=False) for _ in shares]
     processes = [
-        context.Process(target=_job, args=(wiring, plan, share, messages)) for share in shares
+        context.Process(target=_job, args=(wiring, plan, share, sender))
+        for share, (_, sender) in zip(shares, pipes, strict=True)
     ]
     for process in processes:
         process.start()
+    for _, sender in pipes:
+        sender.close()  # the children's ends: a child's pipe ends when the child does
+    open_pipes = [receiver for receiver, _ in pipes]
     done: list[PartitionFigures] = []
     try:
-        while len(done) < len(processes):
-            kind, value = _next_message(messages, processes)
-            if kind == "advance":
-                if progress is not None:
-                    progress.advance(cast(int, value))
-            elif kind == "done":
+        while open_pipes:
+            for receiver in multiprocessing.connection.wait(open_pipes):
+                assert isinstance(receiver, multiprocessing.connection.Connection)
+                try:
+                    kind, value = receiver.recv()
+                except EOFError:
+                    kind, value = "failed", "a rebuild process ended before it finished"
+                if kind == "advance":
+                    if progress is not None:
+                        progress.advance(cast(int, value))
+                    continue
+                if kind != "done":
+                    raise RebuildRefused(f"the rebuild of some partitions failed: {value}")
                 done.append(cast("PartitionFigures", value))
-            else:
-                raise RebuildRefused(f"the rebuild of some partitions failed: {value}")
+                open_pipes.remove(receiver)
     finally:
         for process in processes:
             if process.is_alive():
@@ -206,33 +216,21 @@ def _in_processes(
     return done
 
 
-def _next_message(
-    messages: Messages, processes: Sequence[multiprocessing.process.BaseProcess]
-) -> tuple[str, object]:
-    """The next message of a job; a job that ended without saying so is a failure."""
-    reader = messages._reader  # type: ignore[attr-defined]
-    while not multiprocessing.connection.wait([reader], timeout=0.5):
-        for process in processes:
-            if process.exitcode not in (None, 0):
-                return ("failed", f"a rebuild process ended with exit code {process.exitcode}")
-    return messages.get()
-
-
 class _Reporter:
     """A job's progress, sent to the process that shows it."""
 
-    def __init__(self, messages: Messages) -> None:
-        self.messages = messages
+    def __init__(self, pipe: Connection) -> None:
+        self.pipe = pipe
 
     def begin(self, events: int) -> None:
         """The parent knows the total already."""
 
     def advance(self, events: int) -> None:
         """Tell the parent."""
-        self.messages.put(("advance", events))
+        self.pipe.send(("advance", events))
 
 
-def _job(wiring: bootstrap.Wiring, plan: Plan, share: Share, messages: Messages) -> None:
+def _job(wiring: bootstrap.Wiring, plan: Plan, share: Share, pipe: Connection) -> None:
     """A forked process's rebuild of its share of the partitions; it dies with its parent,
     and leaves Ctrl-C to it."""
     from mhst_tracker.adapters.rebuild import rebuild_partitions
@@ -240,11 +238,11 @@ def _job(wiring: bootstrap.Wiring, plan: Plan, share: Share, messages: Messages)
     ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        figures = running.run(rebuild_partitions(wiring, plan, share, _Reporter(messages)))
+        figures = running.run(rebuild_partitions(wiring, plan, share, _Reporter(pipe)))
     except Exception as error:
-        messages.put(("failed", f"{type(error).__name__}: {error}"))
+        pipe.send(("failed", f"{type(error).__name__}: {error}"))
         raise SystemExit(1) from None
-    messages.put(("done", figures))
+    pipe.send(("done", figures))
 
 
 async def _rebuild_store(
