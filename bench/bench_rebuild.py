@@ -59,6 +59,7 @@ from bench.bench_worker import (
     wait_log,
 )
 from bench.bench_worker import produce as produce_keyed
+from deploy import DAY1_PROFILE
 from deploy.local import KafkaBroker
 from mhst_tracker.adapters.kafka import create_topics
 from mhst_tracker.config import Settings
@@ -69,26 +70,6 @@ RESULTS: Final = Path(__file__).parent / "results" / "rebuild.json"
 MHST_TRACKER: Final = Path(sys.executable).parent / "mhst-tracker"
 SIMULATION_START: Final = date(2025, 9, 1)
 TARGET_SHARE_OF_REPLAY: Final = 0.5
-DAY1_PROFILE: Final = """\
-name = "trailblazer-4ww-day1"
-
-[[stages]]
-name = "assessment"
-completed_by = "assessment_completed"
-target_days = 0
-
-[[stages]]
-name = "allocation"
-completed_by = "allocated"
-target_days = 6
-at_risk_day = 4
-
-[[stages]]
-name = "intervention"
-completed_by = "intervention_started"
-target_days = 27
-at_risk_day = 20
-"""
 
 
 def write_stream(path: Path, events: int, seed: int) -> None:
@@ -244,10 +225,8 @@ async def one_size(
     clock = f"simulated:{as_of.isoformat()}@1"
     env = environment(settings, clock, scratch / "unused")
     rebuild = timed_child([str(MHST_TRACKER), "rebuild"], env, Path(os.devnull))
-    profile = scratch / "day1.toml"
-    profile.write_text(DAY1_PROFILE)
     again = timed_child(
-        [str(MHST_TRACKER), "rebuild", "--profile", str(profile)], env, Path(os.devnull)
+        [str(MHST_TRACKER), "rebuild", "--profile", str(DAY1_PROFILE)], env, Path(os.devnull)
     )
     alone = timed_child(
         [str(MHST_TRACKER), "rebuild", "--jobs", "1"],

@@ -26,13 +26,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from deploy import DAY1_PROFILE
 from deploy.local.process import ManagedProcess
 from mhst_tracker.adapters.store.repository import Store
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.events import event_to_json
 from mhst_tracker.domain.profile import Profile, load_profile
-from mhst_tracker.pipeline import ReferralRecord
 from mhst_tracker.timesource import ManualClock
 from tests.streams.harness import (
     MHST_TRACKER,
@@ -56,6 +56,7 @@ from tests.streams.scenario import (
     late_allocations,
     without_time,
 )
+from tests.streams.test_worker import _assert_states_equal_replay
 from tests.terminal import run_on_terminal
 
 pytestmark = pytest.mark.kafka
@@ -63,27 +64,6 @@ pytestmark = pytest.mark.kafka
 WAIT: Final = 120.0
 SPEED: Final = 1800.0
 """The clock of the workers started after a rebuild: from 08:00, midnight is 32 s away."""
-DAY1_PROFILE: Final = """\
-name = "trailblazer-4ww-day1"
-timezone = "Europe/London"
-
-[[stages]]
-name = "assessment"
-completed_by = "assessment_completed"
-target_days = 0
-
-[[stages]]
-name = "allocation"
-completed_by = "allocated"
-target_days = 6
-at_risk_day = 4
-
-[[stages]]
-name = "intervention"
-completed_by = "intervention_started"
-target_days = 27
-at_risk_day = 20
-"""
 
 
 def _clock(moment: datetime, speed: float) -> str:
@@ -278,33 +258,6 @@ async def _alerts_after_rebuild(
     assert {key: count for key, count in counted.items() if count != 1} == {}
 
 
-async def _table_equals_replay(
-    deployment: Deployment, scenario: Scenario, as_of: datetime, profile: Profile
-) -> dict[bytes, ReferralRecord]:
-    """The table, read through its changelog, holds replay's states under ``profile``."""
-    expected = {
-        state.referral_id: state.to_dict()
-        for state in scenario.replayer.result(as_of, profile).referrals
-    }
-    reader = changelog_reader(deployment)
-    records: dict[bytes, ReferralRecord] = {}
-
-    async def complete() -> bool:
-        nonlocal records
-        latest = latest_values(await reader.poll())
-        records = {key: ReferralRecord.from_bytes(raw) for key, raw in latest.items()}
-        return len(records) == len(expected) and all(
-            record.clock.state(as_of, profile).to_dict() == expected.get(key.decode())
-            for key, record in records.items()
-        )
-
-    try:
-        await wait_for("the changelog to hold replay's states", complete, WAIT, deployment.workers)
-    finally:
-        await reader.close()
-    return records
-
-
 async def _history_read_by_a_worker(
     deployment: Deployment, messages: list[tuple[bytes | None, bytes]]
 ) -> list[Body]:
@@ -405,8 +358,8 @@ async def test_the_workers_after_a_rebuild_hold_replays_states_and_raise_what_is
     await _alerts_after_rebuild(
         deployment, len(raised_before), first, at_midnight, scenario.midnight
     )
-    await _table_equals_replay(
-        deployment, scenario, scenario.midnight + timedelta(hours=1), PROFILE
+    await _assert_states_equal_replay(
+        deployment, scenario, scenario.midnight + timedelta(hours=1), within=WAIT
     )
     dlq = deployment.reader(deployment.names.dlq)
     events = deployment.reader(deployment.names.events)
@@ -458,8 +411,7 @@ async def test_a_profile_change_rebuilt_gives_replays_states_under_the_new_profi
     scenario = build(seed=24, referrals=200)
     _use_clock(deployment, _clock(scenario.start, 1))
     raised_before = await _history_read_by_a_worker(deployment, scenario.messages)
-    profile_path = tmp_path / "day1.toml"
-    profile_path.write_text(DAY1_PROFILE)
+    profile_path = DAY1_PROFILE
     day1 = load_profile(profile_path)
     events_file = tmp_path / "events.jsonl"
     events_file.write_bytes(b"\n".join(value for _, value in scenario.messages) + b"\n")
@@ -497,7 +449,7 @@ async def test_a_profile_change_rebuilt_gives_replays_states_under_the_new_profi
     ]
     output = orjson.loads(await _cli(replay, {}))
     replayed = {item["referral_id"]: item for item in output["referrals"]}
-    records = await _table_equals_replay(deployment, scenario, as_of, day1)
+    records = await _assert_states_equal_replay(deployment, scenario, as_of, day1, WAIT)
     assert {
         key.decode(): record.clock.state(as_of, day1).to_dict() for key, record in records.items()
     } == replayed

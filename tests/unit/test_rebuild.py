@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
@@ -12,11 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deploy import DAY1_PROFILE
 from mhst_tracker.domain.alerts import AlertKind, decide_alerts, next_deadline
 from mhst_tracker.domain.clock import Evaluation, ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import Event, too_large
-from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile
+from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile, load_profile
 from mhst_tracker.pipeline import KEY_MISMATCH, NO_KEY, ReferralRecord, accept, apply_event
 from mhst_tracker.rebuild import AlertHistory, PartitionFold, rebuilt_record
 from mhst_tracker.simulate import simulate
@@ -24,19 +24,7 @@ from tests.unit.domain.builders import clock_of, event
 from tests.unit.domain.strategies import referral_events
 
 P: Final = TRAILBLAZER_4WW
-DAY1: Final = dataclasses.replace(
-    P,
-    name="trailblazer-4ww-day1",
-    stages=tuple(
-        dataclasses.replace(
-            stage,
-            target_days=max(0, stage.target_days - 1),
-            at_risk_day=None if stage.at_risk_day is None else stage.at_risk_day - 1,
-        )
-        for stage in P.stages
-    ),
-)
-"""Targets 6 and 27: the reading of "within seven days" that counts receipt as day 1."""
+DAY1: Final = load_profile(DAY1_PROFILE)
 NOW: Final = datetime(2025, 12, 1, 9, tzinfo=UTC)
 
 

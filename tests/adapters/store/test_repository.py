@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from datetime import UTC, date, datetime
 
@@ -11,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
+from deploy import DAY1_PROFILE
 from mhst_tracker.adapters.store.database import (
     create_engine,
     current_revision,
@@ -34,7 +34,7 @@ from mhst_tracker.adapters.store.repository import DeliveryStatus, Store
 from mhst_tracker.domain.alerts import AlertKind, decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.events import parse_event
-from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.domain.profile import TRAILBLAZER_4WW, load_profile
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
@@ -222,18 +222,7 @@ async def test_rebuild_after_a_profile_change_gives_replays_states_under_it(
     lines = list(simulate(12, date(2026, 9, 1), referrals=150))
     for start in range(0, len(lines), 101):
         await store.write(incoming(valid_bodies(lines[start : start + 101])))
-    day1 = dataclasses.replace(
-        TRAILBLAZER_4WW,
-        name="trailblazer-4ww-day1",
-        stages=tuple(
-            dataclasses.replace(
-                stage,
-                target_days=max(0, stage.target_days - 1),
-                at_risk_day=None if stage.at_risk_day is None else stage.at_risk_day - 1,
-            )
-            for stage in TRAILBLAZER_4WW.stages
-        ),
-    )
+    day1 = load_profile(DAY1_PROFILE)
     as_of = datetime(2026, 11, 15, tzinfo=UTC)
     before = await store.projection()
     changed = Store(store.engine, day1, ManualClock(as_of))
