@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol, TypeAlias, TypeVar
@@ -165,25 +166,23 @@ async def plan_rebuild(wiring: Wiring, profiles: Sequence[Profile]) -> tuple[Pla
     """
     settings, names = wiring.settings, wiring.topics
     bootstrap = wiring.kafka.bootstrap_servers
-    try:
-        await kafka.create_topics(settings)
-    except RuntimeError as error:  # the events and tick topics are not co-partitioned
-        raise RebuildRefused(str(error)) from None
+    await kafka.create_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        members = await _group_members(admin, names.workers)
-        if members:
-            raise RebuildRefused(
-                f"the workers' consumer group {names.workers} has {members} member"
-                f"{'s' if members > 1 else ''}: stop every worker before a rebuild"
-            )
-        partitions = await _prepare_changelog(admin, names.events, names.referral_changelog)
-        counts = {
-            topic["topic"]: len(topic["partitions"])
-            for topic in await admin.describe_topics([names.alerts, names.ticks])
-        }
-        committed = await _committed(admin, names.workers)
+        async with kafka.reachable(bootstrap):
+            await admin.start()
+            members = await _group_members(admin, names.workers)
+            if members:
+                raise RebuildRefused(
+                    f"the workers' consumer group {names.workers} has {members} member"
+                    f"{'s' if members > 1 else ''}: stop every worker before a rebuild"
+                )
+            partitions = await _prepare_changelog(admin, names.events, names.referral_changelog)
+            counts = {
+                topic["topic"]: len(topic["partitions"])
+                for topic in await admin.describe_topics([names.alerts, names.ticks])
+            }
+            committed = await _committed(admin, names.workers)
     finally:
         await admin.close()
     limits = await kafka.message_limits(bootstrap, [names.referral_changelog, names.dlq])
@@ -194,9 +193,8 @@ async def plan_rebuild(wiring: Wiring, profiles: Sequence[Profile]) -> tuple[Pla
     changelog = _partitions(names.referral_changelog, partitions)
     alerts = _partitions(names.alerts, counts[names.alerts])
     ticks = _partitions(names.ticks, counts[names.ticks])
-    reader = _reader(bootstrap)
-    await reader.start()
-    try:
+    async with AsyncExitStack() as stack, kafka.reachable(bootstrap):
+        reader = await _started(stack, _reader(bootstrap))
         first = await reader.beginning_offsets(events)
         ends = await reader.end_offsets([*events, *changelog, *alerts, *ticks])
         as_of = wiring.time_source.now()
@@ -210,8 +208,6 @@ async def plan_rebuild(wiring: Wiring, profiles: Sequence[Profile]) -> tuple[Pla
         history = AlertHistory()
         await _assign(reader, alerts)
         await _drain(reader, {tp: ends[tp] for tp in alerts}, _alerts(history))
-    finally:
-        await reader.stop()
     unread_from = {tp: min(committed.get(tp, 0), ends[tp]) for tp in events}
     figures = RebuildFigures(
         group=names.workers,
@@ -234,6 +230,22 @@ async def plan_rebuild(wiring: Wiring, profiles: Sequence[Profile]) -> tuple[Pla
     return plan, figures
 
 
+class _Client(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Client)
+
+
+async def _started(stack: AsyncExitStack, client: _C) -> _C:
+    """``client`` started, and stopped when ``stack`` closes."""
+    await client.start()
+    stack.push_async_callback(client.stop)
+    return client
+
+
 def _reader(bootstrap: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -254,42 +266,36 @@ async def rebuild_partitions(
     shown = progress or NoProgress()
     history = plan.history
     figures = PartitionFigures()
-    reader = _reader(plan.kafka.bootstrap_servers)
-    await reader.start()
-    try:
-        # Every partition assigned at once, so that the client fetches the next ones while
-        # one is folded; read one at a time, so that one partition's clocks are in memory.
+    bootstrap = plan.kafka.bootstrap_servers
+    async with AsyncExitStack() as stack, kafka.reachable(bootstrap):
+        reader = await _started(stack, _reader(bootstrap))
+        writer = await _started(stack, _Writer(wiring, plan))
+        # Every partition assigned at once, so that the client fetches the next ones
+        # while one is folded; read one at a time: one partition's clocks in memory.
         await _assign(reader, [tp for pair in pairs for tp in pair])
-        writer = _Writer(wiring, plan)
-        await writer.start()
-        try:
-            for event_tp, changelog_tp in pairs:
-                before = history.unreadable
-                await _drain(reader, {changelog_tp: plan.ends[changelog_tp]}, _records(history))
-                fold = PartitionFold(event_tp.partition, wiring.settings.max_event_bytes)
-                rejected: list[tuple[str, Record]] = []
-                await _drain(
-                    reader,
-                    {event_tp: plan.ends[event_tp]},
-                    _folding(fold, plan.unread_from[event_tp], rejected, shown),
+        for event_tp, changelog_tp in pairs:
+            before = history.unreadable
+            await _drain(reader, {changelog_tp: plan.ends[changelog_tp]}, _records(history))
+            fold = PartitionFold(event_tp.partition, wiring.settings.max_event_bytes)
+            rejected: list[tuple[str, Record]] = []
+            await _drain(
+                reader,
+                {event_tp: plan.ends[event_tp]},
+                _folding(fold, plan.unread_from[event_tp], rejected, shown),
+            )
+            await writer.dead_letters(rejected)
+            writer.write_records(changelog_tp, fold.records(history, plan.evaluations))
+            figures.add(
+                PartitionFigures(
+                    events=fold.events,
+                    rejected=fold.rejected,
+                    dead_letters=len(rejected),
+                    duplicates=fold.duplicates,
+                    referrals=len(fold.clocks),
+                    unreadable=history.unreadable - before,
                 )
-                await writer.dead_letters(rejected)
-                writer.write_records(changelog_tp, fold.records(history, plan.evaluations))
-                figures.add(
-                    PartitionFigures(
-                        events=fold.events,
-                        rejected=fold.rejected,
-                        dead_letters=len(rejected),
-                        duplicates=fold.duplicates,
-                        referrals=len(fold.clocks),
-                        unreadable=history.unreadable - before,
-                    )
-                )
-            await writer.delivered()
-        finally:
-            await writer.stop()
-    finally:
-        await reader.stop()
+            )
+        await writer.delivered()
     return figures
 
 
@@ -475,17 +481,16 @@ async def hand_over(wiring: Wiring, plan: Plan) -> None:
     """Commit the plan's offsets for the workers' group in one request: the workers start
     there. :class:`RebuildRefused` if a worker has joined the group meanwhile."""
     bootstrap, group, offsets = plan.kafka.bootstrap_servers, wiring.topics.workers, plan.hand_over
-    committer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await committer.start()
-    try:
+    async with AsyncExitStack() as stack, kafka.reachable(bootstrap):
+        committer = await _started(
+            stack,
+            AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False),
+        )
         committer.assign(list(offsets))
-        await committer.commit(offsets)
-    except CommitFailedError:
-        raise RebuildRefused(
-            f"a worker joined the consumer group {group} during the rebuild, so nothing was"
-            " handed over: stop every worker and run the rebuild again"
-        ) from None
-    finally:
-        await committer.stop()
+        try:
+            await committer.commit(offsets)
+        except CommitFailedError:
+            raise RebuildRefused(
+                f"a worker joined the consumer group {group} during the rebuild, so"
+                " nothing was handed over: stop every worker and run the rebuild again"
+            ) from None

@@ -33,7 +33,7 @@ import click
 from mhst_tracker import bootstrap
 from mhst_tracker.commands import running
 from mhst_tracker.commands.progress import stderr_is_terminal
-from mhst_tracker.config import ConfigError, Settings
+from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.profile import Profile, load_profile
 
@@ -96,22 +96,14 @@ def rebuild_command(profile_path: Path | None, store: bool, jobs: int | None) ->
     end of the events: the workers restore the new records when they start, and raise what
     is due then. Refused while a worker runs. Safe to interrupt: until the last step the
     workers' state is as before, and the rebuild can be run again."""
-    from aiokafka.errors import KafkaError
-
     from mhst_tracker.adapters.rebuild import RebuildRefused
 
-    refusals: tuple[type[Exception], ...] = (RebuildRefused,)
-    if store:  # the database libraries are loaded only for the store
-        from mhst_tracker.adapters.store.database import StoreNotMigrated
-
-        refusals = (RebuildRefused, StoreNotMigrated)
+    wiring = bootstrap.wire(Settings.from_env())
+    workers_profile = wiring.profile
     try:
-        settings = Settings.from_env()
-        wiring = bootstrap.wire(settings)
-        workers_profile = wiring.profile
         profile = workers_profile if profile_path is None else load_profile(profile_path)
-    except (ConfigError, ProfileError) as error:
-        raise click.ClickException(str(error)) from None
+    except ProfileError as error:
+        raise click.BadParameter(str(error), param_hint="--profile") from None
     profiles: list[Profile] = [profile]
     if workers_profile != profile:
         profiles.append(workers_profile)
@@ -122,12 +114,8 @@ def rebuild_command(profile_path: Path | None, store: bool, jobs: int | None) ->
                 running.run(_rebuild_store(wiring, profile, check_only=True))
             figures = rebuild_table(wiring, profiles, bar, jobs or os.cpu_count() or 1)
             referrals = running.run(_rebuild_store(wiring, profile)) if store else None
-    except refusals as error:
+    except RebuildRefused as error:
         raise click.ClickException(str(error)) from None
-    except KafkaError as error:
-        raise click.ClickException(
-            f"Kafka at {settings.kafka_bootstrap}: {type(error).__name__}"
-        ) from None
     except KeyboardInterrupt:
         raise click.ClickException(
             "rebuild interrupted: nothing was handed over, the workers' state is as before;"
