@@ -335,6 +335,10 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
                 lambda: _true(sample(sink.metrics, "mhst_store_sink_retrying") == 1),
                 "the sink to notice the outage",
             )
+            await wait_for(
+                lambda: _true((total_lag(sink.metrics, topics) or 0) > 0),
+                "the lag to show the second half waiting",
+            )
             outage_ends = time.monotonic() + OUTAGE_SECONDS
             while time.monotonic() < outage_ends:
                 assert sample(sink.metrics, "mhst_store_sink_retrying") == 1

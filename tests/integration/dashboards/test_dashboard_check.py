@@ -17,6 +17,7 @@ from mhst_tracker.dashboards import (
     query_prometheus,
     substitute_promql,
 )
+from mhst_tracker.failures import ServiceUnavailable
 from mhst_tracker.render.chromium import rendered_dom, screenshot
 from tests.integration.dashboards.conftest import Events, Workers, wait_until
 from tests.render.png import assert_not_blank
@@ -99,11 +100,12 @@ def assert_page_shows_the_panels(prometheus: PrometheusServer, folder: Path) -> 
     assert_not_blank(screenshot(page, folder / "dashboards.png", height=1400))
 
 
-def test_a_failing_query_fails_the_command() -> None:
+def test_prometheus_out_of_reach_fails_the_command_naming_it() -> None:
     result = CliRunner().invoke(
         dashboard_check_command,
         ["--dashboard", "mhst-operations"],
         env={"MHST_PROMETHEUS_URL": "http://127.0.0.1:9"},
     )
-    assert result.exit_code == 1
-    assert "panel queries failed" in result.output
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ServiceUnavailable)
+    assert "cannot reach Prometheus at http://127.0.0.1:9" in str(result.exception)
