@@ -43,7 +43,7 @@ from mhst_tracker.adapters.metrics import (
 )
 from mhst_tracker.commands import running
 from mhst_tracker.config import ConfigError, Settings
-from mhst_tracker.dead_letters import MIN_LIMIT
+from mhst_tracker.dead_letters import too_small
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.timesource import TimeSource
 from mhst_tracker.topics import TopicNames
@@ -222,11 +222,9 @@ def worker(settings: Settings, *, create_topics: bool = True) -> WorkerParts:
     wiring = wire(settings)
     limits = running.run(_prepare_topics(wiring, create_topics))
     dead_letter_limit = limits[wiring.topics.dlq]
-    if dead_letter_limit < MIN_LIMIT:
-        raise ConfigError(
-            f"topic {wiring.topics.dlq} accepts messages of at most {dead_letter_limit} bytes;"
-            f" dead letters need max.message.bytes of at least {MIN_LIMIT}"
-        )
+    problem = too_small(wiring.topics.dlq, dead_letter_limit)
+    if problem is not None:
+        raise ConfigError(problem)
     log.info("largest messages the broker accepts: %s", limits)
     metrics = ClinicalMetrics(wiring.profile, school_labels=settings.metrics_school_labels)
     return WorkerParts(

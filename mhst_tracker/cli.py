@@ -30,6 +30,10 @@ COMMANDS: Final = {
         "streams.command:worker_command",
         "Run a stream worker: per-referral clocks, deadline timers, breach alerts, dead letters.",
     ),
+    "rebuild": (
+        "mhst_tracker.commands.rebuild:rebuild_command",
+        "Recompute the stopped workers' referral table from the whole events topic.",
+    ),
     "topics": ("mhst_tracker.commands.topics:topics_command", "Manage the Kafka topics."),
     "db": (
         "mhst_tracker.commands.db:db_command",

@@ -215,6 +215,13 @@ UNREACHABLE = [
         "cannot reach Kafka",
     ),
     ("kafka absent, worker", ["worker"], {"MHST_KAFKA_BOOTSTRAP": REFUSED}, "cannot reach Kafka"),
+    ("kafka absent, rebuild", ["rebuild"], {"MHST_KAFKA_BOOTSTRAP": REFUSED}, "cannot reach Kafka"),
+    (
+        "store not migrated, rebuild --store",
+        ["rebuild", "--store"],
+        {"MHST_DATABASE_URL": "sqlite+aiosqlite:///empty.db", "MHST_KAFKA_BOOTSTRAP": REFUSED},
+        "db upgrade",
+    ),
     (
         "database refused, api",
         ["api"],

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
-import subprocess
-import sys
 import time
 import uuid
 from datetime import date
@@ -26,11 +22,11 @@ from mhst_tracker.simulate import simulate
 from tests.adapters.store.conftest import PLANTED, event, jsonl
 from tests.adapters.store.test_importer import CSV_EXTRACT
 from tests.kafka import create_topic
+from tests.terminal import run_on_terminal
 
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
-CLI = Path(sys.executable).with_name("mhst-tracker")
 
 
 def events_topic(kafka_bootstrap: str) -> tuple[dict[str, str], str]:
@@ -193,32 +189,6 @@ def test_csv_extract_to_kafka(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert len(records) == 8
 
 
-def run_on_terminal(path: Path, env: dict[str, str], terminal: bool) -> tuple[int, str]:
-    """Run the import in a child process whose standard error is a terminal or a pipe."""
-    child_env = {**os.environ, **env, "COLUMNS": "100"}
-    args = [str(CLI), "import", str(path), "--to", "kafka"]
-    if not terminal:
-        done = subprocess.run(args, env=child_env, capture_output=True, timeout=120, check=False)
-        return done.returncode, done.stderr.decode()
-    leader, follower = pty.openpty()
-    with subprocess.Popen(
-        args, env=child_env, stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL
-    ) as child:
-        os.close(follower)
-        output = bytearray()
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-        code = child.wait(timeout=120)
-    os.close(leader)
-    return code, output.decode()
-
-
 def test_progress_bar_only_on_a_terminal(kafka_bootstrap: str, tmp_path: Path) -> None:
     env, _ = events_topic(kafka_bootstrap)
     path = tmp_path / "events.jsonl"
@@ -231,12 +201,13 @@ def test_progress_bar_only_on_a_terminal(kafka_bootstrap: str, tmp_path: Path) -
             ]
         )
     )
-    code, shown = run_on_terminal(path, env, terminal=True)
+    args = ["import", str(path), "--to", "kafka"]
+    code, shown = run_on_terminal(args, env, terminal=True)
     assert code == 0, shown
     assert "importing" in shown
     assert "100%" in shown
     assert "events.jsonl:2: invalid JSON" in shown
-    code, piped = run_on_terminal(path, env, terminal=False)
+    code, piped = run_on_terminal(args, env, terminal=False)
     assert code == 0, piped
     assert "importing" not in piped
     assert "%" not in piped
