@@ -78,7 +78,6 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import accept, apply_event
 from mhst_tracker.simulate import simulate
 from mhst_tracker.topics import TopicNames
-from streams.tables import changelog_topic
 
 RESULTS = Path(__file__).parent / "results" / "worker.json"
 MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"
@@ -434,7 +433,7 @@ def table_records(count: int) -> Iterator[tuple[int, bytes, bytes]]:
 async def seed_changelog(bench: Bench, count: int) -> float:
     """Write ``count`` open referrals' records to the table's changelog; returns seconds."""
     began = time.time()
-    topic = changelog_topic(bench.settings)
+    topic = bench.names.referral_changelog
     admin = AIOKafkaAdminClient(bootstrap_servers=bench.settings.kafka_bootstrap)
     await admin.start()
     try:

@@ -10,6 +10,10 @@ themselves.
 * :func:`serve_metrics`: a metrics registry served on ``/metrics`` (and ``/healthz`` when
   the process says whether it is ready), the one way every process serves its metrics.
 * :func:`open_store`: the store on ``MHST_DATABASE_URL`` with the profile and clock.
+* :func:`event_producer`: the one producer of events to the events topic (the API and
+  ``import --to kafka``).
+* :func:`api`: the ingestion API's service: its producer, the store's tokens, the rate
+  limiter, the rules for NHS numbers, its metrics.
 * :func:`worker`: everything a stream worker needs (:class:`WorkerParts`): the topics
   created if asked, the broker's message limits read and checked (:class:`KafkaClient` and
   the dead-letter limit aligned with them), its metrics and readiness, and the process's
@@ -39,13 +43,15 @@ from mhst_tracker.adapters.metrics import (
 )
 from mhst_tracker.commands import running
 from mhst_tracker.config import ConfigError, Settings
-from mhst_tracker.dead_letters import MIN_LIMIT
+from mhst_tracker.dead_letters import too_small
 from mhst_tracker.domain.profile import Profile
 from mhst_tracker.timesource import TimeSource
 from mhst_tracker.topics import TopicNames
 
 if TYPE_CHECKING:
+    from mhst_tracker.adapters.producer import EventProducer
     from mhst_tracker.adapters.store.repository import Store
+    from mhst_tracker.api.app import ApiService
 
 SESSION_TIMEOUT: Final = 10.0
 """Seconds after which the group gives a crashed worker's partitions to the others (Faust's
@@ -134,6 +140,61 @@ async def open_store(wiring: Wiring, url: str | None = None) -> Store:
     return await Store.open(url or wiring.settings.database_url, wiring.profile, wiring.time_source)
 
 
+def event_producer(wiring: Wiring, timeout: float) -> EventProducer:
+    """The producer of events to the events topic, each send bounded by ``timeout`` seconds."""
+    from mhst_tracker.adapters.producer import EventProducer
+
+    return EventProducer(
+        wiring.kafka.bootstrap_servers,
+        wiring.topics.events,
+        timeout=timeout,
+        max_request_bytes=wiring.kafka.max_request_bytes,
+        batch_bytes=wiring.kafka.batch_bytes,
+    )
+
+
+@dataclass(frozen=True)
+class ApiParts:
+    """What ``mhst-tracker api`` runs: the application's service, the store its tokens are
+    read from (closed by the command), and the registry of its metrics."""
+
+    service: ApiService
+    store: Store
+    registry: CollectorRegistry
+
+
+async def api(settings: Settings) -> ApiParts:
+    """The ingestion API's parts, its tokens read from the store once (``ConfigError`` for an
+    unusable ``MHST_API_*`` setting; ``ServiceUnavailable`` for a store out of reach or not
+    migrated)."""
+    from mhst_tracker.adapters.metrics import ApiMetrics
+    from mhst_tracker.api.app import ApiService
+    from mhst_tracker.api.intake import IntakeRules
+    from mhst_tracker.api.ratelimit import RateLimiter
+    from mhst_tracker.api.tokens import TokenCache
+
+    wiring = wire(settings)
+    rules = IntakeRules(settings.api_nhs_number, settings.pseudonym_key(), settings.max_event_bytes)
+    store = await open_store(wiring)
+    try:
+        tokens = TokenCache(store.tokens)
+        await tokens.reload()
+    except BaseException:
+        await store.close()
+        raise
+    registry = CollectorRegistry()
+    service = ApiService(
+        producer=event_producer(wiring, settings.api_produce_timeout),
+        tokens=tokens,
+        limiter=RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
+        metrics=ApiMetrics(registry),
+        rules=rules,
+        max_body_bytes=settings.api_max_body_bytes,
+        max_batch=settings.api_max_batch,
+    )
+    return ApiParts(service, store, registry)
+
+
 @dataclass(frozen=True)
 class WorkerParts:
     """Everything a stream worker runs on (``streams.app.create_app`` wires it into Faust)."""
@@ -161,11 +222,9 @@ def worker(settings: Settings, *, create_topics: bool = True) -> WorkerParts:
     wiring = wire(settings)
     limits = running.run(_prepare_topics(wiring, create_topics))
     dead_letter_limit = limits[wiring.topics.dlq]
-    if dead_letter_limit < MIN_LIMIT:
-        raise ConfigError(
-            f"topic {wiring.topics.dlq} accepts messages of at most {dead_letter_limit} bytes;"
-            f" dead letters need max.message.bytes of at least {MIN_LIMIT}"
-        )
+    problem = too_small(wiring.topics.dlq, dead_letter_limit)
+    if problem is not None:
+        raise ConfigError(problem)
     log.info("largest messages the broker accepts: %s", limits)
     metrics = ClinicalMetrics(wiring.profile, school_labels=settings.metrics_school_labels)
     return WorkerParts(

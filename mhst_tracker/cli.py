@@ -30,6 +30,10 @@ COMMANDS: Final = {
         "streams.command:worker_command",
         "Run a stream worker: per-referral clocks, deadline timers, breach alerts, dead letters.",
     ),
+    "rebuild": (
+        "mhst_tracker.commands.rebuild:rebuild_command",
+        "Recompute the stopped workers' referral table from the whole events topic.",
+    ),
     "topics": ("mhst_tracker.commands.topics:topics_command", "Manage the Kafka topics."),
     "db": (
         "mhst_tracker.commands.db:db_command",
@@ -54,6 +58,14 @@ COMMANDS: Final = {
     "notify": (
         "mhst_tracker.commands.notify:notify_command",
         "Deliver breach alerts to the recipients of the routing file, each once.",
+    ),
+    "api": (
+        "mhst_tracker.commands.api:api_command",
+        "Serve the ingestion API: authenticated HTTP intake of referral events.",
+    ),
+    "tokens": (
+        "mhst_tracker.commands.tokens:tokens_command",
+        "Manage the ingestion API's tokens.",
     ),
     "dashboard-check": (
         "mhst_tracker.commands.dashboard_check:dashboard_check_command",

@@ -9,13 +9,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile, load_profile
 from mhst_tracker.timesource import TimeSource, parse_time_source
 from mhst_tracker.topics import TopicNames
+
+NHS_NUMBER_MODES: Final = ("refuse", "pseudonymise")
+"""What the API does with an ``nhs_number`` field (``MHST_API_NHS_NUMBER``)."""
+MIN_PSEUDONYM_KEY_LENGTH: Final = 32
 
 
 class ConfigError(ValueError):
@@ -42,6 +47,17 @@ class Settings:
     notify_port: int = 8090
     notify_metrics_port: int = 9467
     log_format: str = "json"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_metrics_port: int = 9466
+    api_max_body_bytes: int = 1024 * 1024
+    api_max_batch: int = 1000
+    api_rate_limit: float = 50.0
+    api_rate_burst: int = 100
+    api_produce_timeout: float = 10.0
+    api_nhs_number: str = "refuse"
+    api_pseudonym_key: str | None = field(default=None, repr=False)
+    """The HMAC key of NHS-number pseudonyms: a secret, never printed."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -71,9 +87,39 @@ class Settings:
             notify_metrics_port=_int(
                 env, "MHST_NOTIFY_METRICS_PORT", defaults.notify_metrics_port, minimum=0
             ),
+            api_host=env.get("MHST_API_HOST", defaults.api_host),
+            api_port=_int(env, "MHST_API_PORT", defaults.api_port, minimum=0),
+            api_metrics_port=_int(
+                env, "MHST_API_METRICS_PORT", defaults.api_metrics_port, minimum=0
+            ),
+            api_max_body_bytes=_int(
+                env, "MHST_API_MAX_BODY_BYTES", defaults.api_max_body_bytes, minimum=1024
+            ),
+            api_max_batch=_int(env, "MHST_API_MAX_BATCH", defaults.api_max_batch, minimum=1),
+            api_rate_limit=_float(env, "MHST_API_RATE_LIMIT", defaults.api_rate_limit),
+            api_rate_burst=_int(env, "MHST_API_RATE_BURST", defaults.api_rate_burst, minimum=1),
+            api_produce_timeout=_float(
+                env, "MHST_API_PRODUCE_TIMEOUT", defaults.api_produce_timeout
+            ),
+            api_nhs_number=_choice(env, "MHST_API_NHS_NUMBER", NHS_NUMBER_MODES),
+            api_pseudonym_key=env.get("MHST_API_PSEUDONYM_KEY") or None,
         )
         settings.time_source()  # validate MHST_CLOCK now
+        settings.pseudonym_key()  # and the API's key, when its mode needs one
         return settings
+
+    def pseudonym_key(self) -> bytes | None:
+        """The key of NHS-number pseudonyms (``MHST_API_PSEUDONYM_KEY``) when
+        ``MHST_API_NHS_NUMBER`` is ``pseudonymise``, else ``None``."""
+        if self.api_nhs_number != "pseudonymise":
+            return None
+        key = self.api_pseudonym_key
+        if key is None or len(key) < MIN_PSEUDONYM_KEY_LENGTH:
+            raise ConfigError(
+                "MHST_API_PSEUDONYM_KEY must be set to a secret of at least "
+                f"{MIN_PSEUDONYM_KEY_LENGTH} characters when MHST_API_NHS_NUMBER is pseudonymise"
+            )
+        return key.encode()
 
     def time_source(self) -> TimeSource:
         """The clock the workers read "now" from (``MHST_CLOCK``)."""
@@ -112,6 +158,26 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from err
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive number, not {raw!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name) or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -143,6 +143,17 @@ class DeadLetter:
         )
 
 
+def too_small(topic: str, limit: int) -> str | None:
+    """Why a dead-letter topic whose messages are at most ``limit`` bytes cannot be used
+    (``None`` if it can): it cannot hold even a cut dead letter."""
+    if limit >= MIN_LIMIT:
+        return None
+    return (
+        f"topic {topic} accepts messages of at most {limit} bytes;"
+        f" dead letters need max.message.bytes of at least {MIN_LIMIT}"
+    )
+
+
 def record_size(
     key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
 ) -> int:

@@ -735,13 +735,13 @@ def _rate_quantile(q: float, histogram: str) -> str:
 
 
 def operations() -> Board:
-    """Pipeline health: workers, throughput, lag, dead letters, timers, the store sink, the
-    notifier."""
+    """Pipeline health: workers, throughput, lag, dead letters, timers, the ingestion API,
+    the store sink, the notifier."""
     board = Board(
         "mhst-operations",
         "MHST: operations",
-        "Pipeline health: throughput, lag, dead letters, timers, workers, the database sink and"
-        " the notifier.",
+        "Pipeline health: throughput, lag, dead letters, timers, workers, the ingestion API, "
+        "the database sink and the notifier.",
         ("mhst", "operations"),
         "now-6h",
         (),
@@ -853,6 +853,61 @@ def operations() -> Board:
         [Q(f"sum by (instance) (rate(mhst_faust_messages_received_total{rate}))", "{{instance}}")],
         PER_SECOND,
         width=12,
+    )
+    board.row("Ingestion API")
+    board.timeseries(
+        "API requests per second by status",
+        "Requests to POST /v1/events answered per second, by HTTP status (202 accepted; 4xx "
+        "refused as a whole; 503 while the broker is unavailable).",
+        [
+            Q(
+                f'sum by (status) (rate(mhst_api_requests_total{{route="/v1/events"}}{rate}))',
+                "{{status}}",
+            )
+        ],
+        PER_SECOND,
+        width=8,
+    )
+    board.timeseries(
+        "API events per second by source",
+        "Events each source system sent through the API per second: accepted (acknowledged "
+        "by the broker) and rejected (answered with the reason).",
+        [
+            Q(
+                f"sum by (source) (rate(mhst_api_events_accepted_total{rate}))",
+                "{{source}} accepted",
+            ),
+            Q(
+                f"sum by (source) (rate(mhst_api_events_rejected_total{rate}))",
+                "{{source}} rejected",
+            ),
+        ],
+        PER_SECOND,
+        width=8,
+        zero_when_empty=True,
+    )
+    board.timeseries(
+        "API produce latency",
+        "From a request's events being sent to the broker's acknowledgement of all of them, "
+        "p50 and p99.",
+        [
+            Q(_rate_quantile(0.5, "mhst_api_produce_duration_seconds"), "p50"),
+            Q(_rate_quantile(0.99, "mhst_api_produce_duration_seconds"), "p99"),
+        ],
+        SECONDS,
+        width=8,
+    )
+    board.bargauge(
+        "API rejections in the last hour by source and reason",
+        "Events the API rejected in the last hour, per source system and reason (0 when none).",
+        Q(
+            "sum by (source, reason) (increase(mhst_api_events_rejected_total[1h]))",
+            "{{source}}: {{reason}}",
+        ),
+        COUNT,
+        ZERO_IS_GOOD,
+        width=24,
+        height=6,
     )
     board.row("Database sink")
     board.timeseries(

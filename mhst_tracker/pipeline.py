@@ -72,6 +72,12 @@ def deadline_of(raw: bytes) -> tuple[int, float | None]:
     return int(data["partition"]), moment
 
 
+def raised_of(raw: bytes) -> list[tuple[str, str]]:
+    """A table value's alerts already raised, ``(stage, kind)``, without the clock."""
+    data: dict[str, Any] = orjson.loads(raw)
+    return [(stage, kind) for stage, kind in data["raised"]]
+
+
 def accept(key: bytes | None, value: bytes | None, max_bytes: int) -> Event:
     """Validate one message of the events topic; ``InvalidEvent`` with the reason if not.
 

@@ -21,7 +21,7 @@ from mhst_tracker.bootstrap import KafkaClient, WorkerParts
 from mhst_tracker.config import Settings
 from mhst_tracker.tracking.tracker import ReferralTracker, TrackerOptions
 from streams.agents import track_referrals
-from streams.tables import app_id, follow_rebalances, partitions_of, referral_table
+from streams.tables import follow_rebalances, partitions_of, referral_table
 from streams.timers import deadline_timers
 from streams.topics import WorkerTopics
 from streams.transport import StreamTransport
@@ -56,7 +56,7 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
     ``MHST_METRICS_PORT`` (0: a free port, logged).
     """
     settings, wiring = parts.settings, parts.wiring
-    app = faust.App(app_id(settings), **faust_settings(settings, wiring.kafka, store))
+    app = faust.App(wiring.topics.workers, **faust_settings(settings, wiring.kafka, store))
     app.transport = StreamTransport(app.conf.broker_consumer, app)
     setup_prometheus_sensors(app, registry=parts.metrics.registry, name_prefix=FAUST_METRICS_PREFIX)
     topics = WorkerTopics(app, wiring.topics, settings.partitions)

@@ -10,32 +10,19 @@ from the table; a revoked partition is dropped at once.
 
 from __future__ import annotations
 
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import faust
 from faust.types import TP, TableT
 
-from mhst_tracker.config import Settings
+from mhst_tracker.topics import REFERRAL_TABLE
 from mhst_tracker.tracking.tracker import ReferralTracker
 from streams.transport import StreamConsumer
 
-APP_ID: Final = "mhst-tracker"
-TABLE_NAME: Final = "referral-clocks"
-
-
-def app_id(settings: Settings) -> str:
-    """The Faust app id (the consumer group, and the changelog topics' prefix)."""
-    return f"{settings.topic_prefix}{APP_ID}"
-
-
-def changelog_topic(settings: Settings) -> str:
-    """The name of the referral table's changelog topic."""
-    return f"{app_id(settings)}-{TABLE_NAME}-changelog"
-
 
 def referral_table(app: faust.App, partitions: int) -> TableT[bytes, bytes]:
-    """The table of referral records."""
-    return app.Table(TABLE_NAME, partitions=partitions, key_type=bytes, value_type=bytes)
+    """The table of referral records (its changelog: ``TopicNames.referral_changelog``)."""
+    return app.Table(REFERRAL_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
 
 
 def follow_rebalances(

@@ -1,9 +1,10 @@
 """``make demo``: the tracker end to end on a local Kafka broker, with simulated referrals.
 
-It starts a real Kafka broker, creates the topics, starts two stream workers and the store
-sink (SQLite, the embedded default), and plays a simulated half-term of referrals into
-``mhst.referral-events`` as they happen on a simulated clock shared by every process (one
-day passes every ``--seconds-per-day`` seconds). Breach alerts are printed as the workers
+It starts a real Kafka broker, creates the topics, starts two stream workers, the store
+sink (SQLite, the embedded default) and the ingestion API with a token it makes for the
+simulated referral portal, and sends a simulated half-term of referrals through the API as
+they happen on a simulated clock shared by every process (one day passes every
+``--seconds-per-day`` seconds). Breach alerts are printed as the workers
 raise them, most of them by deadline timers at midnight with no new event. At the end it
 prints the measures that ``mhst-tracker replay`` gives for the same events at the same
 moment, a team's waiting list from the store, and a sample of the workers' metrics.
@@ -30,8 +31,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -41,21 +43,22 @@ from deploy.local.process import CACHE_DIR, ManagedProcess, free_port
 from deploy.local.prometheus import PrometheusServer
 from deploy.local.receivers import Mailbox, WebhookReceiver, smtp_server, webhook_receiver
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.events import Event, parse_event
 from mhst_tracker.domain.measures import WAIT_BANDS
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import SimulatedClock
-from mhst_tracker.topics import ALERTS_TOPIC, EVENTS_TOPIC
+from mhst_tracker.topics import ALERTS_TOPIC
 
 START = date(2026, 9, 7)
 """A Monday early in the autumn term."""
 WORKER_START_SECONDS = 12.0
 """Wall seconds given to the workers to start before the simulated clock reaches the first day."""
 TRACKER = [str(Path(sys.executable).with_name("mhst-tracker"))]
+SOURCE = "demo-portal"
+"""The source system the demo's events come from: the name of its API token."""
 _WAITING_SERIES = re.compile(r'^mhst_referrals_waiting\{band="(?P<band>[^"]+)".*\} (?P<value>\S+)$')
-_REFERRAL_ID = re.compile(rb'"referral_id"\s*:\s*"([^"]{1,64})"')
 ROUTING = Path(__file__).resolve().parents[1] / "notify" / "notify.toml"
 DEMO_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -119,6 +122,16 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
         }
         _run_tracker(["topics", "create"], env)
         _run_tracker(["db", "upgrade"], env)
+        teams = sorted({event.team_id for event in map(_parsed, lines) if event and event.team_id})
+        token = _run_tracker(
+            ["tokens", "create", "--source", SOURCE, "--teams", ",".join(teams)], env
+        )
+        api_port = free_port()
+        api = {**env, "MHST_API_PORT": str(api_port), "MHST_API_METRICS_PORT": str(free_port())}
+        processes.append(_start_tracker("api", ["api", "--loglevel", "warning"], api, work))
+        api_url = f"http://127.0.0.1:{api_port}"
+        _wait_ready(api_url, processes)
+        print(f"==> the ingestion API is at {api_url}, with a token for {SOURCE}")
         # The simulated day begins once the workers have had time to join their group.
         clock = SimulatedClock.starting(
             begin, 86400 / seconds_per_day, time.time() + WORKER_START_SECONDS
@@ -172,8 +185,10 @@ def run(referrals: int, seed: int, seconds_per_day: float, keep: bool) -> None:
             f"==> two workers and the sink are running; one simulated day every "
             f"{seconds_per_day:g} s, from {begin:%a %d %b %Y} to {end:%a %d %b %Y}"
         )
-        counts = asyncio.run(_play(broker.bootstrap, lines, clock, end, processes))
-        _report(lines, clock, end, counts, env, metrics_ports)
+        counts, refused = asyncio.run(
+            _play(broker.bootstrap, (api_url, token.strip()), lines, clock, end, processes)
+        )
+        _report(lines, clock, end, counts, env, metrics_ports, refused)
         _print_notifications(mailbox, receiver)
         if keep:
             print("workers still running; Ctrl-C stops everything")
@@ -211,17 +226,38 @@ async def _wait_for_group(
         await admin.close()
 
 
-def _occurred(line: str) -> datetime | None:
+def _parsed(line: str) -> Event | None:
     try:
-        return parse_event(line).occurred_at
+        return parse_event(line)
     except InvalidEvent:
         return None
 
 
-def _run_tracker(args: list[str], env: dict[str, str]) -> None:
+def _occurred(line: str) -> datetime | None:
+    event = _parsed(line)
+    return None if event is None else event.occurred_at
+
+
+def _run_tracker(args: list[str], env: dict[str, str]) -> str:
+    """Run a command to its end; its standard output."""
     result = subprocess.run([*TRACKER, *args], env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ServiceError(f"mhst-tracker {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def _wait_ready(url: str, processes: list[ManagedProcess]) -> None:
+    """Until the API's ``/readyz`` answers 200 (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _check_alive(processes)
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise ServiceError(f"the ingestion API at {url} was not ready in 60 s")
 
 
 def _start_tracker(name: str, args: list[str], env: dict[str, str], work: Path) -> ManagedProcess:
@@ -234,18 +270,21 @@ def _start_tracker(name: str, args: list[str], env: dict[str, str], work: Path) 
 
 async def _play(
     bootstrap: str,
+    api: tuple[str, str],
     lines: list[str],
     clock: SimulatedClock,
     end: datetime,
     processes: list[ManagedProcess],
-) -> Counter[str]:
+) -> tuple[Counter[str], Counter[str]]:
+    """Send the events through the API; the alerts printed and counted, and the reasons of
+    the events the API refused."""
     consumer = AIOKafkaConsumer(
         ALERTS_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
     )
     await consumer.start()
     watcher = asyncio.create_task(_print_alerts(consumer, clock, end))
     try:
-        await _produce(bootstrap, lines, clock, processes)
+        refused = await _send(api, lines, clock, processes)
         while clock.now() < end:
             _check_alive(processes)
             await asyncio.sleep(0.2)
@@ -255,29 +294,42 @@ async def _play(
         counts = await asyncio.gather(watcher, return_exceptions=True)
         await consumer.stop()
     result = counts[0]
-    return result if isinstance(result, Counter) else Counter()
+    return (result if isinstance(result, Counter) else Counter()), refused
 
 
-async def _produce(
-    bootstrap: str, lines: list[str], clock: SimulatedClock, processes: list[ManagedProcess]
-) -> None:
-    """Send each event when the simulated clock reaches it; late uploads go when they come."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
+async def _send(
+    api: tuple[str, str], lines: list[str], clock: SimulatedClock, processes: list[ManagedProcess]
+) -> Counter[str]:
+    """POST each event (NDJSON, with the portal's token) when the simulated clock reaches it;
+    late uploads go when they come. Returns the reasons of the events the API refused."""
+    url, token = api
+    refused: Counter[str] = Counter()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+
+        async def post(batch: list[str]) -> None:
+            if not batch:
+                return
+            answer = await client.post("/v1/events", content="\n".join(batch).encode())
+            if answer.status_code != 202:
+                raise ServiceError(f"the API answered {answer.status_code}: {answer.text}")
+            for item in answer.json()["results"]:
+                if item["status"] == "rejected":
+                    refused[item["reason"]] += 1
+            batch.clear()
+
+        due: list[str] = []
         uploaded_up_to = datetime.min.replace(tzinfo=UTC)
         for line in lines:
             occurred = _occurred(line)
             if occurred is not None and occurred > uploaded_up_to:
+                await post(due)
                 uploaded_up_to = occurred
                 await asyncio.sleep(clock.wall_seconds_until(occurred))
                 _check_alive(processes)
-            raw = line.encode()
-            match = _REFERRAL_ID.search(raw)
-            await producer.send(EVENTS_TOPIC, raw, key=match.group(1) if match else None)
-        await producer.flush()
-    finally:
-        await producer.stop()
+            due.append(line)
+        await post(due)
+    return refused
 
 
 def _check_alive(processes: list[ManagedProcess]) -> None:
@@ -326,9 +378,13 @@ def _report(
     counts: Counter[str],
     env: dict[str, str],
     metrics_ports: list[int],
+    refused: Counter[str],
 ) -> None:
     result = replay(lines, end, TRAILBLAZER_4WW)
     overall = result.summary.overall
+    print(f"\n==> the API refused {sum(refused.values())} events, by reason (as it answered them):")
+    for reason, count in sorted(refused.items()):
+        print(f"    {reason:<60} {count}")
     print("\n==> alerts raised by the workers, by kind and stage:")
     for key, count in sorted(counts.items()):
         print(f"    {key:<30} {count}")

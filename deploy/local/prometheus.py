@@ -42,11 +42,17 @@ def render_config(
     rule_files: Iterable[Path] = (),
     sink_targets: Sequence[str] = (),
     notifier_targets: Sequence[str] = (),
+    api_targets: Sequence[str] = (),
 ) -> str:
     """A prometheus.yml scraping ``targets`` (host:port) as job ``mhst-worker``,
-    ``sink_targets`` as job ``mhst-sink`` and ``notifier_targets`` as job ``mhst-notifier``,
-    the jobs of ``deploy/prometheus/prometheus.yml``."""
-    jobs = {"mhst-worker": targets, "mhst-sink": sink_targets, "mhst-notifier": notifier_targets}
+    ``sink_targets`` as job ``mhst-sink``, ``notifier_targets`` as job ``mhst-notifier`` and
+    ``api_targets`` as job ``mhst-api``, the jobs of ``deploy/prometheus/prometheus.yml``."""
+    jobs = {
+        "mhst-worker": targets,
+        "mhst-sink": sink_targets,
+        "mhst-notifier": notifier_targets,
+        "mhst-api": api_targets,
+    }
     config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(path) for path in rule_files],
@@ -122,12 +128,18 @@ class PrometheusServer:
         targets: Sequence[str],
         sink_targets: Sequence[str] = (),
         notifier_targets: Sequence[str] = (),
+        api_targets: Sequence[str] = (),
     ) -> None:
-        """Scrape exactly these host:port targets (workers, store sinks, notifiers) from now
-        on."""
+        """Scrape exactly these host:port targets (workers, store sinks, notifiers, APIs) from
+        now on."""
         self.config_path.write_text(
             render_config(
-                targets, self.scrape_interval, self._rule_files, sink_targets, notifier_targets
+                targets,
+                self.scrape_interval,
+                self._rule_files,
+                sink_targets,
+                notifier_targets,
+                api_targets,
             )
         )
         request = urllib.request.Request(f"{self.url}/-/reload", method="POST")

@@ -9,6 +9,7 @@ GRANT SELECT, INSERT ON events, referrals, alerts, deliveries, digests TO mhst_w
 REVOKE ALL ON rejected_events FROM mhst_writer;
 GRANT INSERT, SELECT (reject_key) ON rejected_events TO mhst_writer;
 GRANT UPDATE ON referrals, alerts, deliveries, digests TO mhst_writer;
+GRANT SELECT, INSERT, UPDATE ON api_tokens TO mhst_writer;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO mhst_writer;
 GRANT CONNECT ON DATABASE mhst TO mhst_reader;
 GRANT USAGE ON SCHEMA public TO mhst_reader;

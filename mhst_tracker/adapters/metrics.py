@@ -4,7 +4,8 @@ Every metric the project defines lives here, registered on an injectable
 ``CollectorRegistry``, named ``mhst_*`` in base units. Labels are only ``team``,
 ``school``, ``stage``, ``band``, ``kind``, ``reason`` and ``type`` (and the sink's and the
 notifier's ``topic``, ``table``, ``outcome``, ``channel``, ``status`` and ``recipient``, a
-name from the routing file): never a referral or alert id.
+name from the routing file; the ingestion API's ``route``, ``status`` and ``source``, a
+source system's name): never a referral or alert id.
 
 **Clinical gauges are computed at scrape time** by a custom collector from per-partition
 aggregates. A stream worker reports each referral's state as it changes
@@ -684,3 +685,74 @@ class NotifierMetrics:
         self.ledger.clear()
         for (recipient, status), count in counts.items():
             self.ledger.labels(recipient, status).set(count)
+
+
+PRODUCE_BUCKETS_SECONDS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
+
+
+class ApiMetrics:
+    """The ingestion API's metrics (labels: route, status, source, reason).
+
+    ``source`` is the source system a token names (an operator's name, never a sender's
+    value); ``reason`` is bounded by :func:`reason_label`.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "mhst_api_requests",
+            "HTTP requests answered by the ingestion API, by route and status code.",
+            ("route", "status"),
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "mhst_api_request_duration_seconds",
+            "Time from a request's arrival to its answer, by route.",
+            ("route",),
+            buckets=PRODUCE_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.accepted = Counter(
+            "mhst_api_events_accepted",
+            "Events the API accepted and the broker acknowledged, by source system.",
+            ("source",),
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "mhst_api_events_rejected",
+            "Events the API rejected, by source system and reason.",
+            ("source", "reason"),
+            registry=registry,
+        )
+        self.produce_seconds = Histogram(
+            "mhst_api_produce_duration_seconds",
+            "Time from a request's events being sent to the broker's acknowledgement.",
+            buckets=PRODUCE_BUCKETS_SECONDS,
+            registry=registry,
+        )
+
+    def answered(self, route: str, status: int, seconds: float) -> None:
+        """A request to ``route`` was answered with ``status`` after ``seconds``."""
+        self.requests.labels(route, str(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
+
+    def events(self, source: str, accepted: int, reasons: Iterable[str]) -> None:
+        """A source's request had ``accepted`` events acknowledged and these rejected."""
+        if accepted:
+            self.accepted.labels(source).inc(accepted)
+        for reason in reasons:
+            self.rejected.labels(source, reason_label(reason)).inc()

@@ -1,13 +1,13 @@
 """``mhst-tracker import FILE``: load a JSONL event file or an MHSDS-style CSV extract.
 
 Into the store (``--to store``, the default; rejected lines are stored too) or onto the
-events topic (``--to kafka``, keyed by referral id). Each bad line is reported on standard
+events topic (``--to kafka``: each valid event in its canonical form, keyed by referral id,
+by the events producer the ingestion API uses). Each bad line is reported on standard
 error with its line number and reason, and every valid line around it is kept: the exit
 status is 0 even when lines were rejected, and non-zero only when the file cannot be read at
 all. A progress bar goes to standard error when it is a terminal.
 """
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from mhst_tracker import bootstrap
+from mhst_tracker.adapters.producer import ProduceFailed
 from mhst_tracker.adapters.store.importer import (
     ImportItem,
     UnusableFile,
@@ -33,6 +33,8 @@ from mhst_tracker.commands.progress import stderr_is_terminal, with_progress
 from mhst_tracker.config import Settings
 
 BATCH_SIZE = 2000
+SEND_TIMEOUT = 60.0
+"""Seconds the broker has to acknowledge one batch published with ``--to kafka``."""
 
 
 @dataclass
@@ -68,10 +70,9 @@ def import_command(file: Path, fmt: str | None, target: str) -> None:
         counts = running.run(import_file(file, fmt, target, settings))
     except (UnusableFile, NoTopic) as error:
         raise click.ClickException(str(error)) from None
-    except KafkaError as error:
-        raise click.ClickException(
-            f"Kafka at {settings.kafka_bootstrap}: {type(error).__name__}"
-        ) from None
+    except (KafkaError, ProduceFailed) as error:
+        cause = str(error) if isinstance(error, ProduceFailed) else type(error).__name__
+        raise click.ClickException(f"Kafka at {settings.kafka_bootstrap}: {cause}") from None
     new = f", {counts.new} new" if target == "store" else " published"
     click.echo(
         f"{file.name}: {counts.events} events{new}; {counts.rejected} lines rejected", err=True
@@ -145,21 +146,11 @@ async def _writer(target: str, settings: Settings) -> AsyncIterator[Write]:
             f"topic {topic} does not exist on {settings.kafka_bootstrap}"
             " (create it with: mhst-tracker topics create)"
         )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20
-    )
+    producer = bootstrap.event_producer(bootstrap.wire(settings), SEND_TIMEOUT)
 
     async def to_kafka(batch: Batch) -> int:
-        deliveries = [
-            await producer.send(
-                topic,
-                key=item.event.referral_id.encode(),
-                value=item.payload,
-            )
-            for item in batch.events
-        ]
-        await asyncio.gather(*deliveries)
-        return len(deliveries)
+        await producer.send([item.event for item in batch.events])
+        return len(batch.events)
 
     await producer.start()
     try:

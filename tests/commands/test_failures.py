@@ -33,7 +33,13 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     base = {key: value for key, value in os.environ.items() if not key.startswith("MHST_")}
     return subprocess.run(
         [str(COMMAND), *args],
-        env={**base, "MHST_METRICS_PORT": "0", "MHST_SINK_METRICS_PORT": "0", **env},
+        env={
+            **base,
+            "MHST_METRICS_PORT": "0",
+            "MHST_SINK_METRICS_PORT": "0",
+            "MHST_API_METRICS_PORT": "0",
+            **env,
+        },
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -144,6 +150,20 @@ CONFIGURATION = [
         {"MHST_DATABASE_URL": "sqlite+aiosqlite:///no/such/folder/x.db"},
         "not a folder",
     ),
+    ("api rate malformed", ["api"], {"MHST_API_RATE_LIMIT": "fast"}, "MHST_API_RATE_LIMIT"),
+    (
+        "api pseudonymising without a key",
+        ["api"],
+        {"MHST_API_NHS_NUMBER": "pseudonymise"},
+        "MHST_API_PSEUDONYM_KEY",
+    ),
+    ("api nhs mode unknown", ["api"], {"MHST_API_NHS_NUMBER": "keep"}, "MHST_API_NHS_NUMBER"),
+    (
+        "token for a bad source name",
+        ["tokens", "create", "--source", "a b", "--teams", "T1"],
+        {},
+        "source 'a b'",
+    ),
 ]
 
 
@@ -195,6 +215,25 @@ UNREACHABLE = [
         "cannot reach Kafka",
     ),
     ("kafka absent, worker", ["worker"], {"MHST_KAFKA_BOOTSTRAP": REFUSED}, "cannot reach Kafka"),
+    ("kafka absent, rebuild", ["rebuild"], {"MHST_KAFKA_BOOTSTRAP": REFUSED}, "cannot reach Kafka"),
+    (
+        "store not migrated, rebuild --store",
+        ["rebuild", "--store"],
+        {"MHST_DATABASE_URL": "sqlite+aiosqlite:///empty.db", "MHST_KAFKA_BOOTSTRAP": REFUSED},
+        "db upgrade",
+    ),
+    (
+        "database refused, api",
+        ["api"],
+        {"MHST_DATABASE_URL": f"postgresql+asyncpg://u@{REFUSED}/db", "MHST_API_PORT": "0"},
+        "MHST_DATABASE_URL",
+    ),
+    (
+        "store not migrated, tokens",
+        ["tokens", "list"],
+        {"MHST_DATABASE_URL": "sqlite+aiosqlite:///empty.db"},
+        "db upgrade",
+    ),
     (
         "prometheus absent",
         ["dashboard-check"],
@@ -233,6 +272,11 @@ def test_a_sink_metrics_port_in_use_is_one_line(
 ) -> None:
     env = {"MHST_DATABASE_URL": migrated, "MHST_SINK_METRICS_PORT": str(taken_port)}
     assert_one_error_line(run(["sink"], env, place), 2, "MHST_SINK_METRICS_PORT")
+
+
+def test_an_api_port_in_use_is_one_line(place: Path, migrated: str, taken_port: int) -> None:
+    env = {"MHST_DATABASE_URL": migrated, "MHST_API_PORT": str(taken_port)}
+    assert_one_error_line(run(["api"], env, place), 2, "MHST_API_PORT")
 
 
 @pytest.mark.kafka

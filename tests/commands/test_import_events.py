@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
-import subprocess
-import sys
 import time
 import uuid
 from datetime import date
@@ -21,16 +17,16 @@ from deploy.local.process import free_port
 from mhst_tracker.cli import main
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.events import event_to_json, parse_event
 from mhst_tracker.simulate import simulate
-from tests.adapters.store.conftest import event, jsonl
+from tests.adapters.store.conftest import PLANTED, event, jsonl
 from tests.adapters.store.test_importer import CSV_EXTRACT
 from tests.kafka import create_topic
+from tests.terminal import run_on_terminal
 
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
-CLI = Path(sys.executable).with_name("mhst-tracker")
 
 
 def events_topic(kafka_bootstrap: str) -> tuple[dict[str, str], str]:
@@ -74,10 +70,6 @@ def run_import(path: Path, env: dict[str, str]) -> tuple[int, str]:
     return result.exit_code, result.stderr
 
 
-def _event_id(body: dict[str, object]) -> str:
-    return str(body["event_id"])
-
-
 def by_key(records: list[ConsumerRecord[bytes, bytes]]) -> dict[str, list[str]]:
     """Event ids per record key, in topic order."""
     keyed: dict[str, list[str]] = {}
@@ -93,8 +85,8 @@ def test_jsonl_to_kafka_sends_valid_lines_keyed_by_referral(
 ) -> None:
     env, topic = events_topic(kafka_bootstrap)
     bodies = [
-        event("e1", "referral_received", "R1", "2026-09-01T09:00:00Z", team_id="T1"),
-        event("e2", "referral_received", "R2", "2026-09-01T10:00:00Z", team_id="T2"),
+        event("e1", "referral_received", "R1", "2026-09-01T09:00:00Z", team_id="T1", **PLANTED),
+        event("e2", "referral_received", "R2", "2026-09-01T10:00:00+01:00", team_id="T2"),
         event("e3", "allocated", "R1", "2026-09-03T09:00:00Z"),
         event("e4", "allocated", "R2", "2026-09-04T09:00:00Z"),
         event("e5", "intervention_started", "R1", "2026-09-10T09:00:00Z"),
@@ -121,8 +113,12 @@ def test_jsonl_to_kafka_sends_valid_lines_keyed_by_referral(
     assert "events.jsonl:6: type is not one of the allowed values" in stderr
     assert "5 events published; 3 lines rejected" in stderr
     records = read_topic(kafka_bootstrap, topic)
-    sent = sorted((orjson.loads(record.value or b"") for record in records), key=_event_id)
-    assert sent == sorted(bodies, key=_event_id)
+    # Each event in its canonical form: the contract's fields only (the planted ones are
+    # gone), its offset kept, the schema version written out; never the line as it came.
+    sent = sorted(record.value or b"" for record in records)
+    assert sent == sorted(event_to_json(parse_event(body)) for body in bodies)
+    assert not any(name.encode() in value for value in sent for name in PLANTED)
+    assert b'"occurred_at":"2026-09-01T10:00:00+01:00"' in b"".join(sent)
     assert by_key(records) == {"R1": ["e1", "e3", "e5"], "R2": ["e2", "e4"]}
 
 
@@ -193,32 +189,6 @@ def test_csv_extract_to_kafka(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert len(records) == 8
 
 
-def run_on_terminal(path: Path, env: dict[str, str], terminal: bool) -> tuple[int, str]:
-    """Run the import in a child process whose standard error is a terminal or a pipe."""
-    child_env = {**os.environ, **env, "COLUMNS": "100"}
-    args = [str(CLI), "import", str(path), "--to", "kafka"]
-    if not terminal:
-        done = subprocess.run(args, env=child_env, capture_output=True, timeout=120, check=False)
-        return done.returncode, done.stderr.decode()
-    leader, follower = pty.openpty()
-    with subprocess.Popen(
-        args, env=child_env, stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL
-    ) as child:
-        os.close(follower)
-        output = bytearray()
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-        code = child.wait(timeout=120)
-    os.close(leader)
-    return code, output.decode()
-
-
 def test_progress_bar_only_on_a_terminal(kafka_bootstrap: str, tmp_path: Path) -> None:
     env, _ = events_topic(kafka_bootstrap)
     path = tmp_path / "events.jsonl"
@@ -231,12 +201,13 @@ def test_progress_bar_only_on_a_terminal(kafka_bootstrap: str, tmp_path: Path) -
             ]
         )
     )
-    code, shown = run_on_terminal(path, env, terminal=True)
+    args = ["import", str(path), "--to", "kafka"]
+    code, shown = run_on_terminal(args, env, terminal=True)
     assert code == 0, shown
     assert "importing" in shown
     assert "100%" in shown
     assert "events.jsonl:2: invalid JSON" in shown
-    code, piped = run_on_terminal(path, env, terminal=False)
+    code, piped = run_on_terminal(args, env, terminal=False)
     assert code == 0, piped
     assert "importing" not in piped
     assert "%" not in piped

@@ -35,7 +35,7 @@ from tests.adapters.store.conftest import create_database, drop_database
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 GRANTS = REPO_ROOT / "deploy" / "postgres" / "grants.sql"
-TRACKER_SERVICES = ("migrate", "topics", "worker", "sink", "notifier")
+TRACKER_SERVICES = ("migrate", "topics", "worker", "sink", "api", "notifier")
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_]+)(?P<rule>[^}]*)\}")
 ENV_EXAMPLE = REPO_ROOT / "deploy" / "docker" / "env.example"
 
@@ -91,6 +91,18 @@ def test_tracker_services_set_only_variables_the_tracker_reads(name: str) -> Non
     if name != "migrate":
         assert settings.kafka_bootstrap == "kafka:9092"
         assert settings.partitions == 12
+
+
+def test_the_api_is_published_and_healthy_only_when_ready() -> None:
+    api = _compose()["services"]["api"]
+    assert api["command"] == ["api"]
+    settings = Settings.from_env(_environment(api))
+    assert settings.api_host == "0.0.0.0"
+    assert api["ports"] == [f"127.0.0.1:{settings.api_port}:{settings.api_port}"]
+    check = " ".join(api["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{settings.api_port}/readyz" in check
+    assert set(api["depends_on"]) == {"topics", "grants"}
+    assert "tokens create --source" in COMPOSE.read_text()
 
 
 def test_compose_kafka_matches_the_local_broker() -> None:

@@ -19,7 +19,6 @@ from deploy.local.process import ManagedProcess
 from mhst_tracker.adapters.kafka import create_topics
 from mhst_tracker.config import Settings
 from mhst_tracker.topics import TopicNames
-from streams.tables import app_id, changelog_topic
 
 MHST_TRACKER = Path(sys.executable).parent / "mhst-tracker"
 
@@ -57,6 +56,12 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
+    def start_rebuild(
+        self, name: str, args: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        """Start ``mhst-tracker rebuild [args]`` on the deployment's broker, topics and clock."""
+        return self._start(name, "rebuild", env or {}, args)
+
     def start_sink(
         self, name: str, database_url: str, metrics_port: int, args: Sequence[str] = ()
     ) -> ManagedProcess:
@@ -92,15 +97,20 @@ class Deployment:
                 "MHST_PARTITIONS": str(self.settings.partitions),
                 "MHST_CLOCK": self.settings.clock,
                 "MHST_MAX_EVENT_BYTES": str(self.settings.max_event_bytes),
+                **self._profile(),
                 **env,
             },
         )
         process.start()
         return process
 
+    def _profile(self) -> dict[str, str]:
+        path = self.settings.profile_path
+        return {} if path is None else {"MHST_PROFILE": str(path)}
+
     async def consumer_positions(self) -> str:
         """Committed offset and log end of each events partition, for failure messages."""
-        group = app_id(self.settings)
+        group = self.names.workers
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
         await admin.start()
@@ -223,4 +233,4 @@ def latest_values(records: Iterable[Record]) -> dict[bytes, bytes]:
 
 def changelog_reader(deployment: Deployment) -> TopicReader:
     """A reader of the referral table's changelog."""
-    return deployment.reader(changelog_topic(deployment.settings))
+    return deployment.reader(deployment.names.referral_changelog)

@@ -26,7 +26,6 @@ from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.pipeline import ReferralRecord, accept
-from streams.tables import changelog_topic
 from tests.hostile import Message, kinds, largest_value
 from tests.http import get
 from tests.kafka import create_topic
@@ -160,8 +159,8 @@ async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
     # A table record of another referral's clock under RC-1's key: it restores and reports
     # like any other, but folding an event of RC-1 into it raises.
     wrong = ReferralRecord(ReferralClock("RC-other"), partition=0).to_bytes()
-    await create_topic(bootstrap, changelog_topic(deployment.settings), 1)
-    await produce(bootstrap, changelog_topic(deployment.settings), [(b"RC-1", wrong)])
+    await create_topic(bootstrap, deployment.names.referral_changelog, 1)
+    await produce(bootstrap, deployment.names.referral_changelog, [(b"RC-1", wrong)])
     port = free_port()
     worker = deployment.start_worker("w1", metrics_port=port)
     await wait_for("the worker", lambda: logged(worker, "Worker ready"), 90, [worker])

@@ -16,6 +16,7 @@ import pytest
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.events import event_to_json
+from mhst_tracker.domain.profile import Profile
 from mhst_tracker.pipeline import ReferralRecord
 from tests.streams.harness import (
     Deployment,
@@ -86,12 +87,17 @@ async def _wait_for_alerts(
 
 
 async def _assert_states_equal_replay(
-    deployment: Deployment, scenario: Scenario, as_of: datetime
+    deployment: Deployment,
+    scenario: Scenario,
+    as_of: datetime,
+    profile: Profile = PROFILE,
+    within: float = 30,
 ) -> dict[bytes, ReferralRecord]:
-    """The workers' table, read through its changelog, holds replay's states."""
+    """The workers' table, read through its changelog, holds replay's states (under
+    ``profile``)."""
     expected = {
         state.referral_id: state.to_dict()
-        for state in scenario.replayer.result(as_of, PROFILE).referrals
+        for state in scenario.replayer.result(as_of, profile).referrals
     }
     reader = changelog_reader(deployment)
     records: dict[bytes, ReferralRecord] = {}
@@ -101,12 +107,14 @@ async def _assert_states_equal_replay(
         latest = latest_values(await reader.poll())
         records = {key: ReferralRecord.from_bytes(raw) for key, raw in latest.items()}
         return len(records) == len(expected) and all(
-            record.clock.state(as_of, PROFILE).to_dict() == expected.get(key.decode())
+            record.clock.state(as_of, profile).to_dict() == expected.get(key.decode())
             for key, record in records.items()
         )
 
     try:
-        await wait_for("the changelog to hold replay's states", complete, 30, deployment.workers)
+        await wait_for(
+            "the changelog to hold replay's states", complete, within, deployment.workers
+        )
     finally:
         await reader.close()
     return records

@@ -1,9 +1,11 @@
 """Every door reads events alike: the same documents accepted, the same reasons for the rest.
 
 The stream workers (:func:`mhst_tracker.pipeline.accept`), the store sink's decoding,
-``import``'s reading of a JSONL file and ``replay`` all read events with the contract's one
-reader; whatever Hypothesis sends them, each accepts exactly the events
-:func:`~mhst_tracker.domain.events.parse_event` accepts and rejects the rest with its reason.
+``import``'s reading of a JSONL file, ``replay`` and the ingestion API's intake all read
+events with the contract's one reader; whatever Hypothesis sends them, each accepts exactly
+the events :func:`~mhst_tracker.domain.events.parse_event` accepts and rejects the rest with
+its reason (the API, which also asks every event for a team of the token's, refuses the
+contract's events without one for that reason).
 """
 
 import io
@@ -21,6 +23,7 @@ from mhst_tracker.adapters.metrics import SinkMetrics
 from mhst_tracker.adapters.store.importer import read_jsonl
 from mhst_tracker.adapters.store.records import IncomingEvent, Rejection
 from mhst_tracker.adapters.store.sink.decode import decode
+from mhst_tracker.api.intake import TEAM_REQUIRED, Accepted, IntakeRules, judge
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import Event, parse_event
@@ -77,6 +80,11 @@ def imported(raws: list[bytes]) -> list[Outcome]:
     return [item.event if isinstance(item, IncomingEvent) else item.reason for item in items]
 
 
+def api(raws: list[bytes], teams: frozenset[str]) -> list[Outcome]:
+    verdicts = judge(raws, IntakeRules(max_event_bytes=MAX_BYTES), teams)
+    return [v.event if isinstance(v, Accepted) else v.reason for v in verdicts]
+
+
 def replayed(raws: list[bytes]) -> tuple[list[str], int]:
     """The reasons replay lists, and how many events it folded."""
     replayer = Replayer(MAX_BYTES)
@@ -110,6 +118,11 @@ def test_every_door_accepts_and_rejects_exactly_as_the_contract(
     assert [worker(raw, key) for raw, key in zip(raws, keys, strict=True)] == expected
     assert sink(raws, keys) == expected
     assert imported(raws) == expected
+    teams = frozenset(str(document.get("team_id")) for document in documents)
+    assert api(raws, teams) == [
+        TEAM_REQUIRED if isinstance(outcome, Event) and outcome.team_id is None else outcome
+        for outcome in expected
+    ]
     reasons, folded = replayed(raws)
     assert reasons == [outcome for outcome in expected if isinstance(outcome, str)]
     assert folded == sum(1 for outcome in expected if isinstance(outcome, Event))

@@ -37,6 +37,9 @@ TABLES = ("events", "referrals", "alerts", "rejected_events", "deliveries", "dig
 DEAD_LETTERS = "rejected_events"
 """The table that keeps refused input as it came: readable by the owner role only."""
 _READABLE = tuple(table for table in TABLES if table != DEAD_LETTERS)
+API_TOKENS = "api_tokens"
+"""The ingestion API's token hashes: the writer role (the API, ``tokens create``) reads and
+writes them; the reader role (dashboards) does not see them."""
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 """The instant PostgreSQL counts ``timestamptz`` values from, in microseconds."""
@@ -252,9 +255,10 @@ def writer_grants(role: str, database: str) -> list[str]:
     keys), update ``referrals`` (the projection, and the row locks of its read-modify-write),
     ``alerts`` and the notifier's ledger (``deliveries``, ``digests``) and create temporary
     tables (the session's staging table of the events COPY, which no other session sees;
-    ``TEMPORARY`` is granted explicitly in case ``PUBLIC`` lost it). Of ``rejected_events``
-    it may insert rows and read back their keys only (the ``RETURNING`` of its insert):
-    what was refused is the owner's to read.
+    ``TEMPORARY`` is granted explicitly in case ``PUBLIC`` lost it), and read, add and revoke
+    the ingestion API's tokens (:data:`API_TOKENS`). Of ``rejected_events`` it may insert rows
+    and read back their keys only (the ``RETURNING`` of its insert): what was refused is the
+    owner's to read.
     """
     _check_names(role, database)
     return [
@@ -266,6 +270,7 @@ def writer_grants(role: str, database: str) -> list[str]:
         f"REVOKE ALL ON {DEAD_LETTERS} FROM {role}",
         f"GRANT INSERT, SELECT (reject_key) ON {DEAD_LETTERS} TO {role}",
         f"GRANT UPDATE ON referrals, alerts, deliveries, digests TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE ON {API_TOKENS} TO {role}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
     ]
 

@@ -14,6 +14,9 @@
 * ``deliveries`` and ``digests``: the notifier's delivery ledger (one row per alert and
   recipient, one per recipient's digest of a day), written by
   :mod:`~mhst_tracker.adapters.store.ledger`.
+* ``api_tokens``: the ingestion API's tokens, one per source system: the SHA-256 of the
+  token (never the token), the source's name, the teams it may send events for, and when it
+  was created and revoked.
 
 Times are stored in UTC (:class:`UTCDateTime` gives aware datetimes back on both databases).
 """
@@ -245,3 +248,16 @@ class DigestRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(256))
+
+
+class ApiTokenRow(Base):
+    """One ingestion API token: its hash, source system and teams."""
+
+    __tablename__ = "api_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(64))
+    teams: Mapped[list[str]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

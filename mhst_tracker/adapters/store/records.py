@@ -42,9 +42,9 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
 
 
 class IncomingEvent(msgspec.Struct, frozen=True, gc=False):
-    """A valid event, its JSON as received (the UTF-8 bytes of one object: what ``import
-    --to kafka`` publishes; the store keeps the event's canonical form instead), when the
-    tracker received it and from where."""
+    """A valid event, its JSON as received (the UTF-8 bytes of one object, kept should the
+    store refuse the event after all; the store and the topic get its canonical form
+    instead), when the tracker received it and from where."""
 
     event: Event
     payload: bytes
@@ -95,6 +95,18 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.events) + len(self.alerts) + len(self.rejections)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An ingestion API token as stored: the SHA-256 of the token, never the token."""
+
+    token_id: str
+    source: str
+    teams: tuple[str, ...]
+    token_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
 
 
 def alert_from_dict(data: Mapping[str, Any]) -> Alert:

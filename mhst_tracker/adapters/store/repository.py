@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mhst_tracker.adapters.store.backend import (
@@ -37,9 +37,16 @@ from mhst_tracker.adapters.store.backend import (
     projection_row,
 )
 from mhst_tracker.adapters.store.database import check_current, create_engine, reachable
-from mhst_tracker.adapters.store.models import AlertRow, EventRow, ReferralRow, RejectedEventRow
+from mhst_tracker.adapters.store.models import (
+    AlertRow,
+    ApiTokenRow,
+    EventRow,
+    ReferralRow,
+    RejectedEventRow,
+)
 from mhst_tracker.adapters.store.postgres import PostgresBackend
 from mhst_tracker.adapters.store.records import (
+    ApiToken,
     Batch,
     IncomingAlert,
     IncomingEvent,
@@ -434,6 +441,49 @@ class Store:
                 update(AlertRow)
                 .where(AlertRow.alert_id == alert_id)
                 .values(delivery_status=status, delivered_at=at)
+            )
+        return bool(result.rowcount)
+
+    async def add_token(self, token: ApiToken) -> None:
+        """Store a new ingestion API token (its hash)."""
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                insert(ApiTokenRow).values(
+                    token_id=token.token_id,
+                    token_hash=token.token_hash,
+                    source=token.source,
+                    teams=list(token.teams),
+                    created_at=token.created_at,
+                    revoked_at=token.revoked_at,
+                )
+            )
+
+    async def tokens(self, include_revoked: bool = False) -> list[ApiToken]:
+        """The ingestion API's tokens (the revoked ones too if asked), by source and id."""
+        query = select(ApiTokenRow).order_by(ApiTokenRow.source, ApiTokenRow.token_id)
+        if not include_revoked:
+            query = query.where(ApiTokenRow.revoked_at.is_(None))
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).mappings()
+            return [
+                ApiToken(
+                    token_id=row["token_id"],
+                    source=row["source"],
+                    teams=tuple(row["teams"]),
+                    token_hash=row["token_hash"],
+                    created_at=row["created_at"],
+                    revoked_at=row["revoked_at"],
+                )
+                for row in rows
+            ]
+
+    async def revoke_token(self, token_id: str, at: datetime) -> bool:
+        """Revoke a token from ``at``; ``False`` if there is no such token not yet revoked."""
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(ApiTokenRow)
+                .where(ApiTokenRow.token_id == token_id, ApiTokenRow.revoked_at.is_(None))
+                .values(revoked_at=at)
             )
         return bool(result.rowcount)
 

@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
+from deploy import DAY1_PROFILE
 from mhst_tracker.adapters.store.database import (
     create_engine,
     current_revision,
@@ -33,7 +34,7 @@ from mhst_tracker.adapters.store.repository import DeliveryStatus, Store
 from mhst_tracker.domain.alerts import AlertKind, decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.events import parse_event
-from mhst_tracker.domain.profile import TRAILBLAZER_4WW
+from mhst_tracker.domain.profile import TRAILBLAZER_4WW, load_profile
 from mhst_tracker.replay import replay
 from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import ManualClock
@@ -213,6 +214,26 @@ async def test_rebuild_from_events_gives_the_same_projection(store: Store) -> No
     before = await store.projection()
     assert await store.rebuild_referrals() == 7
     assert await store.projection() == before
+
+
+async def test_rebuild_after_a_profile_change_gives_replays_states_under_it(
+    store: Store,
+) -> None:
+    lines = list(simulate(12, date(2026, 9, 1), referrals=150))
+    for start in range(0, len(lines), 101):
+        await store.write(incoming(valid_bodies(lines[start : start + 101])))
+    day1 = load_profile(DAY1_PROFILE)
+    as_of = datetime(2026, 11, 15, tzinfo=UTC)
+    before = await store.projection()
+    changed = Store(store.engine, day1, ManualClock(as_of))
+    expected = replay(lines, as_of, day1).referrals
+    assert await changed.rebuild_referrals() == len(expected)
+    rows = await changed.projection()
+    assert [(row["profile"], row["as_of"]) for row in rows] == [(day1.name, as_of)] * len(expected)
+    assert [(row["referral_id"], row["status"], row["stages"]) for row in rows] == [
+        (state.referral_id, state.status.value, state.to_dict()["stages"]) for state in expected
+    ]
+    assert [row["stages"] for row in rows] != [row["stages"] for row in before]
 
 
 async def test_store_states_equal_replay_of_the_same_events(store: Store) -> None:

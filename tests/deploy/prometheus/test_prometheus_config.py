@@ -79,4 +79,6 @@ def test_scrape_targets_match_the_compose_ports() -> None:
     assert jobs["mhst-worker"]["dns_sd_configs"][0]["port"] == worker_port
     assert jobs["mhst-sink"]["static_configs"][0]["targets"] == [f"sink:{sink_port}"]
     assert jobs["mhst-notifier"]["static_configs"][0]["targets"] == [f"notifier:{notifier_port}"]
+    api_port = Settings.from_env(compose["api"]["environment"]).api_metrics_port
+    assert jobs["mhst-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]

@@ -95,7 +95,7 @@ def assert_page_shows_the_panels(prometheus: PrometheusServer, folder: Path) -> 
     assert shown is not None
     assert shown.group(1) == format_value(share.value, "percentunit")
     bar_gauges = [panel for board in boards for panel in board.panels if panel.type == "bargauge"]
-    assert dom.count("<svg") >= len(bar_gauges) == 5, "every bar gauge is charted"
+    assert dom.count("<svg") >= len(bar_gauges) == 6, "every bar gauge is charted"
     assert "ERROR" not in dom
     assert_not_blank(screenshot(page, folder / "dashboards.png", height=1400))
 

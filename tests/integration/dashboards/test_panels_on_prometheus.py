@@ -7,6 +7,8 @@ same moment, every panel's query runs and returns data (Faust's pipeline panels 
 sink's included), and the sink panels' figures are the run's: rows written equal the
 events, alerts and rejections sent and the rows in the store, lag back to 0 once drained.
 The PostgreSQL panels then read the store the sink wrote and show replay's waiting list.
+An ingestion API (on topics of its own, so the workers' figures stay replay's) that has
+accepted and rejected events is scraped too, so its panels have data.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,6 +37,8 @@ from mhst_tracker.dashboards import (
 )
 from mhst_tracker.domain.alerts import AlertKind
 from mhst_tracker.domain.measures import GroupMeasures
+from tests.adapters.store.conftest import event
+from tests.api.conftest import Api, ApiFactory
 from tests.integration.dashboards.conftest import (
     PARTITIONS,
     Events,
@@ -115,11 +120,14 @@ def scraped(
     workers: Sequence[Worker],
     sink: StoreSink,
     notifier: RunningNotifier,
+    api: Api,
 ) -> None:
-    """Prometheus scrapes exactly these workers, the sink and the notifier, and together
-    the workers own every partition."""
+    """Prometheus scrapes exactly these workers, the sink, the notifier and the API, and
+    together the workers own every partition."""
     targets = sorted(worker.target for worker in workers)
-    prometheus.set_targets(targets, [sink.target], [notifier.target])
+    prometheus.set_targets(
+        targets, [sink.target], [notifier.target], [api.metrics_url.removeprefix("http://")]
+    )
 
     def settled() -> bool:
         owned = query_prometheus(prometheus.url, "mhst_worker_partitions_owned")
@@ -133,6 +141,21 @@ def scraped(
         )
 
     wait_until(settled, f"the workers {targets} to own the {PARTITIONS} partitions")
+    wait_until(
+        lambda: bool(query_prometheus(prometheus.url, 'up{job="mhst-api"} == 1')),
+        "Prometheus to scrape the API",
+    )
+
+
+async def api_with_traffic(kafka_bootstrap: str, base_dir: Path) -> tuple[ApiFactory, Api]:
+    """An API (on topics of its own: the workers' figures stay replay's) that has accepted
+    and rejected events, so its panels have data."""
+    factory = ApiFactory(kafka_bootstrap, base_dir)
+    api = await factory.start()
+    valid = event("api-1", "referral_received", "A1", "2025-12-01T09:00:00Z", team_id="T1")
+    answer = api.post([valid, {**valid, "event_id": "api-2", "team_id": "T9"}])
+    assert (answer.status_code, answer.json()["accepted"]) == (202, 1)
+    return factory, api
 
 
 def assert_dashboards_equal_replay(
@@ -351,16 +374,32 @@ async def assert_postgres_panels_read_the_sink(
 
 
 async def test_one_worker_then_two_show_the_replay_summary(
-    prometheus: PrometheusServer, events: Events, store_database: str, workers: Workers
+    prometheus: PrometheusServer,
+    events: Events,
+    store_database: str,
+    workers: Workers,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     summary = events.result.summary
     assert summary.overall.waiting
     assert summary.overall.completed
     assert summary.overall.at_risk
+    apis, api = await api_with_traffic(kafka_bootstrap, tmp_path)
+    try:
+        await _one_worker_then_two(prometheus, events, store_database, workers, api)
+    finally:
+        apis.stop_all()
+
+
+async def _one_worker_then_two(
+    prometheus: PrometheusServer, events: Events, store_database: str, workers: Workers, api: Api
+) -> None:
+    summary = events.result.summary
     sink = workers.start_sink(store_database)
     with webhook_receiver(SECRET) as receiver:
         notifier = workers.start_notifier(store_database, receiver, sorted(summary.by_team))
-        await _two_workers(prometheus, events, store_database, workers, sink, notifier)
+        await _two_workers(prometheus, events, store_database, workers, sink, notifier, api)
 
 
 async def _two_workers(
@@ -370,10 +409,11 @@ async def _two_workers(
     workers: Workers,
     sink: StoreSink,
     notifier: RunningNotifier,
+    api: Api,
 ) -> None:
     summary = events.result.summary
     first = workers.start("w1")
-    scraped(prometheus, [first], sink, notifier)
+    scraped(prometheus, [first], sink, notifier, api)
     assert_dashboards_equal_replay(prometheus, summary.overall)
     await assert_every_panel_returns_data(prometheus, workers)
     written = await assert_sink_panels_true(prometheus, events, workers, sink, probes=1)
@@ -381,7 +421,7 @@ async def _two_workers(
 
     await assert_notifier_panels_true(prometheus, notifier)
     second = workers.start("w2")
-    scraped(prometheus, [first, second], sink, notifier)
+    scraped(prometheus, [first, second], sink, notifier, api)
     assert_dashboards_equal_replay(prometheus, summary.overall)
     for team, measures in summary.by_team.items():
         if measures.completed:

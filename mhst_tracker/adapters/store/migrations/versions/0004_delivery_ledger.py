@@ -4,8 +4,8 @@ One row per (alert, recipient) and one per (recipient, local date) of a digest, 
 alert re-sent by a worker, re-read after a rebalance or redelivered after a crash is
 recognised and not delivered again.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
@@ -13,8 +13,8 @@ from alembic import op
 
 from mhst_tracker.adapters.store.models import UTCDateTime
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
