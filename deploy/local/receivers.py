@@ -118,6 +118,8 @@ class WebhookReceiver:
     hold: threading.Event | None = None
     arrived: set[str] = field(default_factory=set)
     """The ``webhook-id`` of every signed request that arrived (answered or not yet)."""
+    arrival_times: dict[str, float] = field(default_factory=dict)
+    """When each ``webhook-id`` first arrived (``time.time()``)."""
     port: int = 0
 
     @property
@@ -144,7 +146,9 @@ class WebhookReceiver:
             step = self.plan.pop(0) if self.plan and verified else None
             hold = self.hold
             if verified:
-                self.arrived.add(headers.get("webhook-id", ""))
+                webhook_id = headers.get("webhook-id", "")
+                self.arrived.add(webhook_id)
+                self.arrival_times.setdefault(webhook_id, time.time())
         if isinstance(step, float):
             time.sleep(step)
         elif isinstance(step, int):

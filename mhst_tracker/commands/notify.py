@@ -11,7 +11,6 @@ docs/notify.md.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 from collections.abc import Coroutine, Mapping
@@ -21,15 +20,15 @@ import click
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from mhst_tracker import bootstrap
+from mhst_tracker import bootstrap, logs
 from mhst_tracker.adapters.metrics import NotifierMetrics
 from mhst_tracker.adapters.notify import Sender, alertmanager
 from mhst_tracker.adapters.notify.email import EmailSender
 from mhst_tracker.adapters.notify.webhook import WebhookSender
-from mhst_tracker.adapters.store.database import StoreNotMigrated
 from mhst_tracker.adapters.store.ledger import Ledger
 from mhst_tracker.commands import running
 from mhst_tracker.config import ConfigError, Settings
+from mhst_tracker.failures import ServiceUnavailable
 from mhst_tracker.notify.config import Channel, NotifyConfig, NotifyConfigError, load_config
 from mhst_tracker.notify.consumer import GROUP_ID, ConsumerOptions, consume
 from mhst_tracker.notify.service import DigestListener, Notifier, wall_now
@@ -46,13 +45,15 @@ def notify_command(ctx: click.Context, loglevel: str) -> None:
     Consumes the alerts topic until SIGTERM or Ctrl-C; the routing file is named by
     MHST_NOTIFY_CONFIG. `notify retry` sends the deliveries that failed again.
     """
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    logs.configure(settings.log_format, loglevel.upper())
     if ctx.invoked_subcommand is not None:
         return
-    settings = Settings.from_env()
     config = routing_file(settings)
     registry = CollectorRegistry()
-    bootstrap.serve_metrics(registry, settings.notify_metrics_port)
+    bootstrap.serve_metrics(
+        registry, settings.notify_metrics_port, setting="MHST_NOTIFY_METRICS_PORT"
+    )
     _run_or_explain(settings, run(settings, config, NotifierMetrics(registry)))
 
 
@@ -78,17 +79,20 @@ def routing_file(settings: Settings, env: Mapping[str, str] | None = None) -> No
 
 
 def _run_or_explain(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main``; a store not migrated or a broker out of reach is one line."""
+    """Run ``main``; a broker out of reach or a port taken is one line (the command line
+    prints the store's failures the same way)."""
     try:
         running.run(main)
-    except StoreNotMigrated as error:
-        raise click.ClickException(str(error)) from None
     except KafkaError as error:
-        raise click.ClickException(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(error).__name__})"
+        raise ServiceUnavailable(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} (MHST_KAFKA_BOOTSTRAP): "
+            f"{type(error).__name__}; check that it is running"
         ) from None
     except OSError as error:
-        raise click.ClickException(f"cannot start the notifier: {error.strerror}") from None
+        raise ConfigError(
+            f"cannot serve Alertmanager's webhook on port {settings.notify_port} "
+            f"(MHST_NOTIFY_PORT): {error.strerror}; choose another port"
+        ) from None
 
 
 def senders(config: NotifyConfig) -> dict[Channel, Sender]:

@@ -4,14 +4,16 @@ receiver that checks signatures by the specification."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from email.message import EmailMessage
 
 from prometheus_client import CollectorRegistry
 
 from mhst_tracker.domain.alerts import AlertKind
 from mhst_tracker.notify.routing import delivery_id
+from mhst_tracker.timesource import ManualClock
 from tests.notify.conftest import Rig, config_of, eventually, sample
-from tests.unit.notify.builders import alert
+from tests.unit.notify.builders import DETECTED, alert
 
 
 def message_ids(messages: list[EmailMessage]) -> list[str]:
@@ -118,7 +120,10 @@ address = "daily@mhst.test"
 mode = "digest"
 digest_at = "08:00"
 """
-    async with rig.notifier(config_of(rig.routing(extra))):
+    # The tracker's clock at 01:01 local, on the alerts' day: the digest due is the
+    # day before's, which holds nothing detected since, so R2 waits in the ledger.
+    clock = ManualClock(DETECTED + timedelta(minutes=1))
+    async with rig.notifier(config_of(rig.routing(extra)), clock=clock):
         await rig.publish([delivered, digest_only])
         await eventually(
             lambda: len(rig.receiver.accepted()) == 2 and len(rig.mailbox.received()) == 2
