@@ -179,8 +179,11 @@ def webhook_receiver(secret: str, port: int | None = None) -> Iterator[WebhookRe
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", port or 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 256  # a sender's whole pool connecting at once is not refused
+
+    server = Server(("127.0.0.1", port or 0), Handler)
     receiver.port = server.server_port
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
