@@ -99,6 +99,19 @@ def prometheus() -> Iterator[PrometheusServer]:
 _skipped: list[str] = []
 
 
+@pytest.fixture
+def own_broker() -> Iterator[KafkaBroker]:
+    """A broker of the test's own, to stop, kill or start again (the session's serves
+    others)."""
+    broker = KafkaBroker()
+    try:
+        broker.start()
+        broker.wait_ready()
+        yield broker
+    finally:
+        broker.stop()
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Remember skipped tests, so CI can refuse a run that skipped any.
 

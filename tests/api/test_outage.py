@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -18,18 +17,6 @@ from tests.adapters.store.conftest import event
 from tests.api.conftest import PARTITIONS, ApiFactory
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def own_broker() -> Iterator[KafkaBroker]:
-    """A broker of this test's own, to stop and start again (the session's serves others)."""
-    broker = KafkaBroker()
-    try:
-        broker.start()
-        broker.wait_ready()
-        yield broker
-    finally:
-        broker.stop()
 
 
 def batch(prefix: str, size: int = 20) -> list[dict[str, object]]:

@@ -13,11 +13,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 
 from deploy.local import KafkaBroker
 from mhst_tracker.adapters.store.database import create_engine, upgrade
@@ -25,18 +23,6 @@ from mhst_tracker.config import Settings
 
 OUTAGE_SECONDS = 20.0
 COMMAND = Path(sys.executable).with_name("mhst-tracker")
-
-
-@pytest.fixture
-def broker() -> Iterator[KafkaBroker]:
-    """A broker for this test alone: it is killed in the middle of it."""
-    broker = KafkaBroker()
-    try:
-        broker.start()
-        broker.wait_ready()
-        yield broker
-    finally:
-        broker.stop()
 
 
 def json_lines(path: Path) -> list[dict[str, object]]:
@@ -52,9 +38,10 @@ async def migrated(url: str) -> None:
 
 
 def test_twenty_seconds_without_kafka_are_a_few_summarised_lines(
-    broker: KafkaBroker, tmp_path: Path
+    own_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    broker = own_broker
     asyncio.run(migrated(url))
     broker.create_topics(dict.fromkeys(Settings().topics.stored(), 3))
     log = tmp_path / "sink.log"
