@@ -136,7 +136,7 @@ async def rig(kafka_bootstrap: str, store_url: str) -> AsyncIterator[Rig]:  # no
     engine = create_engine(store_url)
     await upgrade(engine)
     await engine.dispose()
-    topic = f"t{os.getpid()}-{next(_numbers)}.mhst.breach-alerts"
+    topic = f"notify{os.getpid()}-{next(_numbers)}.mhst.breach-alerts"  # apart from tests/streams
     await create_topic(kafka_bootstrap, topic, 3)
     with smtp_server() as (port, mailbox), webhook_receiver(SECRET) as receiver:
         yield Rig(kafka_bootstrap, topic, store_url, mailbox, port, receiver)
