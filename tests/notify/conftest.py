@@ -35,6 +35,20 @@ STAGES = ("assessment", "allocation", "intervention")
 _numbers = itertools.count()
 
 
+# A digest recipient: every team's intervention breaches, by email at 08:00 London time.
+DAILY = """
+[[recipients]]
+name = "daily"
+teams = ["*"]
+stages = ["intervention"]
+channel = "email"
+address = "daily@mhst.test"
+mode = "digest"
+digest_at = "08:00"
+timezone = "Europe/London"
+"""
+
+
 def routing(smtp_port: int, webhook_url: str, extra: str = "", delivery: str = "") -> str:
     """A routing file: a service manager of MHST001 by email (breaches and warnings), a
     commissioner of every team's intervention breaches by webhook, and ``extra``."""

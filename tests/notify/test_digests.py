@@ -10,20 +10,8 @@ from email.message import EmailMessage
 
 from mhst_tracker.notify.routing import digest_id
 from mhst_tracker.timesource import ManualClock
-from tests.notify.conftest import Rig, config_of, eventually
+from tests.notify.conftest import DAILY, Rig, config_of, eventually
 from tests.unit.notify.builders import alert
-
-DAILY = """
-[[recipients]]
-name = "daily"
-teams = ["*"]
-stages = ["intervention"]
-channel = "email"
-address = "daily@mhst.test"
-mode = "digest"
-digest_at = "08:00"
-timezone = "Europe/London"
-"""
 
 
 def utc(text: str) -> datetime:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from mhst_tracker.domain.alerts import AlertKind
 from mhst_tracker.notify.routing import delivery_id
 from mhst_tracker.timesource import ManualClock
-from tests.notify.conftest import Rig, config_of, eventually, sample
+from tests.notify.conftest import DAILY, Rig, config_of, eventually, sample
 from tests.unit.notify.builders import DETECTED, alert
 
 
@@ -110,20 +110,10 @@ async def test_withdrawal_after_delivery_sends_one_correction_before_delivery_no
 ) -> None:
     delivered = alert("R1", stage="intervention")
     digest_only = alert("R2", stage="intervention")
-    extra = """
-[[recipients]]
-name = "daily"
-teams = ["*"]
-stages = ["intervention"]
-channel = "email"
-address = "daily@mhst.test"
-mode = "digest"
-digest_at = "08:00"
-"""
     # The tracker's clock at 01:01 local, on the alerts' day: the digest due is the
     # day before's, which holds nothing detected since, so R2 waits in the ledger.
     clock = ManualClock(DETECTED + timedelta(minutes=1))
-    async with rig.notifier(config_of(rig.routing(extra)), clock=clock):
+    async with rig.notifier(config_of(rig.routing(DAILY)), clock=clock):
         await rig.publish([delivered, digest_only])
         await eventually(
             lambda: len(rig.receiver.accepted()) == 2 and len(rig.mailbox.received()) == 2
