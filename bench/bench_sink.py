@@ -47,7 +47,7 @@ import platform
 import statistics
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
+from bench.messages import valid_messages
 from deploy.local import KafkaBroker, PostgresServer
 from mhst_tracker.adapters.metrics import SinkMetrics
 from mhst_tracker.adapters.store.backend import EVENT_COLUMNS, event_rows
@@ -67,28 +68,13 @@ from mhst_tracker.adapters.store.sink.policy import FETCH_MAX_WAIT_MS
 from mhst_tracker.commands import running
 from mhst_tracker.commands.sink import collector_paused
 from mhst_tracker.config import Settings
-from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
-from mhst_tracker.simulate import simulate
 from mhst_tracker.timesource import SimulatedClock
 from mhst_tracker.topics import TopicNames
 
 TARGET_RATIO = 0.5
 RESULTS = Path(__file__).parent / "results" / "sink.json"
-START = date(2025, 9, 1)
-
-
-def valid_messages(events: int, seed: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) of the valid events of a simulated stream."""
-    messages = []
-    for line in simulate(seed, START, events=events):
-        try:
-            event = parse_event(line)
-        except InvalidEvent:
-            continue
-        messages.append((event.referral_id.encode(), line.encode()))
-    return messages
 
 
 async def publish(bootstrap: str, topics: TopicNames, messages: list[tuple[bytes, bytes]]) -> None:

@@ -66,17 +66,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2
 
+from bench.messages import Messages, valid_messages
 from deploy.local import KafkaBroker
 from deploy.local.process import ManagedProcess
 from mhst_tracker.adapters.kafka import create_topics
 from mhst_tracker.config import Settings
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.clock import ReferralClock
-from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import accept, apply_event
-from mhst_tracker.simulate import simulate
 from mhst_tracker.topics import TopicNames
 
 RESULTS = Path(__file__).parent / "results" / "worker.json"
@@ -90,20 +89,6 @@ MIDNIGHT = datetime.combine(DAY_D + timedelta(days=1), clock_time(0), tzinfo=ZON
 
 NOOP_TAKE = 1000
 """Batch size of the no-op agent's ``stream.take`` run."""
-
-Messages = list[tuple[bytes, bytes]]
-
-
-def valid_messages(events: int, seed: int) -> Messages:
-    """(key, value) of the valid events of a simulated stream."""
-    messages = []
-    for line in simulate(seed, date(2025, 9, 1), events=events):
-        try:
-            event = parse_event(line)
-        except InvalidEvent:
-            continue
-        messages.append((event.referral_id.encode(), line.encode()))
-    return messages
 
 
 def receipt_body(referral_id: str, moment: datetime) -> dict[str, Any]:

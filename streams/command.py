@@ -10,6 +10,7 @@ The command line loads this module only when the command runs (``mhst_tracker.cl
 
 import click
 
+from mhst_tracker.commands.options import loglevel_option
 from mhst_tracker.config import Settings
 
 
@@ -19,13 +20,7 @@ from mhst_tracker.config import Settings
     type=click.IntRange(min=1),
     help="Partitions of the events topic (default MHST_PARTITIONS).",
 )
-@click.option(
-    "--loglevel",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-    help="Log level.",
-)
+@loglevel_option
 def worker_command(partitions: int | None, loglevel: str) -> None:
     """Run a stream worker: per-referral clocks, deadline timers, breach alerts, dead letters."""
     import faust

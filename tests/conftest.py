@@ -8,6 +8,7 @@ makes every test that needs it fail with the cause: nothing is skipped for a mis
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 from deploy.local import KafkaBroker, PostgresServer, PrometheusServer
 from deploy.local.stack import DATABASE_VAR, KAFKA_VAR, PROMETHEUS_VAR, read_env_file
+from tests.adapters.store.conftest import create_database, drop_database
 
 _PR_SET_PDEATHSIG = 1
 
@@ -97,6 +99,16 @@ def prometheus() -> Iterator[PrometheusServer]:
 
 
 _skipped: list[str] = []
+
+
+@pytest.fixture
+def owner_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database, connected to as its owner."""
+    url = asyncio.run(create_database(postgres_url))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(url))
 
 
 @pytest.fixture

@@ -21,16 +21,12 @@ import uvicorn
 from mhst_tracker import bootstrap, logs
 from mhst_tracker.api.app import create_app
 from mhst_tracker.commands import running
+from mhst_tracker.commands.options import loglevel_option
 from mhst_tracker.config import ConfigError, Settings
 
 
 @click.command("api")
-@click.option(
-    "--loglevel",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
+@loglevel_option
 def api_command(loglevel: str) -> None:
     """Serve the ingestion API: authenticated HTTP intake of referral events."""
     settings = Settings.from_env()

@@ -74,8 +74,10 @@ def import_command(file: Path, fmt: str | None, target: str) -> None:
         cause = str(error) if isinstance(error, ProduceFailed) else type(error).__name__
         raise click.ClickException(f"Kafka at {settings.kafka_bootstrap}: {cause}") from None
     new = f", {counts.new} new" if target == "store" else " published"
+    events = "event" if counts.events == 1 else "events"
+    lines = "line" if counts.rejected == 1 else "lines"
     click.echo(
-        f"{file.name}: {counts.events} events{new}; {counts.rejected} lines rejected", err=True
+        f"{file.name}: {counts.events} {events}{new}; {counts.rejected} {lines} rejected", err=True
     )
 
 

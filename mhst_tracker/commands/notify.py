@@ -27,17 +27,16 @@ from mhst_tracker.adapters.notify.email import EmailSender
 from mhst_tracker.adapters.notify.webhook import WebhookSender
 from mhst_tracker.adapters.store.ledger import Ledger
 from mhst_tracker.commands import running
+from mhst_tracker.commands.options import loglevel_option
 from mhst_tracker.config import ConfigError, Settings
 from mhst_tracker.failures import ServiceUnavailable
 from mhst_tracker.notify.config import Channel, NotifyConfig, NotifyConfigError, load_config
 from mhst_tracker.notify.consumer import GROUP_ID, ConsumerOptions, consume
 from mhst_tracker.notify.service import DigestListener, Notifier, wall_now
 
-LOG_LEVELS = ["debug", "info", "warning", "error"]
-
 
 @click.group("notify", invoke_without_command=True)
-@click.option("--loglevel", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+@loglevel_option
 @click.pass_context
 def notify_command(ctx: click.Context, loglevel: str) -> None:
     """Deliver breach alerts to the recipients of the routing file, each once.

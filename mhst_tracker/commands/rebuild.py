@@ -32,10 +32,10 @@ import click
 
 from mhst_tracker import bootstrap
 from mhst_tracker.commands import running
+from mhst_tracker.commands.options import chosen_profile, profile_option
 from mhst_tracker.commands.progress import stderr_is_terminal
 from mhst_tracker.config import Settings
-from mhst_tracker.domain.errors import ProfileError
-from mhst_tracker.domain.profile import Profile, load_profile
+from mhst_tracker.domain.profile import Profile
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -70,13 +70,7 @@ class ProgressBar:
 
 
 @click.command("rebuild")
-@click.option(
-    "--profile",
-    "profile_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Profile TOML file the workers will run. Default: MHST_PROFILE.",
-)
+@profile_option("Profile TOML file the workers will run. Default: MHST_PROFILE.")
 @click.option(
     "--store",
     is_flag=True,
@@ -100,10 +94,7 @@ def rebuild_command(profile_path: Path | None, store: bool, jobs: int | None) ->
 
     wiring = bootstrap.wire(Settings.from_env())
     workers_profile = wiring.profile
-    try:
-        profile = workers_profile if profile_path is None else load_profile(profile_path)
-    except ProfileError as error:
-        raise click.BadParameter(str(error), param_hint="--profile") from None
+    profile = chosen_profile(profile_path, lambda: workers_profile)
     profiles: list[Profile] = [profile]
     if workers_profile != profile:
         profiles.append(workers_profile)

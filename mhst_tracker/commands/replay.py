@@ -14,13 +14,12 @@ from typing import IO, Any
 
 import click
 
+from mhst_tracker.commands.options import chosen_profile, profile_option
 from mhst_tracker.commands.progress import stderr_is_terminal, with_progress
 from mhst_tracker.commands.running import cyclic_gc_paused
 from mhst_tracker.config import Settings
-from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.events import parse_timestamp
 from mhst_tracker.domain.measures import WAIT_BANDS, GroupMeasures
-from mhst_tracker.domain.profile import load_profile
 from mhst_tracker.replay import ReplayResult, replay
 
 PROGRESS_MIN_BYTES = 16 * 1024 * 1024
@@ -60,12 +59,8 @@ class Timestamp(click.ParamType):
     default="json",
     show_default=True,
 )
-@click.option(
-    "--profile",
-    "profile_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Profile TOML file. Default: MHST_PROFILE if set, else the built-in trailblazer-4ww.",
+@profile_option(
+    "Profile TOML file. Default: MHST_PROFILE if set, else the built-in trailblazer-4ww."
 )
 def replay_command(
     events_file: str, as_of: datetime | None, output_format: str, profile_path: Path | None
@@ -77,10 +72,7 @@ def replay_command(
     MHST_MAX_EVENT_BYTES), so a replay of a topic's history gives the states they hold;
     --profile replaces MHST_PROFILE."""
     settings = Settings.from_env()
-    try:
-        profile = settings.profile() if profile_path is None else load_profile(profile_path)
-    except ProfileError as error:
-        raise click.BadParameter(str(error), param_hint="--profile") from None
+    profile = chosen_profile(profile_path, settings.profile)
     moment = datetime.now(UTC) if as_of is None else as_of
     # One pause of the cyclic collector over the whole command: re-enabled between
     # phases, its next young collection would walk every object the replay has built so

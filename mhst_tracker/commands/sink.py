@@ -20,6 +20,7 @@ from mhst_tracker import bootstrap, logs
 from mhst_tracker.adapters.metrics import SinkMetrics
 from mhst_tracker.adapters.store.sink import GROUP_ID, Sink, SinkOptions
 from mhst_tracker.commands import running
+from mhst_tracker.commands.options import loglevel_option
 from mhst_tracker.commands.running import cyclic_gc_paused
 from mhst_tracker.config import Settings
 
@@ -69,12 +70,7 @@ async def _collect_every(interval: float) -> None:
     show_default=True,
     help="Kafka consumer group; sinks of the same store share one, another store needs its own.",
 )
-@click.option(
-    "--loglevel",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
+@loglevel_option
 def sink_command(batch_size: int, group: str, loglevel: str) -> None:
     """Write every event, alert and dead letter from Kafka into the store."""
     settings = Settings.from_env()

@@ -32,6 +32,7 @@ Definitions (all as of the states' moment T; ``no_receipt`` referrals count in n
 ``by_school`` lists only referrals that carry a ``school_id``; ``by_team`` covers all.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -138,8 +139,8 @@ def summarise(
 ) -> Summary:
     """The measures of ``states`` (all as of one moment, under ``profile``)."""
     overall: dict[_Signature, int] = {}
-    teams: dict[str, dict[_Signature, int]] = {}
-    schools: dict[str, dict[_Signature, int]] = {}
+    teams: defaultdict[str, dict[_Signature, int]] = defaultdict(dict)
+    schools: defaultdict[str, dict[_Signature, int]] = defaultdict(dict)
     no_receipt = 0
     overall_get = overall.get
     for state in states:
@@ -163,17 +164,11 @@ def summarise(
         overall[signature] = overall_get(signature, 0) + 1
         # The group counts inline rather than in a helper: a call per referral and group
         # was a third of this loop's time.
-        team_id = state.team_id
-        if team_id is not None:
-            counts = teams.get(team_id)
-            if counts is None:
-                counts = teams[team_id] = {}
+        if state.team_id is not None:
+            counts = teams[state.team_id]
             counts[signature] = counts.get(signature, 0) + 1
-        school_id = state.school_id
-        if school_id is not None:
-            counts = schools.get(school_id)
-            if counts is None:
-                counts = schools[school_id] = {}
+        if state.school_id is not None:
+            counts = schools[state.school_id]
             counts[signature] = counts.get(signature, 0) + 1
     stage_names = tuple(stage.name for stage in profile.stages)
     return Summary(

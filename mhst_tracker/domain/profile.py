@@ -5,15 +5,8 @@ one type; a later stage's event also completes every earlier stage. The **last s
 one that stops the clock** ("seen"): the referral statuses ``seen_within_standard`` and
 ``seen_late`` and the headline measure are about it.
 
-Profiles load from TOML::
-
-    name = "trailblazer-4ww-day1"
-    timezone = "Europe/London"
-
-    [[stages]]
-    name = "assessment"
-    completed_by = "assessment_completed"
-    target_days = 0
+Profiles load from TOML; ``deploy/profiles/trailblazer-4ww-day1.toml`` is a whole one. A
+stage reads::
 
     [[stages]]
     name = "allocation"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from mhst_tracker.adapters.store.report import (
     EN_DASH,
+    SHARE_COLUMNS,
     SUPPRESSED,
     Cell,
     MonthlyReport,
@@ -58,14 +59,7 @@ def sections(report: MonthlyReport) -> list[Section]:
     """The report's tables, in reading order."""
     profile = report.profile
     names = headers(profile)
-    share = (
-        "completed",
-        "seen_within_standard",
-        "seen_within_standard_pct",
-        "seen_within_standard_rag",
-        "median_days_waited",
-        "p90_days_waited",
-    )
+    share = SHARE_COLUMNS
     bands = ("waiting", "waiting_past_standard", *(f"waiting_{band}" for band, _ in WAIT_BANDS))
     breaches = ("received", *(f"breaches_{stage.name}" for stage in profile.stages))
     by_source = (

@@ -33,13 +33,9 @@ from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import parse_event
 from tests.adapters.store.conftest import create_database, drop_database
 from tests.api.conftest import PSEUDONYM_KEY, ApiFactory, ndjson
+from tests.streams.checks import assert_alerts_raised_once, assert_states_equal_replay
 from tests.streams.harness import Deployment, changelog_reader, wait_for
 from tests.streams.scenario import build
-from tests.streams.test_worker import (
-    _assert_one_alert_each,
-    _assert_states_equal_replay,
-    _wait_for_alerts,
-)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -130,13 +126,8 @@ async def test_retried_batches_through_the_api_equal_replay_and_leak_nothing(
         deployment.start_worker("w1", metrics_port=worker_port)
         deployment.start_sink("sink", store_url, metrics_port=sink_port)
         at_ingest, at_midnight = scenario.expected_alerts()
-        alerts = deployment.reader(deployment.names.alerts)
-        try:
-            bodies_out = await _wait_for_alerts(deployment, alerts, at_ingest | at_midnight)
-            _assert_one_alert_each(bodies_out, at_ingest | at_midnight)
-        finally:
-            await alerts.close()
-        await _assert_states_equal_replay(
+        await assert_alerts_raised_once(deployment, at_ingest | at_midnight)
+        await assert_states_equal_replay(
             deployment, scenario, scenario.midnight + timedelta(hours=2)
         )
         distinct = len({b["event_id"] for b in bodies if isinstance(b, dict)})

@@ -167,16 +167,6 @@ CONFIGURATION = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "says"),
-    [pytest.param(args, env, says, id=name) for name, args, env, says in CONFIGURATION],
-)
-def test_a_setting_the_tracker_cannot_use_is_one_line_and_exit_code_2(
-    place: Path, args: list[str], env: dict[str, str], says: str
-) -> None:
-    assert_one_error_line(run(args, env, place), 2, says)
-
-
 UNREACHABLE = [
     (
         "database refused",
@@ -244,13 +234,17 @@ UNREACHABLE = [
 
 
 @pytest.mark.parametrize(
-    ("args", "env", "says"),
-    [pytest.param(args, env, says, id=name) for name, args, env, says in UNREACHABLE],
+    ("args", "env", "says", "code"),
+    [
+        pytest.param(args, env, says, code, id=name)
+        for code, cases in ((2, CONFIGURATION), (1, UNREACHABLE))
+        for name, args, env, says in cases
+    ],
 )
-def test_a_server_out_of_reach_is_one_line_and_exit_code_1(
-    place: Path, args: list[str], env: dict[str, str], says: str
+def test_a_setting_it_cannot_use_is_exit_2_and_a_server_out_of_reach_exit_1_in_one_line(
+    place: Path, args: list[str], env: dict[str, str], says: str, code: int
 ) -> None:
-    assert_one_error_line(run(args, env, place), 1, says)
+    assert_one_error_line(run(args, env, place), code, says)
 
 
 def test_the_sink_without_kafka_says_so_in_one_line(place: Path, migrated: str) -> None:

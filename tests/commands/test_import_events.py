@@ -212,4 +212,4 @@ def test_progress_bar_only_on_a_terminal(kafka_bootstrap: str, tmp_path: Path) -
     assert "importing" not in piped
     assert "%" not in piped
     assert "events.jsonl:2: invalid JSON" in piped
-    assert "2 events published; 1 lines rejected" in piped
+    assert "2 events published; 1 line rejected" in piped

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,6 @@ from deploy.local.receivers import smtp_server, webhook_receiver
 from mhst_tracker.adapters.store.database import create_engine, upgrade
 from mhst_tracker.adapters.store.ledger import DELIVERIES, Ledger, Status
 from mhst_tracker.domain.alerts import Alert
-from tests.adapters.store.conftest import create_database, drop_database
 from tests.http import get
 from tests.kafka import create_topic
 from tests.notify.conftest import SECRET, Rig, eventually, routing
@@ -68,15 +66,6 @@ def test_bad_configuration_is_exit_code_2_with_each_problem_named(tmp_path: Path
     assert retry.returncode == 2
     assert "Traceback" not in retry.stderr
     assert retry.stderr.startswith(f"Error: {tmp_path / 'none.toml'}: cannot be read")
-
-
-@pytest.fixture
-def postgres_store(postgres_url: str) -> Iterator[str]:
-    url = asyncio.run(create_database(postgres_url))
-    try:
-        yield url
-    finally:
-        asyncio.run(drop_database(url))
 
 
 class Process:
@@ -126,9 +115,9 @@ def metric(port: int, name: str) -> float:
 
 @pytest.mark.postgres
 async def test_sigkill_mid_burst_every_alert_delivered_once_resends_counted(
-    kafka_bootstrap: str, postgres_store: str, tmp_path: Path
+    kafka_bootstrap: str, owner_url: str, tmp_path: Path
 ) -> None:
-    engine = create_engine(postgres_store)
+    engine = create_engine(owner_url)
     await upgrade(engine)
     await engine.dispose()
     prefix = f"t{uuid.uuid4().hex[:8]}."
@@ -138,14 +127,14 @@ async def test_sigkill_mid_burst_every_alert_delivered_once_resends_counted(
         alert(f"R{number:07d}", stage="intervention", team="MHST002") for number in range(BURST)
     ]
     with smtp_server() as (smtp_port, _), webhook_receiver(SECRET) as receiver:
-        rig = Rig(kafka_bootstrap, topic, postgres_store, None, smtp_port, receiver)  # type: ignore[arg-type]
+        rig = Rig(kafka_bootstrap, topic, owner_url, None, smtp_port, receiver)  # type: ignore[arg-type]
         text = routing(smtp_port, receiver.url, delivery="concurrency = 32")
         notifier = Process(
             tmp_path,
             {
                 "MHST_KAFKA_BOOTSTRAP": kafka_bootstrap,
                 "MHST_TOPIC_PREFIX": prefix,
-                "MHST_DATABASE_URL": postgres_store,
+                "MHST_DATABASE_URL": owner_url,
                 "TEST_WEBHOOK_SECRET": SECRET,
             },
             text,
@@ -162,7 +151,7 @@ async def test_sigkill_mid_burst_every_alert_delivered_once_resends_counted(
             in_flight: set[str] = set()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                in_flight = await sending(postgres_store)
+                in_flight = await sending(owner_url)
                 with receiver.lock:
                     arrived = set(receiver.arrived)
                 if in_flight and in_flight <= arrived:
@@ -196,7 +185,7 @@ async def test_sigkill_mid_burst_every_alert_delivered_once_resends_counted(
     repeats = sum(counts.values()) - len(counts)
     assert repeats == len(in_flight) > 0
     assert resent == repeats
-    ledger = await Ledger.open(postgres_store)
+    ledger = await Ledger.open(owner_url)
     try:
         assert await ledger.counts() == {("icb", "delivered"): BURST}
     finally:

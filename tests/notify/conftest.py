@@ -172,3 +172,14 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     """A sample's value (0 if the series does not exist)."""
     value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
+
+
+def deliveries(registry: CollectorRegistry, channel: str, recipient: str, outcome: str) -> float:
+    """``mhst_notify_deliveries_total`` for one channel, recipient and outcome."""
+    return sample(
+        registry,
+        "mhst_notify_deliveries_total",
+        channel=channel,
+        recipient=recipient,
+        outcome=outcome,
+    )

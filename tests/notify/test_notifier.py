@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from mhst_tracker.domain.alerts import AlertKind
 from mhst_tracker.notify.routing import delivery_id
 from mhst_tracker.timesource import ManualClock
-from tests.notify.conftest import DAILY, Rig, config_of, eventually, sample
+from tests.notify.conftest import DAILY, Rig, config_of, deliveries, eventually, sample
 from tests.unit.notify.builders import DETECTED, alert
 
 
@@ -61,26 +61,8 @@ async def test_each_routed_breach_is_delivered_immediately_by_email_and_webhook(
         assert hook.body["recipient"] == "icb"
         assert hook.body["dashboard_url"].endswith(f"?var-team={hook.body['team_id']}")
     assert len(rig.receiver.requests) == 2  # none refused, none repeated
-    assert (
-        sample(
-            registry,
-            "mhst_notify_deliveries_total",
-            channel="email",
-            recipient="manager",
-            outcome="delivered",
-        )
-        == 3
-    )
-    assert (
-        sample(
-            registry,
-            "mhst_notify_deliveries_total",
-            channel="webhook",
-            recipient="icb",
-            outcome="delivered",
-        )
-        == 2
-    )
+    assert deliveries(registry, "email", "manager", "delivered") == 3
+    assert deliveries(registry, "webhook", "icb", "delivered") == 2
 
 
 async def test_an_alert_sent_again_or_read_again_is_not_delivered_again(rig: Rig) -> None:

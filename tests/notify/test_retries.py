@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from deploy.local.receivers import smtp_server
 from mhst_tracker.adapters.store.ledger import Ledger
-from tests.notify.conftest import SECRET, Rig, config_of, eventually, sample
+from tests.notify.conftest import SECRET, Rig, config_of, deliveries, eventually, sample
 from tests.unit.notify.builders import alert
 
 TRACKER = str(Path(sys.executable).with_name("mhst-tracker"))
@@ -27,32 +27,14 @@ async def test_smtp_down_then_up_is_retried_and_delivered_once(rig: Rig) -> None
     async with rig.notifier(config, registry=registry):
         await rig.publish([alert("R1")])
         await eventually(
-            lambda: (
-                sample(
-                    registry,
-                    "mhst_notify_deliveries_total",
-                    channel="email",
-                    recipient="manager",
-                    outcome="retrying",
-                )
-                >= 2
-            ),
+            lambda: deliveries(registry, "email", "manager", "retrying") >= 2,
             what="two failed attempts",
         )
         with smtp_server(port=other_port) as (_, mailbox):
             await eventually(lambda: len(mailbox.received()) == 1, what="the email")
             await asyncio.sleep(1.5)
             assert len(mailbox.received()) == 1
-    assert (
-        sample(
-            registry,
-            "mhst_notify_deliveries_total",
-            channel="email",
-            recipient="manager",
-            outcome="delivered",
-        )
-        == 1
-    )
+    assert deliveries(registry, "email", "manager", "delivered") == 1
 
 
 async def test_webhook_answering_500_then_200_and_timing_out_is_delivered_once(rig: Rig) -> None:
@@ -69,26 +51,8 @@ async def test_webhook_answering_500_then_200_and_timing_out_is_delivered_once(r
     # The stalled attempt reached the receiver after the notifier gave up on it: a receiver
     # that drops repeated webhook-ids keeps one.
     assert rig.receiver.delivered_ids() == {ids[0]: 2}
-    assert (
-        sample(
-            registry,
-            "mhst_notify_deliveries_total",
-            channel="webhook",
-            recipient="icb",
-            outcome="retrying",
-        )
-        == 3
-    )
-    assert (
-        sample(
-            registry,
-            "mhst_notify_deliveries_total",
-            channel="webhook",
-            recipient="icb",
-            outcome="delivered",
-        )
-        == 1
-    )
+    assert deliveries(registry, "webhook", "icb", "retrying") == 3
+    assert deliveries(registry, "webhook", "icb", "delivered") == 1
 
 
 async def test_failing_for_good_is_marked_counted_and_sent_by_notify_retry(
@@ -107,16 +71,7 @@ async def test_failing_for_good_is_marked_counted_and_sent_by_notify_retry(
             seconds=30,
             what="the failed delivery in the ledger gauge",
         )
-    assert (
-        sample(
-            registry,
-            "mhst_notify_deliveries_total",
-            channel="webhook",
-            recipient="icb",
-            outcome="failed",
-        )
-        == 1
-    )
+    assert deliveries(registry, "webhook", "icb", "failed") == 1
     assert rig.receiver.accepted() == []
     config_file = tmp_path / "routing.toml"
     config_file.write_text(text)

@@ -29,9 +29,9 @@ from mhst_tracker.pipeline import ReferralRecord, accept
 from tests.hostile import Message, kinds, largest_value
 from tests.http import get
 from tests.kafka import create_topic
+from tests.streams.checks import assert_states_equal_replay, configure, has
 from tests.streams.harness import Deployment, logged, produce, wait_for
 from tests.streams.scenario import build
-from tests.streams.test_worker import _assert_states_equal_replay, _configure, _has
 
 pytestmark = pytest.mark.kafka
 
@@ -80,7 +80,7 @@ async def test_ten_thousand_bad_messages_stop_nothing_and_lose_nothing(
     deployment: Deployment,
 ) -> None:
     scenario = build(seed=21, referrals=200, speed=300)
-    _configure(deployment, scenario, max_event_bytes=MAX_EVENT_BYTES)
+    configure(deployment, scenario, max_event_bytes=MAX_EVENT_BYTES)
     made = kinds(MAX_EVENT_BYTES)
     bad = [made[n % len(made)](n) for n in range(BAD)]
     accepted_bad = [value for message in bad if not _rejected(message) for value in [message[1]]]
@@ -114,11 +114,11 @@ async def test_ten_thousand_bad_messages_stop_nothing_and_lose_nothing(
         await wait_for("the dead letters", all_rejected, 180, deployment.workers)
         await wait_for(
             "the events read back",
-            lambda: _has(events, len(mixed) + 1),
+            lambda: has(events, len(mixed) + 1),
             60,
             deployment.workers,
         )
-        await _assert_states_equal_replay(deployment, scenario, scenario.start)
+        await assert_states_equal_replay(deployment, scenario, scenario.start)
         originals = {(r.partition, r.offset): r for r in events.records}
         letters = [DeadLetter.from_message(r.key, r.value, r.headers) for r in dlq.records]
         assert len(letters) == len(rejected)
@@ -152,7 +152,7 @@ async def test_a_crashed_agent_is_counted_and_not_ready_until_it_handles_again(
     deployment: Deployment,
 ) -> None:
     scenario = build(seed=22, referrals=20, speed=60)
-    _configure(deployment, scenario)
+    configure(deployment, scenario)
     deployment.settings = dataclasses.replace(deployment.settings, partitions=1)
     await deployment.create_topics()
     bootstrap = deployment.settings.kafka_bootstrap

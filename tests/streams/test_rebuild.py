@@ -34,6 +34,7 @@ from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.events import event_to_json
 from mhst_tracker.domain.profile import Profile, load_profile
 from mhst_tracker.timesource import ManualClock
+from tests.streams.checks import assert_states_equal_replay
 from tests.streams.harness import (
     MHST_TRACKER,
     Deployment,
@@ -56,7 +57,6 @@ from tests.streams.scenario import (
     late_allocations,
     without_time,
 )
-from tests.streams.test_worker import _assert_states_equal_replay
 from tests.terminal import run_on_terminal
 
 pytestmark = pytest.mark.kafka
@@ -358,7 +358,7 @@ async def test_the_workers_after_a_rebuild_hold_replays_states_and_raise_what_is
     await _alerts_after_rebuild(
         deployment, len(raised_before), first, at_midnight, scenario.midnight
     )
-    await _assert_states_equal_replay(
+    await assert_states_equal_replay(
         deployment, scenario, scenario.midnight + timedelta(hours=1), within=WAIT
     )
     dlq = deployment.reader(deployment.names.dlq)
@@ -449,7 +449,7 @@ async def test_a_profile_change_rebuilt_gives_replays_states_under_the_new_profi
     ]
     output = orjson.loads(await _cli(replay, {}))
     replayed = {item["referral_id"]: item for item in output["referrals"]}
-    records = await _assert_states_equal_replay(deployment, scenario, as_of, day1, WAIT)
+    records = await assert_states_equal_replay(deployment, scenario, as_of, day1, WAIT)
     assert {
         key.decode(): record.clock.state(as_of, day1).to_dict() for key, record in records.items()
     } == replayed

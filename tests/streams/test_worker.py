@@ -6,7 +6,6 @@ Every test runs ``mhst-tracker worker`` processes with a simulated clock (see
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -16,14 +15,18 @@ import pytest
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.events import event_to_json
-from mhst_tracker.domain.profile import Profile
-from mhst_tracker.pipeline import ReferralRecord
+from tests.streams.checks import (
+    WAIT,
+    assert_alerts_raised_once,
+    assert_one_alert_each,
+    assert_states_equal_replay,
+    configure,
+    has,
+    wait_for_alerts,
+)
 from tests.streams.harness import (
     Deployment,
-    TopicReader,
-    alert_bodies,
     changelog_reader,
-    latest_values,
     logged,
     produce,
     wait_for,
@@ -32,7 +35,6 @@ from tests.streams.scenario import (
     PROFILE,
     AlertKey,
     Body,
-    Scenario,
     alert_key,
     build,
     late_allocations,
@@ -41,90 +43,12 @@ from tests.streams.scenario import (
 
 pytestmark = pytest.mark.kafka
 
-WAIT = 90.0
-
-
-def _configure(deployment: Deployment, scenario: Scenario, max_event_bytes: int = 65536) -> None:
-    deployment.settings = dataclasses.replace(
-        deployment.settings, clock=scenario.clock_spec, max_event_bytes=max_event_bytes
-    )
-
-
-def _by_key(bodies: list[Body]) -> dict[AlertKey, list[Body]]:
-    grouped: dict[AlertKey, list[Body]] = defaultdict(list)
-    for body in bodies:
-        grouped[alert_key(body)].append(body)
-    return grouped
-
-
-def _assert_one_alert_each(bodies: list[Body], expected: dict[AlertKey, Body]) -> None:
-    """After alert_id dedupe, exactly the expected alerts, each with the engine's fields."""
-    grouped = _by_key(bodies)
-    assert set(grouped) == set(expected)
-    for key, copies in grouped.items():
-        assert {body["alert_id"] for body in copies} == {expected[key]["alert_id"]}
-        for body in copies:
-            assert without_time(body) == expected[key]
-
-
-async def _wait_for_alerts(
-    deployment: Deployment, reader: TopicReader, expected: dict[AlertKey, Body]
-) -> list[Body]:
-    missing = set(expected)
-
-    async def arrived() -> bool:
-        missing.difference_update(alert_key(body) for body in alert_bodies(await reader.poll()))
-        return not missing
-
-    try:
-        await wait_for(f"{len(expected)} alerts", arrived, WAIT, deployment.workers)
-    except AssertionError as timeout:
-        positions = await deployment.consumer_positions()
-        raise AssertionError(
-            f"missing alerts: {sorted(missing)[:20]}\n{positions}\n{timeout}"
-        ) from None
-    return alert_bodies(reader.records)
-
-
-async def _assert_states_equal_replay(
-    deployment: Deployment,
-    scenario: Scenario,
-    as_of: datetime,
-    profile: Profile = PROFILE,
-    within: float = 30,
-) -> dict[bytes, ReferralRecord]:
-    """The workers' table, read through its changelog, holds replay's states (under
-    ``profile``)."""
-    expected = {
-        state.referral_id: state.to_dict()
-        for state in scenario.replayer.result(as_of, profile).referrals
-    }
-    reader = changelog_reader(deployment)
-    records: dict[bytes, ReferralRecord] = {}
-
-    async def complete() -> bool:
-        nonlocal records
-        latest = latest_values(await reader.poll())
-        records = {key: ReferralRecord.from_bytes(raw) for key, raw in latest.items()}
-        return len(records) == len(expected) and all(
-            record.clock.state(as_of, profile).to_dict() == expected.get(key.decode())
-            for key, record in records.items()
-        )
-
-    try:
-        await wait_for(
-            "the changelog to hold replay's states", complete, within, deployment.workers
-        )
-    finally:
-        await reader.close()
-    return records
-
 
 async def test_alerts_at_ingest_at_midnight_and_withdrawn_match_the_engine(
     deployment: Deployment,
 ) -> None:
     scenario = build(seed=11, referrals=200)
-    _configure(deployment, scenario)
+    configure(deployment, scenario)
     await deployment.create_topics()
     await produce(deployment.settings.kafka_bootstrap, deployment.names.events, scenario.messages)
     at_ingest, at_midnight = scenario.expected_alerts()
@@ -135,8 +59,8 @@ async def test_alerts_at_ingest_at_midnight_and_withdrawn_match_the_engine(
     deployment.start_worker("w1")
     alerts = deployment.reader(deployment.names.alerts)
     try:
-        bodies = await _wait_for_alerts(deployment, alerts, at_ingest | at_midnight)
-        _assert_one_alert_each(bodies, at_ingest | at_midnight)
+        bodies = await wait_for_alerts(deployment, alerts, at_ingest | at_midnight)
+        assert_one_alert_each(bodies, at_ingest | at_midnight)
         for body in bodies:
             detected_at = datetime.fromisoformat(body["detected_at"])
             if alert_key(body) in at_ingest:
@@ -165,11 +89,11 @@ async def test_alerts_at_ingest_at_midnight_and_withdrawn_match_the_engine(
                     alert.to_dict()
                 )
         assert {key[2] for key in withdrawn} == {"breach_withdrawn"}
-        bodies = await _wait_for_alerts(deployment, alerts, at_ingest | at_midnight | withdrawn)
-        _assert_one_alert_each(bodies, at_ingest | at_midnight | withdrawn)
+        bodies = await wait_for_alerts(deployment, alerts, at_ingest | at_midnight | withdrawn)
+        assert_one_alert_each(bodies, at_ingest | at_midnight | withdrawn)
     finally:
         await alerts.close()
-    records = await _assert_states_equal_replay(
+    records = await assert_states_equal_replay(
         deployment, scenario, scenario.midnight + timedelta(hours=2)
     )
     for key, record in records.items():
@@ -182,7 +106,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_proce
     deployment: Deployment,
 ) -> None:
     scenario = build(seed=12, referrals=120)
-    _configure(deployment, scenario, max_event_bytes=2048)
+    configure(deployment, scenario, max_event_bytes=2048)
     valid = {
         "event_id": "poison-1",
         "type": "referral_received",
@@ -214,7 +138,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_proce
 
         await wait_for("the dead letters", all_rejected, WAIT, deployment.workers)
         await wait_for(
-            "the events read back", lambda: _has(events, len(messages)), 30, deployment.workers
+            "the events read back", lambda: has(events, len(messages)), 30, deployment.workers
         )
         originals = {(r.partition, r.offset): r for r in events.records}
         letters = [DeadLetter.from_message(r.key, r.value, r.headers) for r in dlq.records]
@@ -230,18 +154,14 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_proce
     finally:
         await dlq.close()
         await events.close()
-    await _assert_states_equal_replay(deployment, scenario, scenario.start)
-
-
-async def _has(reader: TopicReader, count: int) -> bool:
-    return len(await reader.poll()) >= count
+    await assert_states_equal_replay(deployment, scenario, scenario.start)
 
 
 async def test_a_second_worker_joins_and_leaves_and_every_alert_is_raised_once(
     deployment: Deployment,
 ) -> None:
     scenario = build(seed=13, referrals=240, speed=1800)
-    _configure(deployment, scenario)
+    configure(deployment, scenario)
     await deployment.create_topics()
     half = len(scenario.messages) // 2
     bootstrap = deployment.settings.kafka_bootstrap
@@ -258,20 +178,15 @@ async def test_a_second_worker_joins_and_leaves_and_every_alert_is_raised_once(
     await produce(bootstrap, deployment.names.events, scenario.messages[half:])
     second.stop()
     assert first.exit_code() is None
-    alerts = deployment.reader(deployment.names.alerts)
-    try:
-        bodies = await _wait_for_alerts(deployment, alerts, at_ingest | at_midnight)
-        _assert_one_alert_each(bodies, at_ingest | at_midnight)
-    finally:
-        await alerts.close()
-    await _assert_states_equal_replay(deployment, scenario, scenario.midnight + timedelta(hours=1))
+    await assert_alerts_raised_once(deployment, at_ingest | at_midnight)
+    await assert_states_equal_replay(deployment, scenario, scenario.midnight + timedelta(hours=1))
 
 
 async def test_a_killed_worker_restores_from_the_changelog_and_loses_nothing(
     deployment: Deployment,
 ) -> None:
     scenario = build(seed=14, referrals=240, speed=1800)
-    _configure(deployment, scenario)
+    configure(deployment, scenario)
     await deployment.create_topics()
     half = len(scenario.messages) // 2
     bootstrap = deployment.settings.kafka_bootstrap
@@ -282,7 +197,7 @@ async def test_a_killed_worker_restores_from_the_changelog_and_loses_nothing(
     try:
         await wait_for(
             "the first half to reach the table",
-            lambda: _has(changelog, half // 8),
+            lambda: has(changelog, half // 8),
             WAIT,
             deployment.workers,
         )
@@ -291,10 +206,5 @@ async def test_a_killed_worker_restores_from_the_changelog_and_loses_nothing(
     first.kill()
     deployment.start_worker("w1-restarted")  # a fresh data directory: state from the changelog
     await produce(bootstrap, deployment.names.events, scenario.messages[half:])
-    alerts = deployment.reader(deployment.names.alerts)
-    try:
-        bodies = await _wait_for_alerts(deployment, alerts, at_ingest | at_midnight)
-        _assert_one_alert_each(bodies, at_ingest | at_midnight)
-    finally:
-        await alerts.close()
-    await _assert_states_equal_replay(deployment, scenario, scenario.midnight + timedelta(hours=1))
+    await assert_alerts_raised_once(deployment, at_ingest | at_midnight)
+    await assert_states_equal_replay(deployment, scenario, scenario.midnight + timedelta(hours=1))

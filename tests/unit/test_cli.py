@@ -14,6 +14,7 @@ from mhst_tracker.cli import COMMANDS, main
 from mhst_tracker.commands import replay as replay_command
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
+from tests.unit.domain.builders import DOMAIN_EXAMPLE_STATE
 
 EXAMPLE_LINES = [
     '{"event_id":"e1","type":"referral_received","referral_id":"R1",'
@@ -57,21 +58,7 @@ def test_replay_json_reproduces_the_domain_page_example(tmp_path: Path) -> None:
     assert output["as_of"] == "2026-03-01T00:00:00+00:00"
     assert output["profile"] == "trailblazer-4ww"
     assert [referral["referral_id"] for referral in output["referrals"]] == ["R0", "R1", "R2"]
-    assert output["referrals"][1] == {
-        "referral_id": "R1",
-        "team_id": "T1",
-        "school_id": None,
-        "status": "waiting_within_standard",
-        "received_on": "2026-02-20",
-        "days_waited": 9,
-        "dna_count": 0,
-        "flags": [],
-        "stages": {
-            "assessment": {"due_on": "2026-02-20", "done_on": "2026-02-20", "state": "met"},
-            "allocation": {"due_on": "2026-02-27", "done_on": None, "state": "breached"},
-            "intervention": {"due_on": "2026-03-20", "done_on": None, "state": "pending"},
-        },
-    }
+    assert output["referrals"][1] == DOMAIN_EXAMPLE_STATE
     assert output["rejected"] == [{"line": 7, "reason": "occurred_at has no UTC offset"}]
     assert output["duplicates"] == 1
     assert list(output["summary"]) == ["overall", "by_team", "by_school"]

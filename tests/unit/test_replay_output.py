@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mhst_tracker.domain.clock import ReferralClock
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import Event, parse_event
+from mhst_tracker.domain.events import Event, parse_events
 from mhst_tracker.domain.measures import summarise
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile
 from mhst_tracker.replay import Replayer, ReplayResult
@@ -32,10 +32,8 @@ REPLAYER.feed(LINES)
 def _first_events() -> dict[str, datetime]:
     """Each referral's earliest valid event, read from the lines themselves."""
     first: dict[str, datetime] = {}
-    for line in LINES:
-        try:
-            event = parse_event(line)
-        except InvalidEvent:
+    for event in parse_events(LINES):
+        if isinstance(event, InvalidEvent):
             continue
         moment = first.get(event.referral_id)
         if moment is None or event.occurred_at < moment:

@@ -180,6 +180,17 @@ class Period:
         return following.astimezone(UTC) - timedelta(microseconds=1)
 
 
+SHARE_COLUMNS: Final = (
+    "completed",
+    "seen_within_standard",
+    "seen_within_standard_pct",
+    "seen_within_standard_rag",
+    "median_days_waited",
+    "p90_days_waited",
+)
+"""The columns of the share seen within the standard and the waits of completed pathways."""
+
+
 def columns(profile: Profile) -> list[str]:
     """The report's machine columns (CSV and JSON), in order."""
     return [
@@ -187,12 +198,7 @@ def columns(profile: Profile) -> list[str]:
         "group",
         "id",
         "received",
-        "completed",
-        "seen_within_standard",
-        "seen_within_standard_pct",
-        "seen_within_standard_rag",
-        "median_days_waited",
-        "p90_days_waited",
+        *SHARE_COLUMNS,
         *(f"breaches_{stage.name}" for stage in profile.stages),
         "waiting",
         "waiting_past_standard",

@@ -84,16 +84,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def owner_url(postgres_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database, connected to as its owner."""
-    url = asyncio.run(create_database(postgres_url))
-    try:
-        yield url
-    finally:
-        asyncio.run(drop_database(url))
-
-
-@pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     """A migrated store whose clock says :data:`NOW`."""
     engine = create_engine(store_url)

@@ -16,7 +16,7 @@ from mhst_tracker.adapters.metrics import SECONDS_PER_DAY, ClinicalMetrics, reas
 from mhst_tracker.domain.alerts import Alert, AlertKind
 from mhst_tracker.domain.clock import ReferralClock, ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
-from mhst_tracker.domain.events import parse_event
+from mhst_tracker.domain.events import parse_event, parse_events
 from mhst_tracker.domain.measures import GroupMeasures, summarise
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
@@ -181,10 +181,8 @@ def test_observing_every_change_equals_loading_the_final_states() -> None:
     lines = list(simulate(3, date(2025, 12, 1), referrals=120))
     clocks: dict[str, ReferralClock] = {}
     incremental = ClinicalMetrics(TRAILBLAZER_4WW)
-    for line in lines:
-        try:
-            event = parse_event(line)
-        except InvalidEvent:
+    for event in parse_events(lines):
+        if isinstance(event, InvalidEvent):
             continue
         clock = clocks.get(event.referral_id)
         if clock is None:

@@ -11,6 +11,23 @@ from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile
 
 _ids = count(1)
 
+DOMAIN_EXAMPLE_STATE: dict[str, Any] = {
+    "referral_id": "R1",
+    "team_id": "T1",
+    "school_id": None,
+    "status": "waiting_within_standard",
+    "received_on": "2026-02-20",
+    "days_waited": 9,
+    "dna_count": 0,
+    "flags": [],
+    "stages": {
+        "assessment": {"due_on": "2026-02-20", "done_on": "2026-02-20", "state": "met"},
+        "allocation": {"due_on": "2026-02-27", "done_on": None, "state": "breached"},
+        "intervention": {"due_on": "2026-03-20", "done_on": None, "state": "pending"},
+    },
+}
+"""The domain page's example: R1 received and assessed on 20 February, as of 1 March."""
+
 
 def event(type_: str, occurred_at: str, referral_id: str = "R1", **fields: Any) -> Event:
     """A valid event through the real parser; a receipt gets team ``T1`` unless told."""

@@ -47,19 +47,16 @@ def reference_state(clock: ReferralClock, as_of: datetime, profile: Profile) -> 
     received = received_on.toordinal()
     today = moment.astimezone(zone).date().toordinal()
 
-    done_dates: list[date | None] = [None] * len(stages)
-    completed_at: datetime | None = None
-    completed_on: date | None = None
-    for index in range(len(stages) - 1, -1, -1):
-        mark = clock._firsts.get(stages[index].completed_by)
-        if (
-            mark is not None
-            and mark[0] <= moment
-            and (completed_at is None or mark[0] < completed_at)
-        ):
-            completed_at = mark[0]
-            completed_on = completed_at.astimezone(zone).date()
-        done_dates[index] = completed_on
+    # A stage is done by the earliest event, up to the moment, of its own type or of any
+    # later stage's type.
+    done_dates: list[date | None] = []
+    for index in range(len(stages)):
+        marks = [
+            mark[0]
+            for stage in stages[index:]
+            if (mark := clock._firsts.get(stage.completed_by)) is not None and mark[0] <= moment
+        ]
+        done_dates.append(min(marks).astimezone(zone).date() if marks else None)
 
     flags: tuple[Flag, ...] = ()
     if any(done_on is not None and done_on < received_on for done_on in done_dates):

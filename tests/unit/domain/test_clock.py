@@ -23,7 +23,7 @@ from mhst_tracker.domain.errors import ClockError
 from mhst_tracker.domain.events import Event, EventType
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile, Stage
 
-from .builders import clock_of, event, state_of
+from .builders import DOMAIN_EXAMPLE_STATE, clock_of, event, state_of
 from .strategies import WINDOW_DAYS, WINDOW_START, many_referrals_events, moments, referral_events
 
 MET, BREACHED, PENDING, NOT_APPLICABLE = (
@@ -49,21 +49,7 @@ def test_the_domain_page_example() -> None:
         ],
         "2026-03-01T00:00:00+00:00",
     )
-    assert state.to_dict() == {
-        "referral_id": "R1",
-        "team_id": "T1",
-        "school_id": None,
-        "status": "waiting_within_standard",
-        "received_on": "2026-02-20",
-        "days_waited": 9,
-        "dna_count": 0,
-        "flags": [],
-        "stages": {
-            "assessment": {"due_on": "2026-02-20", "done_on": "2026-02-20", "state": "met"},
-            "allocation": {"due_on": "2026-02-27", "done_on": None, "state": "breached"},
-            "intervention": {"due_on": "2026-03-20", "done_on": None, "state": "pending"},
-        },
-    }
+    assert state.to_dict() == DOMAIN_EXAMPLE_STATE
 
 
 # --- days and dates ------------------------------------------------------------------------

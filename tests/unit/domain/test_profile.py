@@ -9,27 +9,8 @@ from mhst_tracker.domain.errors import ProfileError
 from mhst_tracker.domain.events import EventType
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW, Profile, Stage, load_profile
 
-DAY_ONE_PROFILE = """
-name = "trailblazer-4ww-day1"
-timezone = "Europe/London"
-
-[[stages]]
-name = "assessment"
-completed_by = "assessment_completed"
-target_days = 0
-
-[[stages]]
-name = "allocation"
-completed_by = "allocated"
-target_days = 6
-at_risk_day = 4
-
-[[stages]]
-name = "intervention"
-completed_by = "intervention_started"
-target_days = 27
-at_risk_day = 20
-"""
+DAY_ONE_PATH = Path(__file__).parents[3] / "deploy" / "profiles" / "trailblazer-4ww-day1.toml"
+DAY_ONE_PROFILE = DAY_ONE_PATH.read_text()
 
 
 def test_the_default_profile_is_the_trailblazer_four_week_standard() -> None:
@@ -42,11 +23,8 @@ def test_the_default_profile_is_the_trailblazer_four_week_standard() -> None:
     )
 
 
-def test_a_profile_loads_from_toml(tmp_path: Path) -> None:
-    path = tmp_path / "day1.toml"
-    path.write_text(DAY_ONE_PROFILE)
-
-    profile = load_profile(path)
+def test_a_profile_loads_from_toml() -> None:
+    profile = load_profile(DAY_ONE_PATH)
 
     assert profile.name == "trailblazer-4ww-day1"
     assert [stage.target_days for stage in profile.stages] == [0, 6, 27]
