@@ -4,7 +4,6 @@ contents, each refusal (401, 403, 413, 415, 429), NHS numbers, logs and metrics.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from tests.api.conftest import (
     migrated_store,
     ndjson,
 )
+from tests.promtool import metrics_problems
 
 pytestmark = pytest.mark.kafka
 
@@ -179,23 +179,7 @@ async def test_each_token_sends_for_its_own_teams_only(apis: ApiFactory) -> None
     assert 'mhst_api_events_accepted_total{source="emis"} 1.0' in metrics
     assert 'mhst_api_events_accepted_total{source="portal"} 1.0' in metrics
     assert 'mhst_api_requests_total{route="/v1/events",status="403"} 1.0' in metrics
-    assert promtool_problems(metrics) == ""
-
-
-def promtool_problems(exposition: str) -> str:
-    """What ``promtool check metrics`` finds wrong with an exposition (empty: nothing)."""
-    checked = subprocess.run(
-        ["promtool", "check", "metrics"],
-        input=exposition,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return (
-        f"exit {checked.returncode}: {checked.stdout}{checked.stderr}"
-        if (checked.returncode or checked.stdout or checked.stderr)
-        else ""
-    )
+    assert metrics_problems(metrics) == ""
 
 
 async def test_bodies_too_large_batches_too_long_and_other_media_types(apis: ApiFactory) -> None:

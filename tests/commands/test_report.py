@@ -39,6 +39,15 @@ class Reporting:
             raise result.exception
         return result.exit_code, result.stdout, result.stderr
 
+    def written(self, folder: Path, fmt: str) -> Path:
+        """The September report written as ``fmt`` to a file in ``folder``."""
+        path = folder / f"report.{fmt}"
+        code, _, stderr = self.run(
+            "report", "--period", "2026-09", "--format", fmt, "--out", str(path)
+        )
+        assert code == 0, stderr
+        return path
+
 
 @pytest.fixture(scope="module")
 def reporting(tmp_path_factory: pytest.TempPathFactory) -> Reporting:
@@ -113,11 +122,7 @@ def test_table_has_headers_a_person_reads(reporting: Reporting) -> None:
 
 
 def test_xlsx_reads_back_with_the_same_figures(reporting: Reporting, tmp_path: Path) -> None:
-    path = tmp_path / "report.xlsx"
-    code, _, stderr = reporting.run(
-        "report", "--period", "2026-09", "--format", "xlsx", "--out", str(path)
-    )
-    assert code == 0, stderr
+    path = reporting.written(tmp_path, "xlsx")
     figures = overall_json(reporting)
     workbook = openpyxl.load_workbook(path)
     assert workbook.sheetnames == [
@@ -159,11 +164,7 @@ def test_xlsx_needs_a_file(reporting: Reporting) -> None:
 
 
 def test_html_report_in_chromium_shows_the_headline(reporting: Reporting, tmp_path: Path) -> None:
-    page = tmp_path / "report.html"
-    code, _, stderr = reporting.run(
-        "report", "--period", "2026-09", "--format", "html", "--out", str(page)
-    )
-    assert code == 0, stderr
+    page = reporting.written(tmp_path, "html")
     html = page.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", html), "the page fetches nothing"
     assert "@page { size: A4" in html

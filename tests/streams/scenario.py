@@ -53,6 +53,21 @@ class Scenario:
         """``MHST_CLOCK`` for the workers."""
         return f"simulated:{self.start.isoformat()}@{self.speed:g}"
 
+    @property
+    def first_half(self) -> list[tuple[bytes | None, bytes]]:
+        """The first half of :attr:`messages`."""
+        return self.messages[: len(self.messages) // 2]
+
+    @property
+    def second_half(self) -> list[tuple[bytes | None, bytes]]:
+        """The messages after :attr:`first_half`."""
+        return self.messages[len(self.messages) // 2 :]
+
+    def alerts_by_midnight(self) -> dict[AlertKey, Body]:
+        """Every alert of :meth:`expected_alerts`, at ingest and at midnight."""
+        at_ingest, at_midnight = self.expected_alerts()
+        return at_ingest | at_midnight
+
     def expected_alerts(self) -> tuple[dict[AlertKey, Body], dict[AlertKey, Body]]:
         """The engine's alerts before midnight (at ingest) and at midnight.
 

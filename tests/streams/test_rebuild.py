@@ -34,6 +34,7 @@ from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.events import event_to_json
 from mhst_tracker.domain.profile import Profile, load_profile
 from mhst_tracker.timesource import ManualClock
+from tests.streams import scenario as scenarios
 from tests.streams.checks import assert_states_equal_replay
 from tests.streams.harness import (
     MHST_TRACKER,
@@ -48,13 +49,11 @@ from tests.streams.harness import (
     wait_for,
 )
 from tests.streams.scenario import (
-    PROFILE,
     AlertKey,
     Body,
     Scenario,
     alert_key,
     build,
-    late_allocations,
     without_time,
 )
 from tests.terminal import run_on_terminal
@@ -325,7 +324,7 @@ async def test_the_workers_after_a_rebuild_hold_replays_states_and_raise_what_is
     read_first = len(valid) // 40
     raised_before = await _history_read_by_a_worker(deployment, valid[:read_first])
     breached = {alert_key(body) for body in raised_before if body["kind"] == "breach"}
-    late = late_allocations(scenario, breached, limit=5)
+    late = scenarios.late_allocations(scenario, breached, limit=5)
     assert late
     rest = [
         *valid[read_first:],
@@ -352,7 +351,7 @@ async def test_the_workers_after_a_rebuild_hold_replays_states_and_raise_what_is
 
     _use_clock(deployment, _clock(scenario.start + timedelta(hours=2), SPEED))
     deployment.start_worker("w1")  # its own data directory, from before the rebuild
-    first, at_midnight = _expected_after(scenario, _raised(raised_before), PROFILE)
+    first, at_midnight = _expected_after(scenario, _raised(raised_before), scenarios.PROFILE)
     assert {kind for _, _, kind in first} == {"breach", "at_risk", "breach_withdrawn"}
     assert at_midnight
     await _alerts_after_rebuild(
@@ -455,7 +454,7 @@ async def test_a_profile_change_rebuilt_gives_replays_states_under_the_new_profi
     } == replayed
     assert replayed != {
         state.referral_id: state.to_dict()
-        for state in scenario.replayer.result(as_of, PROFILE).referrals
+        for state in scenario.replayer.result(as_of, scenarios.PROFILE).referrals
     }
 
     opened = await Store.open(store, day1, ManualClock(as_of))

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
+from deploy.local.process import ManagedProcess
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.events import event_to_json
@@ -35,6 +36,7 @@ from tests.streams.scenario import (
     PROFILE,
     AlertKey,
     Body,
+    Scenario,
     alert_key,
     build,
     late_allocations,
@@ -157,17 +159,23 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_proce
     await assert_states_equal_replay(deployment, scenario, scenario.start)
 
 
+async def _first_half_to_one_worker(
+    deployment: Deployment, seed: int
+) -> tuple[Scenario, ManagedProcess]:
+    """A day of 240 referrals at 1,800 simulated seconds per second; the first half of its
+    events published to worker ``w1``."""
+    scenario = build(seed=seed, referrals=240, speed=1800)
+    configure(deployment, scenario)
+    await deployment.create_topics()
+    first = deployment.start_worker("w1")
+    await produce(deployment.settings.kafka_bootstrap, deployment.names.events, scenario.first_half)
+    return scenario, first
+
+
 async def test_a_second_worker_joins_and_leaves_and_every_alert_is_raised_once(
     deployment: Deployment,
 ) -> None:
-    scenario = build(seed=13, referrals=240, speed=1800)
-    configure(deployment, scenario)
-    await deployment.create_topics()
-    half = len(scenario.messages) // 2
-    bootstrap = deployment.settings.kafka_bootstrap
-    at_ingest, at_midnight = scenario.expected_alerts()
-    first = deployment.start_worker("w1")
-    await produce(bootstrap, deployment.names.events, scenario.messages[:half])
+    scenario, first = await _first_half_to_one_worker(deployment, seed=13)
     second = deployment.start_worker("w2")
     await wait_for(
         "the second worker to take partitions",
@@ -175,29 +183,24 @@ async def test_a_second_worker_joins_and_leaves_and_every_alert_is_raised_once(
         WAIT,
         deployment.workers,
     )
-    await produce(bootstrap, deployment.names.events, scenario.messages[half:])
+    await produce(
+        deployment.settings.kafka_bootstrap, deployment.names.events, scenario.second_half
+    )
     second.stop()
     assert first.exit_code() is None
-    await assert_alerts_raised_once(deployment, at_ingest | at_midnight)
+    await assert_alerts_raised_once(deployment, scenario.alerts_by_midnight())
     await assert_states_equal_replay(deployment, scenario, scenario.midnight + timedelta(hours=1))
 
 
 async def test_a_killed_worker_restores_from_the_changelog_and_loses_nothing(
     deployment: Deployment,
 ) -> None:
-    scenario = build(seed=14, referrals=240, speed=1800)
-    configure(deployment, scenario)
-    await deployment.create_topics()
-    half = len(scenario.messages) // 2
-    bootstrap = deployment.settings.kafka_bootstrap
-    at_ingest, at_midnight = scenario.expected_alerts()
-    first = deployment.start_worker("w1")
-    await produce(bootstrap, deployment.names.events, scenario.messages[:half])
+    scenario, first = await _first_half_to_one_worker(deployment, seed=14)
     changelog = changelog_reader(deployment)
     try:
         await wait_for(
             "the first half to reach the table",
-            lambda: has(changelog, half // 8),
+            lambda: has(changelog, len(scenario.first_half) // 8),
             WAIT,
             deployment.workers,
         )
@@ -205,6 +208,8 @@ async def test_a_killed_worker_restores_from_the_changelog_and_loses_nothing(
         await changelog.close()
     first.kill()
     deployment.start_worker("w1-restarted")  # a fresh data directory: state from the changelog
-    await produce(bootstrap, deployment.names.events, scenario.messages[half:])
-    await assert_alerts_raised_once(deployment, at_ingest | at_midnight)
+    await produce(
+        deployment.settings.kafka_bootstrap, deployment.names.events, scenario.second_half
+    )
+    await assert_alerts_raised_once(deployment, scenario.alerts_by_midnight())
     await assert_states_equal_replay(deployment, scenario, scenario.midnight + timedelta(hours=1))

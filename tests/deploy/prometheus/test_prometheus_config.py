@@ -1,23 +1,17 @@
 """The Prometheus configuration and rules pass promtool, and every alert rule is unit tested."""
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mhst_tracker.config import Settings
+from tests.promtool import promtool
 
 REPO = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULES_TESTS = sorted(Path(__file__).parent.glob("rules_test*.yml"))
-
-
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["promtool", *args], capture_output=True, text=True, check=False, cwd=Path(__file__).parent
-    )
 
 
 def load(path: Path) -> Any:
@@ -37,7 +31,7 @@ def test_rule_files_are_valid() -> None:
 
 def test_rule_unit_tests_pass() -> None:
     assert len(RULES_TESTS) == 2
-    result = promtool("test", "rules", *map(str, RULES_TESTS))
+    result = promtool("test", "rules", *map(str, RULES_TESTS), cwd=Path(__file__).parent)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(RULES_TESTS)
 

@@ -8,20 +8,15 @@ the clock's private facts, which is why it lives with the tests.
 
 from datetime import UTC, date, datetime
 
-from mhst_tracker.domain.clock import (
-    Flag,
-    ReferralClock,
-    ReferralState,
-    ReferralStatus,
-    StageState,
-    StageStatus,
-)
+from mhst_tracker.domain import clock as engine
 from mhst_tracker.domain.errors import ClockError
 from mhst_tracker.domain.events import EventType
 from mhst_tracker.domain.profile import Profile
 
 
-def reference_state(clock: ReferralClock, as_of: datetime, profile: Profile) -> ReferralState:
+def reference_state(
+    clock: engine.ReferralClock, as_of: datetime, profile: Profile
+) -> engine.ReferralState:
     """The referral as of ``as_of`` under ``profile``, computed the slow, obvious way."""
     if as_of.utcoffset() is None:
         raise ClockError("as_of must be timezone-aware")
@@ -30,11 +25,11 @@ def reference_state(clock: ReferralClock, as_of: datetime, profile: Profile) -> 
     stages = profile.stages
     receipt = clock._receipt
     if receipt is None or receipt[0] > moment:
-        return ReferralState(
+        return engine.ReferralState(
             referral_id=clock.referral_id,
             team_id=None,
             school_id=None,
-            status=ReferralStatus.NO_RECEIPT,
+            status=engine.ReferralStatus.NO_RECEIPT,
             received_on=None,
             days_waited=None,
             dna_count=dna_count,
@@ -58,47 +53,59 @@ def reference_state(clock: ReferralClock, as_of: datetime, profile: Profile) -> 
         ]
         done_dates.append(min(marks).astimezone(zone).date() if marks else None)
 
-    flags: tuple[Flag, ...] = ()
+    flags: tuple[engine.Flag, ...] = ()
     if any(done_on is not None and done_on < received_on for done_on in done_dates):
-        flags = (Flag.STAGE_BEFORE_RECEIPT,)
+        flags = (engine.Flag.STAGE_BEFORE_RECEIPT,)
     closed: int | None = None
     closure = clock._firsts.get(EventType.REFERRAL_CLOSED)
     if closure is not None and closure[0] <= moment:
         closed = closure[0].astimezone(zone).date().toordinal()
         if closed < received:
-            flags = (*flags, Flag.CLOSED_BEFORE_RECEIPT)
+            flags = (*flags, engine.Flag.CLOSED_BEFORE_RECEIPT)
             closed = received
 
-    stage_states: dict[str, StageState | None] = {}
+    stage_states: dict[str, engine.StageState | None] = {}
     at_risk: tuple[str, ...] = ()
-    stage_status = StageStatus.PENDING
+    stage_status = engine.StageStatus.PENDING
     for stage, done_on in zip(stages, done_dates, strict=True):
         due = received + stage.target_days
         if done_on is not None:
-            stage_status = StageStatus.MET if done_on.toordinal() <= due else StageStatus.BREACHED
+            stage_status = (
+                engine.StageStatus.MET
+                if done_on.toordinal() <= due
+                else engine.StageStatus.BREACHED
+            )
         elif closed is not None:
-            stage_status = StageStatus.NOT_APPLICABLE if closed <= due else StageStatus.BREACHED
+            stage_status = (
+                engine.StageStatus.NOT_APPLICABLE if closed <= due else engine.StageStatus.BREACHED
+            )
         elif today > due:
-            stage_status = StageStatus.BREACHED
+            stage_status = engine.StageStatus.BREACHED
         else:
-            stage_status = StageStatus.PENDING
+            stage_status = engine.StageStatus.PENDING
             if stage.at_risk_day is not None and today - received >= stage.at_risk_day:
                 at_risk = (*at_risk, stage.name)
-        stage_states[stage.name] = StageState(date.fromordinal(due), done_on, stage_status)
+        stage_states[stage.name] = engine.StageState(date.fromordinal(due), done_on, stage_status)
 
     final_done_on = done_dates[-1]
     if final_done_on is not None:
-        met = stage_status is StageStatus.MET
-        status = ReferralStatus.SEEN_WITHIN_STANDARD if met else ReferralStatus.SEEN_LATE
+        met = stage_status is engine.StageStatus.MET
+        status = (
+            engine.ReferralStatus.SEEN_WITHIN_STANDARD if met else engine.ReferralStatus.SEEN_LATE
+        )
         days_waited = max(0, final_done_on.toordinal() - received)
     elif closed is not None:
-        status = ReferralStatus.CLOSED_BEFORE_INTERVENTION
+        status = engine.ReferralStatus.CLOSED_BEFORE_INTERVENTION
         days_waited = closed - received
     else:
-        late = stage_status is StageStatus.BREACHED
-        status = ReferralStatus.WAITING_BREACHED if late else ReferralStatus.WAITING_WITHIN_STANDARD
+        late = stage_status is engine.StageStatus.BREACHED
+        status = (
+            engine.ReferralStatus.WAITING_BREACHED
+            if late
+            else engine.ReferralStatus.WAITING_WITHIN_STANDARD
+        )
         days_waited = today - received
-    return ReferralState(
+    return engine.ReferralState(
         referral_id=clock.referral_id,
         team_id=clock._team_id,
         school_id=clock._school_id,

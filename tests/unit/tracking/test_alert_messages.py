@@ -1,35 +1,21 @@
 """Alert message bodies stamped at sending, and the partitioner hash, without Kafka."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mhst_tracker.domain.alerts import Alert, AlertKind, alert_id
 from mhst_tracker.tracking.alert_messages import alert_message, key_hash, stamped, unstamped
-
-
-def _alert(referral_id: str, school_id: str | None) -> Alert:
-    return Alert(
-        alert_id=alert_id(referral_id, "allocation", AlertKind.BREACH),
-        referral_id=referral_id,
-        team_id="T1",
-        school_id=school_id,
-        stage="allocation",
-        kind=AlertKind.BREACH,
-        due_on=date(2026, 9, 8),
-        days_waited=9,
-        detected_at=datetime(2026, 9, 8, 23, 0, tzinfo=UTC),
-    )
+from tests.unit.notify.builders import alert as built_alert
 
 
 @given(st.text(min_size=1, max_size=30), st.none() | st.text(max_size=10))
 def test_a_stamped_body_is_the_alert_with_the_moment_of_sending(
     referral_id: str, school_id: str | None
 ) -> None:
-    alert = _alert(referral_id, school_id)
+    alert = built_alert(referral_id, team="T1", school=school_id)
     sent = datetime(2026, 9, 9, 0, 0, 0, 250000, tzinfo=UTC)
     body = orjson.loads(stamped(unstamped(alert), sent.isoformat().encode()))
     assert body == {**alert.to_dict(), "detected_at": sent.isoformat()}
