@@ -77,6 +77,17 @@ BREACHES: Final[Steps] = (
 ZERO_IS_GOOD: Final[Steps] = ((None, COLOURS["green"]), (1, COLOURS["amber"]))
 AT_LEAST_ONE: Final[Steps] = ((None, COLOURS["red"]), (1, COLOURS["green"]))
 NEUTRAL: Final[Steps] = ((None, "#4c72b0"),)
+WITHDRAWN_SHARE: Final[Steps] = (
+    (None, COLOURS["green"]),
+    (0.05, COLOURS["amber"]),
+    (0.2, COLOURS["red"]),
+)
+"""The share of breaches withdrawn: green below 5%, amber from 5%, red from 20%."""
+WITHDRAWN_SHARE_1D: Final = (
+    'sum(increase(mhst_alerts_total{kind="breach_withdrawn"}[1d]))'
+    ' / (sum(increase(mhst_alerts_total{kind="breach"}[1d])) > 0)'
+)
+"""Breaches withdrawn in the last day as a share of those raised (no series: none raised)."""
 
 PROMETHEUS: Final = models.DataSourceRef(type_val=PROMETHEUS_TYPE, uid="${prometheus}")
 STORE: Final = models.DataSourceRef(type_val=POSTGRES_TYPE, uid="${store}")
@@ -853,6 +864,52 @@ def operations() -> Board:
         [Q(f"sum by (instance) (rate(mhst_faust_messages_received_total{rate}))", "{{instance}}")],
         PER_SECOND,
         width=12,
+    )
+    board.row("Alert quality")
+    board.stat(
+        "Breaches withdrawn, last day",
+        "Breach alerts withdrawn in the last day as a share of those raised. Breaches are "
+        "decided only from partitions read to their end, so the tracker's own lag, restarts "
+        "and backlogs withdraw none: a rise means a source uploaded events late.",
+        [Q(f"{WITHDRAWN_SHARE_1D} or vector(0)", "withdrawn")],
+        PERCENT,
+        WITHDRAWN_SHARE,
+        width=6,
+        zero_when_empty=True,
+    )
+    board.stat(
+        "Alert decisions deferred",
+        "Breach and at-risk decisions due on the workers' partitions and waiting for the "
+        "partition to be read to the broker's end offset (a backlog after a restart, an "
+        "outage or a load of history). 0 in steady state.",
+        [Q("sum(mhst_worker_deferred_decisions) or vector(0)", "deferred")],
+        COUNT,
+        ZERO_IS_GOOD,
+        width=6,
+        zero_when_empty=True,
+    )
+    board.timeseries(
+        "Breaches raised and withdrawn per day",
+        "Breach alerts raised and withdrawn in the day before each moment.",
+        [
+            Q('sum(increase(mhst_alerts_total{kind="breach"}[1d])) or vector(0)', "raised"),
+            Q(
+                'sum(increase(mhst_alerts_total{kind="breach_withdrawn"}[1d])) or vector(0)',
+                "withdrawn",
+            ),
+        ],
+        COUNT,
+        width=6,
+        height=5,
+        zero_when_empty=True,
+    )
+    board.timeseries(
+        "Oldest deferred decision",
+        "Wall time since the oldest alert decision still deferred became due, per worker.",
+        [Q("mhst_worker_deferred_decision_age_seconds", "{{instance}}")],
+        SECONDS,
+        width=6,
+        height=5,
     )
     board.row("Ingestion API")
     board.timeseries(

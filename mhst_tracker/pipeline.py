@@ -2,8 +2,9 @@
 
 A referral's table value is a :class:`ReferralRecord`: the engine's clock snapshot, the
 ``(stage, kind)`` alerts already raised (so a replayed event never raises a different second
-alert), the next deadline (the engine's :func:`next_deadline`) and the partition the
-referral lives on (so the deadline index can be rebuilt per partition from the table).
+alert), the next deadline (the engine's :func:`next_deadline`, or the moment a decision was
+deferred: see :meth:`Outcome.deferred`) and the partition the referral lives on (so the
+deadline index can be rebuilt per partition from the table).
 Every clinical decision is the engine's: :func:`parse_event`, ``ReferralClock.apply``,
 ``ReferralClock.state``, :func:`decide_alerts`, :func:`next_deadline`.
 """
@@ -106,6 +107,17 @@ class Outcome:
     record: ReferralRecord | None
     state: ReferralState | None
     alerts: list[Alert]
+
+    def deferred(self, now: datetime) -> Outcome:
+        """This outcome with its alert decision left for later: the event stays folded, the
+        new alerts are not raised, and the record's deadline is ``now``, so whoever times the
+        referral's partition (this worker, or the next owner, from the table) finds the
+        decision due and makes it once the partition has been read far enough."""
+        record = self.record
+        assert record is not None, "only an outcome with alerts is deferred"
+        record.raised.difference_update((alert.stage, alert.kind.value) for alert in self.alerts)
+        record.deadline = now
+        return Outcome(record, self.state, [])
 
 
 def apply_event(

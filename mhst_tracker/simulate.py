@@ -22,7 +22,8 @@ them. What it models:
 
 With ``referrals=N`` the stream holds everything uploaded by the end of the day of the
 N-th arrival (so recent referrals are still waiting); with ``events=N`` it is cut after
-exactly N lines.
+exactly N lines. :func:`uploads` gives each line with the moment it was uploaded, for a
+producer that publishes the stream as time passes.
 """
 
 import heapq
@@ -106,6 +107,14 @@ def simulate(
     Give exactly one of ``referrals`` (how many referrals arrive) or ``events`` (how many
     lines to produce). The same arguments always give the same lines.
     """
+    for _uploaded_at, line in uploads(seed, start, referrals=referrals, events=events):
+        yield line
+
+
+def uploads(
+    seed: int, start: date, *, referrals: int | None = None, events: int | None = None
+) -> Iterator[tuple[datetime, str]]:
+    """:func:`simulate`'s lines, each with the moment (UTC) it was uploaded, in that order."""
     if (referrals is None) == (events is None):
         raise ValueError("give exactly one of referrals or events")
     size = referrals if referrals is not None else events
@@ -121,11 +130,11 @@ def simulate(
     day = start
     while True:
         day_start = _local_midnight(day)
-        for line in stream.uploaded_before(day_start):
+        for uploaded in stream.uploaded_before(day_start):
             if events is not None and produced == events:
                 return
             produced += 1
-            yield line
+            yield uploaded
         if referrals is not None and arrived == referrals:
             return
         weight = WEEKDAY_WEIGHTS[day.weekday()] * (HOLIDAY_WEIGHT if _is_holiday(day) else 1.0)
@@ -163,13 +172,14 @@ class _Stream:
         self._sequence = 0
         self._horizon: float | None = None
 
-    def uploaded_before(self, moment: datetime) -> Iterator[str]:
+    def uploaded_before(self, moment: datetime) -> Iterator[tuple[datetime, str]]:
         limit = moment.timestamp()
         if self._horizon is not None:
             limit = min(limit, self._horizon)
         heap = self._heap
         while heap and heap[0][0] < limit:
-            yield heapq.heappop(heap)[2]
+            upload, _sequence, line = heapq.heappop(heap)
+            yield datetime.fromtimestamp(upload, UTC), line
         if self._horizon is not None:
             heap.clear()
 

@@ -11,7 +11,8 @@ off; the worker serves ``/metrics`` and ``/healthz`` itself.
 
 from __future__ import annotations
 
-from typing import Any, Final
+import asyncio
+from typing import Any, Final, cast
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -21,10 +22,11 @@ from mhst_tracker.bootstrap import KafkaClient, WorkerParts
 from mhst_tracker.config import Settings
 from mhst_tracker.tracking.tracker import ReferralTracker, TrackerOptions
 from streams.agents import track_referrals
+from streams.positions import EventPositions
 from streams.tables import follow_rebalances, partitions_of, referral_table
 from streams.timers import deadline_timers
 from streams.topics import WorkerTopics
-from streams.transport import StreamTransport
+from streams.transport import StreamConsumer, StreamTransport
 
 FAUST_METRICS_PREFIX: Final = "mhst_faust"
 """Name prefix of the Faust sensor's pipeline metrics (messages, offsets, rebalances)."""
@@ -65,6 +67,12 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
     def owned_partitions() -> set[int]:
         return partitions_of(app.assignor.assigned_actives(), wiring.topics.events)
 
+    positions = EventPositions(
+        lambda: cast(StreamConsumer, app.consumer),
+        wiring.topics.events,
+        wiring.kafka.bootstrap_servers,
+    )
+
     options = TrackerOptions(
         ticks_topic=wiring.topics.ticks,
         max_event_bytes=settings.max_event_bytes,
@@ -75,6 +83,7 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
         table,
         topics,
         owned_partitions,
+        positions,
         options,
         wiring.profile,
         wiring.time_source,
@@ -87,6 +96,14 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
 
     # Served now, before Faust starts: a port already taken is one line, not a crash.
     bootstrap.serve_metrics(parts.metrics.registry, settings.metrics_port, tracker.health)
+
+    async def close_positions_on_stop() -> None:
+        try:
+            await asyncio.Event().wait()  # until the app stops and cancels its tasks
+        finally:
+            await positions.close()
+
+    app.task(close_positions_on_stop)
     app.tracker = tracker  # type: ignore[attr-defined]
     return app
 

@@ -18,13 +18,17 @@ after they are resumed (a fetch that was already under way can still hand the fi
 records to Faust while the partitions are paused, and they are dropped). Reading such a
 partition again is safe for the worker: a duplicate event changes nothing and an alert
 already raised is not raised again.
+
+Where each stream partition was sought is kept (:attr:`StreamConsumer.sought`): until the
+agent has read an event there, it is how far the worker's table holds the partition's
+events (:mod:`mhst_tracker.tracking.catchup`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, ConsumerT
@@ -36,14 +40,17 @@ class StreamConsumer(driver.Consumer):
     """Faust's aiokafka consumer; seeking to the committed offsets also rewinds the
     uncommitted stream partitions to their start."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sought: dict[TP, int] = {}
+        """Where each stream partition was last sought (its committed offset or its first)."""
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek to the committed offsets, and uncommitted stream partitions to the first."""
         committed = await super().seek_to_committed()
-        uncommitted = [
-            tp
-            for tp in self.assignment()
-            if not committed.get(tp) and not self._is_changelog_tp(tp)
-        ]
+        streams = [tp for tp in self.assignment() if not self._is_changelog_tp(tp)]
+        uncommitted = [tp for tp in streams if not committed.get(tp)]
+        earliest: Mapping[TP, int] = {}
         if uncommitted:
             earliest = await self.earliest_offsets(*uncommitted)
             await self.seek_wait({tp: earliest.get(tp) or 0 for tp in uncommitted})
@@ -51,6 +58,7 @@ class StreamConsumer(driver.Consumer):
                 "%d stream partitions without a committed offset read from their start",
                 len(uncommitted),
             )
+        self.sought = {tp: committed.get(tp) or earliest.get(tp) or 0 for tp in streams}
         return committed
 
 

@@ -488,7 +488,8 @@ def _in_seconds(metric: Metric) -> Metric:
 
 
 class WorkerHealthMetrics:
-    """A stream worker's own health: agent crashes, readiness, dead letters cut to fit."""
+    """A stream worker's own health: agent crashes, readiness, dead letters cut to fit, and
+    the alert decisions deferred until their partitions are read to the broker's end."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.agent_crashes = Counter(
@@ -506,6 +507,22 @@ class WorkerHealthMetrics:
             "1 while the worker is ready (started, its agent consuming), else 0.",
             registry=registry,
         )
+        self.deferred = Gauge(
+            "mhst_worker_deferred_decisions",
+            "Alert decisions due on this worker's partitions and not yet made: deferred until"
+            " the partition is read to the broker's end offset.",
+            registry=registry,
+        )
+        self.deferred_age = Gauge(
+            "mhst_worker_deferred_decision_age_seconds",
+            "Wall time since the oldest alert decision not yet made became due (0 when none).",
+            registry=registry,
+        )
+
+    def report_deferred(self, count: int, age_seconds: float) -> None:
+        """``count`` decisions are deferred, the oldest for ``age_seconds``."""
+        self.deferred.set(count)
+        self.deferred_age.set(age_seconds)
 
     def report_readiness(self, ready: Callable[[], bool]) -> None:
         """Make :attr:`ready` follow ``ready()`` (asked at each scrape)."""

@@ -144,6 +144,19 @@ class DeadlineTimer:
                 return True
         return False
 
+    def waiting(self, partitions: Iterable[int], now: float) -> tuple[int, float | None]:
+        """How many referrals of ``partitions`` are due by ``now`` and not yet decided, and
+        the earliest of their deadlines (POSIX seconds)."""
+        count = 0
+        earliest: float | None = None
+        for partition in partitions:
+            first = self.index.earliest(partition)
+            if first is None or first > now:
+                continue
+            count += len(self.index.due_by(partition, now))
+            earliest = first if earliest is None else min(earliest, first)
+        return count, earliest
+
     def prepare(self, partition: int, now: datetime, read: Reader, budget: int) -> int:
         """Decide in advance up to ``budget`` referrals due at the partition's next moment.
 
@@ -173,20 +186,22 @@ class DeadlineTimer:
                 done += 1
         return done
 
-    def fire(self, partition: int, now: datetime, read: Reader, limit: int) -> list[Decision]:
-        """Decide (or take the prepared decision of) up to ``limit`` due referrals.
+    def fire(self, partition: int, moment: datetime, read: Reader, limit: int) -> list[Decision]:
+        """Decide (or take the prepared decision of) up to ``limit`` referrals due by
+        ``moment``, as of ``moment``.
 
-        Nothing is applied yet, so that the alerts leave first: the caller publishes them
-        (with ``detected_at`` set to when it sends them), then hands the decisions to
-        :meth:`settle`. Until then the referrals stay due.
+        ``moment`` is when the partition's round of decisions began (the partition has been
+        read to the broker's end offset of that moment: :mod:`mhst_tracker.tracking.catchup`).
+        Nothing is applied yet, so that the alerts leave first: the caller publishes them,
+        then hands the decisions to :meth:`settle`. Until then the referrals stay due.
         """
-        keys = self.index.due_by(partition, now.timestamp(), limit)
+        keys = self.index.due_by(partition, moment.timestamp(), limit)
         if not keys:
             return []
         prepared = self._prepared.get(partition, {})
-        moment = self._prepared_for.get(partition)
-        usable = moment is not None and self._same_day(moment, now)
-        evaluation = Evaluation.of(now, self.profile)
+        prepared_for = self._prepared_for.get(partition)
+        usable = prepared_for is not None and self._same_day(prepared_for, moment)
+        evaluation = Evaluation.of(moment, self.profile)
         decisions = []
         for key in keys:
             decision = prepared.pop(key, None) if usable else None

@@ -5,8 +5,9 @@ message of the events and tick topics (:meth:`~ReferralTracker.handle`), the tim
 :meth:`~ReferralTracker.fire_deadlines` and :meth:`~ReferralTracker.refresh_metrics`, and the
 rebalance callbacks :meth:`~ReferralTracker.rebuild_index` and
 :meth:`~ReferralTracker.forget_revoked`. What it needs from Kafka and Faust comes in through
-small ports: the table (:class:`Table`), the topics it sends to (:class:`Outbox`) and the
-partitions the worker owns.
+small ports: the table (:class:`Table`), the topics it sends to (:class:`Outbox`), the
+partitions the worker owns and how far the client has read them
+(:class:`~mhst_tracker.tracking.catchup.Positions`).
 
 * An event goes through :func:`mhst_tracker.pipeline.accept` (the engine's parser plus the
   size and key checks); a rejected message goes to the dead-letter topic
@@ -14,10 +15,15 @@ partitions the worker owns.
   valid event updates the referral's :class:`~mhst_tracker.pipeline.ReferralRecord` in the
   table and publishes the engine's new alerts; a tick writes records the timer decided for
   its partition.
+* Alerts are decided as of the events available (:mod:`mhst_tracker.tracking.catchup`): an
+  event whose alerts would be raised while its partition is not read to the broker's end
+  offset is stored with its decision deferred (due at once), and the timer makes it with the
+  partition's other due decisions once the partition has been read that far.
 * :meth:`~ReferralTracker.fire_deadlines` asks the
   :class:`~mhst_tracker.tracking.timer.DeadlineTimer` of each partition the worker actively
   owns for the referrals whose deadline has come, decided by the engine (in advance, for a
-  moment that is near), publishes their alerts in bulk, holding the agent until the broker
+  moment that is near) once the partition is read to the broker's end offset of the moment
+  they are decided as of, publishes their alerts in bulk, holding the agent until the broker
   has them, and sends one tick to each partition whose new records are pending; the agent
   writes them when the tick reaches it, because only stream iteration may write the table.
 * Everything the worker decides is reported to :class:`ClinicalMetrics` as it happens:
@@ -49,6 +55,7 @@ from mhst_tracker.domain.profile import Profile
 from mhst_tracker.pipeline import Outcome, ReferralRecord, accept, apply_event, deadline_of
 from mhst_tracker.timesource import TimeSource
 from mhst_tracker.tracking.alert_messages import Message, alert_message, stamped
+from mhst_tracker.tracking.catchup import CatchUp, Positions
 from mhst_tracker.tracking.monitoring import (
     Health,
     Readiness,
@@ -76,6 +83,8 @@ PREPARE_PER_RUN: Final = 1000
 FLUSH_PER_TICK: Final = 2000
 """Pending records the agent writes for one tick at most; the timer sends another tick for
 the rest."""
+DEFERRED_COUNTED_EVERY: Final = 1.0
+"""Seconds between two counts of the deferred decisions (a walk over the due referrals)."""
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +150,7 @@ class ReferralTracker:
         table: Table,
         outbox: Outbox,
         owned_partitions: Callable[[], set[int]],
+        positions: Positions,
         options: TrackerOptions,
         profile: Profile,
         time_source: TimeSource,
@@ -160,6 +170,8 @@ class ReferralTracker:
         health.report_readiness(lambda: self.health().ready)
         self.metrics_date = local_date(profile, time_source.now())
         self.timer = DeadlineTimer(profile)
+        self.catch_up = CatchUp(positions)
+        self.deferred_counted = 0.0
         self.flush_sent: set[int] = set()
         self.ticked: dict[int, float] = {}
         self.quiet = asyncio.Event()  # cleared while the timer publishes a burst of alerts
@@ -178,6 +190,7 @@ class ReferralTracker:
         self.readiness.handled()
 
     async def _on_event(self, key: bytes | None, value: bytes | None, message: Consumed) -> None:
+        self.catch_up.read(message.partition, message.offset)
         try:
             parsed = accept(key, value, self.options.max_event_bytes)
         except InvalidEvent as rejection:
@@ -188,6 +201,8 @@ class ReferralTracker:
         record = None if raw is None else ReferralRecord.from_bytes(raw)
         now = self.time_source.now()
         outcome = apply_event(record, parsed, message.partition, self.profile, now)
+        if outcome.alerts and not await self.catch_up.caught_up(message.partition):
+            outcome = outcome.deferred(now)
         await self._store(key, outcome, message.partition)
         self.metrics.observe_event(parsed.type.value, duplicate=outcome.state is None)
         self.metrics.observe_processing_lag(time.time() - message.timestamp)
@@ -250,28 +265,33 @@ class ReferralTracker:
     async def fire_deadlines(self) -> None:
         """Raise the alerts of every owned referral whose deadline has come; prepare the next.
 
-        Partition by partition, the due referrals are decided (most were decided in
-        advance) and their alerts handed to a publishing task (``detected_at`` is the
-        moment they are sent), with a turn of the event loop in between, so the first
-        partitions' alerts are on their way while the next are decided. When the broker has
-        them all, the decisions are applied to the timer (pending records, next deadlines),
-        a tick to each partition with pending records asks the agent to write them, and the
-        metrics follow. Meanwhile the agent waits (:attr:`quiet`): no alert of its own can
-        overtake the burst, and no record with alerts still unsent is written. The cyclic
-        garbage collector waits too, as the process's policy has it: a full collection over
-        a midnight's objects would stop the sending for a fraction of a second.
+        A partition with referrals due is decided only once it is read to the broker's end
+        offset of the moment its round of decisions began, and as of that moment
+        (:meth:`CatchUp.ready <mhst_tracker.tracking.catchup.CatchUp.ready>`); until then its
+        decisions wait. Partition by partition, the due referrals are decided (most were
+        decided in advance) and their alerts handed to a publishing task, with a turn of the
+        event loop in between, so the first partitions' alerts are on their way while the
+        next are decided. When the broker has them all, the decisions are applied to the
+        timer (pending records, next deadlines), a tick to each partition with pending
+        records asks the agent to write them, and the metrics follow. Meanwhile the agent
+        waits (:attr:`quiet`): no alert of its own can overtake the burst, and no record with
+        alerts still unsent is written. The cyclic garbage collector waits too, as the
+        process's policy has it: a full collection over a midnight's objects would stop the
+        sending for a fraction of a second.
         """
         owned = sorted(self.owned_partitions() & self.timer.partitions())
         read = self.table.get
         now = self.time_source.now()
+        due = [partition for partition in owned if self.timer.due((partition,), now.timestamp())]
+        ready = await self.catch_up.ready(due, now) if due else {}
         fired: list[Decision] = []
         sending: list[asyncio.Future[None]] = []
         self.quiet.clear()
         with self.options.collector_paused():
-            for partition in owned:
-                decisions = self.timer.fire(partition, now, read, MAX_FIRED_PER_PARTITION)
+            for partition, moment in sorted(ready.items()):
+                decisions = self.timer.fire(partition, moment, read, MAX_FIRED_PER_PARTITION)
                 if decisions:
-                    sending.append(asyncio.ensure_future(self._publish(decisions)))
+                    sending.append(asyncio.ensure_future(self._publish(decisions, moment)))
                     fired.extend(decisions)
                     await asyncio.sleep(0)
             # If the broker refuses the alerts, the error crashes the worker with the agent
@@ -280,12 +300,32 @@ class ReferralTracker:
             await asyncio.gather(*sending)
         self.timer.settle(fired)
         self.quiet.set()
+        for partition, moment in ready.items():
+            if not self.timer.due((partition,), moment.timestamp()):
+                self.catch_up.finished(partition)
         await self._send_ticks(owned)
         self._observe(fired)
+        self._report_deferred(owned)
         budget = PREPARE_PER_RUN
         now = self.time_source.now()
         for partition in owned:
             budget -= self.timer.prepare(partition, now, read, budget)
+
+    def _report_deferred(self, owned: list[int]) -> None:
+        """Report the decisions due and not yet made, and how long the oldest has waited
+        (counted at most every :data:`DEFERRED_COUNTED_EVERY` seconds while any wait)."""
+        now = self.time_source.now()
+        if not self.timer.due(owned, now.timestamp()):
+            self.health_metrics.report_deferred(0, 0.0)
+            return
+        counted = time.monotonic()
+        if counted - self.deferred_counted < DEFERRED_COUNTED_EVERY:
+            return
+        self.deferred_counted = counted
+        count, earliest = self.timer.waiting(owned, now.timestamp())
+        assert earliest is not None
+        since = datetime.fromtimestamp(earliest, self.profile.timezone)
+        self.health_metrics.report_deferred(count, wall_seconds_since(self.time_source, since))
 
     async def _send_ticks(self, owned: list[int]) -> None:
         """A tick to each owned partition with pending records (one at a time per partition),
@@ -298,11 +338,12 @@ class ReferralTracker:
                 self.ticked[partition] = now
                 await self.outbox.tick(partition)
 
-    async def _publish(self, decisions: list[Decision]) -> None:
-        sent_at = self.time_source.now().isoformat().encode()
+    async def _publish(self, decisions: list[Decision], moment: datetime) -> None:
+        """Publish the alerts of ``decisions``, detected as of ``moment``."""
+        detected_at = moment.isoformat().encode()
         await self.outbox.publish(
             [
-                (decision.key_hash, decision.key, stamped(body, sent_at))
+                (decision.key_hash, decision.key, stamped(body, detected_at))
                 for decision in decisions
                 for body in decision.bodies
             ]
@@ -332,6 +373,8 @@ class ReferralTracker:
         gained = owned - self.timer.partitions()
         if not gained:
             return
+        for partition in gained:
+            self.catch_up.forget(partition)
         entries: dict[int, list[tuple[bytes, float]]] = {partition: [] for partition in gained}
         for key, raw in self.table.items():
             partition, deadline = deadline_of(raw)
@@ -415,6 +458,7 @@ class ReferralTracker:
 
     def _forget(self, partition: int) -> None:
         self.timer.drop(partition)
+        self.catch_up.forget(partition)
         self.flush_sent.discard(partition)
         self.ticked.pop(partition, None)
         self.revoked_meanwhile.add(partition)

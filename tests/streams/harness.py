@@ -179,6 +179,8 @@ class Record:
     headers: tuple[tuple[str, bytes], ...]
     partition: int
     offset: int
+    timestamp: int
+    """Kafka's timestamp of the message (milliseconds since the epoch)."""
 
 
 class TopicReader:
@@ -202,7 +204,8 @@ class TopicReader:
         batches = await self._consumer.getmany(timeout_ms=200, max_records=100_000)
         for batch in batches.values():
             self.records.extend(
-                Record(m.key, m.value, tuple(m.headers), m.partition, m.offset) for m in batch
+                Record(m.key, m.value, tuple(m.headers), m.partition, m.offset, m.timestamp)
+                for m in batch
             )
         return self.records
 

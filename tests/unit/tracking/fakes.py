@@ -1,10 +1,10 @@
 """A tracker on plain Python parts: a dict for the table, an outbox that keeps what it is
-sent, and the partitions it owns in a set."""
+sent, the partitions it owns in a set, and end offsets set by the test."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -40,6 +40,32 @@ class KeptOutbox:
 
 
 @dataclass
+class Ends:
+    """End offsets as the test sets them (every partition empty unless set): the broker's,
+    and the client's last fetched (the broker's unless set); ``broker_down`` makes the
+    broker unreachable. Each partition was sought to its ``committed`` offset (0 unless
+    set)."""
+
+    broker: dict[int, int] = field(default_factory=dict)
+    fetched: dict[int, int] = field(default_factory=dict)
+    committed: dict[int, int] = field(default_factory=dict)
+    broker_down: bool = False
+    asked: list[tuple[int, ...]] = field(default_factory=list)
+
+    def fetched_end(self, partition: int) -> int | None:
+        return self.fetched.get(partition, self.broker.get(partition, 0))
+
+    def sought(self, partition: int) -> int | None:
+        return self.committed.get(partition, 0)
+
+    async def broker_ends(self, partitions: Collection[int]) -> dict[int, int] | None:
+        self.asked.append(tuple(sorted(partitions)))
+        if self.broker_down:
+            return None
+        return {partition: self.broker.get(partition, 0) for partition in partitions}
+
+
+@dataclass
 class Consumed:
     """A consumed message."""
 
@@ -59,8 +85,10 @@ def tracker_on(
     max_event_bytes: int = 65536,
     dead_letter_limit: int = 1024 * 1024,
     readiness: Readiness | None = None,
+    ends: Ends | None = None,
 ) -> ReferralTracker:
-    """A tracker with a dict table, a :class:`KeptOutbox` and ``owned`` partitions."""
+    """A tracker with a dict table, a :class:`KeptOutbox`, ``owned`` partitions and
+    :class:`Ends` (every partition empty unless given)."""
     if metrics is None:
         metrics = ClinicalMetrics(TRAILBLAZER_4WW, CollectorRegistry())
     options = TrackerOptions(
@@ -74,6 +102,7 @@ def tracker_on(
         {},
         KeptOutbox(),
         lambda: set(partitions),
+        Ends() if ends is None else ends,
         options,
         TRAILBLAZER_4WW,
         clock,
