@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import random
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -162,18 +161,6 @@ async def test_restarted_workers_raise_each_breach_once_and_withdraw_only_for_la
     result = await _audit_when_complete(deployment, clock, as_of)
     _report("restart trial", result, kills=kills, referrals=REFERRALS, events=len(stream))
     _assert_trustworthy(result)
-
-
-@pytest.fixture
-def own_broker() -> Iterator[KafkaBroker]:
-    """A broker of the test's own, which the test stops and starts again."""
-    broker = KafkaBroker()
-    try:
-        broker.start()
-        broker.wait_ready()
-        yield broker
-    finally:
-        broker.stop()
 
 
 async def _outage(broker: KafkaBroker, clock: SimulatedClock, midnight: datetime) -> None:
