@@ -97,13 +97,14 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
     # Served now, before Faust starts: a port already taken is one line, not a crash.
     bootstrap.serve_metrics(parts.metrics.registry, settings.metrics_port, tracker.health)
 
-    async def close_positions_on_stop() -> None:
+    async def end_offsets_client() -> None:
         try:
+            await positions.connect()
             await asyncio.Event().wait()  # until the app stops and cancels its tasks
         finally:
             await positions.close()
 
-    app.task(close_positions_on_stop)
+    app.task(end_offsets_client)
     app.tracker = tracker  # type: ignore[attr-defined]
     return app
 

@@ -83,6 +83,18 @@ class EventPositions:
             self._failed_at = None
         return {tp.partition: int(offset) for tp, offset in ends.items()}
 
+    async def connect(self) -> None:
+        """Connect now and ask once, so that the first decision (say, the first midnight
+        after a start) does not wait for a connection and the topic's metadata."""
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                client = await self._started()
+                await client.topics()
+                partitions = client.partitions_for_topic(self.topic) or {0}
+        except (KafkaError, TimeoutError):
+            return  # the first decision asks again, and says so if the broker stays away
+        await self.broker_ends(partitions)
+
     async def _started(self) -> AIOKafkaConsumer:
         if self._client is None:
             client = AIOKafkaConsumer(

@@ -17,8 +17,10 @@ partitions the worker owns and how far the client has read them
   its partition.
 * Alerts are decided as of the events available (:mod:`mhst_tracker.tracking.catchup`): an
   event whose alerts would be raised while its partition is not read to the broker's end
-  offset is stored with its decision deferred (due at once), and the timer makes it with the
-  partition's other due decisions once the partition has been read that far.
+  offset is stored with its decision deferred (due at once). The agent makes it as soon as
+  it has read the partition to the broker's end (in steady state, the few messages already
+  fetched behind it), and otherwise the timer makes it with the partition's other due
+  decisions once the partition has been read that far.
 * :meth:`~ReferralTracker.fire_deadlines` asks the
   :class:`~mhst_tracker.tracking.timer.DeadlineTimer` of each partition the worker actively
   owns for the referrals whose deadline has come, decided by the engine (in advance, for a
@@ -52,7 +54,14 @@ from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.clock import Evaluation, ReferralState
 from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.profile import Profile
-from mhst_tracker.pipeline import Outcome, ReferralRecord, accept, apply_event, deadline_of
+from mhst_tracker.pipeline import (
+    Outcome,
+    ReferralRecord,
+    accept,
+    apply_event,
+    apply_tick,
+    deadline_of,
+)
 from mhst_tracker.timesource import TimeSource
 from mhst_tracker.tracking.alert_messages import Message, alert_message, stamped
 from mhst_tracker.tracking.catchup import CatchUp, Positions
@@ -171,6 +180,8 @@ class ReferralTracker:
         self.metrics_date = local_date(profile, time_source.now())
         self.timer = DeadlineTimer(profile)
         self.catch_up = CatchUp(positions)
+        self.deferred_on_ingest: dict[int, set[bytes]] = {}
+        """Per partition, the referrals whose on-ingest decision was deferred."""
         self.deferred_counted = 0.0
         self.flush_sent: set[int] = set()
         self.ticked: dict[int, float] = {}
@@ -201,11 +212,31 @@ class ReferralTracker:
         record = None if raw is None else ReferralRecord.from_bytes(raw)
         now = self.time_source.now()
         outcome = apply_event(record, parsed, message.partition, self.profile, now)
-        if outcome.alerts and not await self.catch_up.caught_up(message.partition):
+        partition = message.partition
+        if outcome.alerts and not await self.catch_up.caught_up(partition):
             outcome = outcome.deferred(now)
-        await self._store(key, outcome, message.partition)
+            self.deferred_on_ingest.setdefault(partition, set()).add(key)
+        await self._store(key, outcome, partition)
         self.metrics.observe_event(parsed.type.value, duplicate=outcome.state is None)
         self.metrics.observe_processing_lag(time.time() - message.timestamp)
+        if self.deferred_on_ingest.get(partition) and not self.catch_up.behind(partition):
+            await self._decide_deferred(partition)
+
+    async def _decide_deferred(self, partition: int) -> None:
+        """Make the partition's deferred on-ingest decisions, as of now, if it is read to the
+        broker's end offset now (rather than at the timer's next round: in steady state an
+        event is deferred only while the messages fetched behind it are being read)."""
+        if not await self.catch_up.caught_up(partition):
+            return
+        await self.quiet.wait()  # not while the timer's burst is out
+        keys = self.deferred_on_ingest.pop(partition, set())
+        evaluation = Evaluation.of(self.time_source.now(), self.profile)
+        for key in sorted(keys):
+            raw = self.timer.stored(partition, key, self.table.get)
+            if raw is not None:
+                await self._store(
+                    key, apply_tick(ReferralRecord.from_bytes(raw), evaluation), partition
+                )
 
     def _on_tick(self, partition: int) -> None:
         """Write records the timer decided for ``partition`` (a flush tick)."""
@@ -459,6 +490,7 @@ class ReferralTracker:
     def _forget(self, partition: int) -> None:
         self.timer.drop(partition)
         self.catch_up.forget(partition)
+        self.deferred_on_ingest.pop(partition, None)
         self.flush_sent.discard(partition)
         self.ticked.pop(partition, None)
         self.revoked_meanwhile.add(partition)

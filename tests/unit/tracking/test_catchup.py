@@ -94,16 +94,41 @@ async def test_a_deferred_breach_still_true_is_raised_once_when_the_partition_is
     tracker = tracker_on(clock, owned={0}, ends=ends)
     await tracker.rebuild_index()
     await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1")))
-    await tracker.handle(Consumed(EVENTS, 0, 1, b"R2", received("R2", NOW.isoformat())))
-    assert alerts(tracker) == []  # R2 has nothing due; R1 waits for the timer
+    assert alerts(tracker) == []
     clock.moment = NOW + timedelta(seconds=1)
-    await tracker.fire_deadlines()
+    # R2 (nothing due) is the last event of the partition: once it is read, the agent makes
+    # R1's deferred decision, as of then, without waiting for the timer.
+    await tracker.handle(Consumed(EVENTS, 0, 1, b"R2", received("R2", NOW.isoformat())))
     assert alerts(tracker) == [("R1", "assessment", "breach", clock.moment.isoformat())]
+    assert record(tracker, "R1").raised == {("assessment", "breach")}
+    clock.moment = NOW + timedelta(seconds=2)
+    await tracker.fire_deadlines()
     await tracker.handle(Consumed(TICKS, 0, 0, None, b""))
     await tracker.fire_deadlines()
-    await tracker.fire_deadlines()
     assert len(alerts(tracker)) == 1
-    assert record(tracker, "R1").raised == {("assessment", "breach")}
+
+
+async def test_a_deferred_decision_waits_for_the_timer_while_the_partition_stays_behind() -> (
+    None
+):
+    clock = ManualClock(NOW)
+    ends = Ends(broker={0: 3})
+    tracker = tracker_on(clock, owned={0}, ends=ends)
+    await tracker.rebuild_index()
+    await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1")))
+    await tracker.handle(Consumed(EVENTS, 0, 1, b"R2", received("R2", NOW.isoformat())))
+    assert alerts(tracker) == []  # offset 2 is still unread
+    ends.broker[0] = 4  # and more keeps arriving
+    await tracker.handle(Consumed(EVENTS, 0, 2, b"R3", received("R3", NOW.isoformat())))
+    await tracker.fire_deadlines()  # a round opens at this moment, for offset 4
+    assert alerts(tracker) == []
+    moment = clock.moment
+    clock.moment = NOW + timedelta(seconds=5)
+    ends.broker[0] = 9
+    await tracker.handle(Consumed(EVENTS, 0, 3, b"R4", received("R4", NOW.isoformat())))
+    assert alerts(tracker) == []  # the agent is behind again (offset 9)
+    await tracker.fire_deadlines()  # the round's offset is read: decided as of its moment
+    assert alerts(tracker) == [("R1", "assessment", "breach", moment.isoformat())]
 
 
 async def test_a_timer_decision_waits_for_the_events_that_were_in_kafka_at_its_moment() -> None:
