@@ -51,7 +51,8 @@ def deferred(tracker: ReferralTracker) -> tuple[float, float]:
     registry = tracker.metrics.registry
     count = registry.get_sample_value("mhst_worker_deferred_decisions")
     age = registry.get_sample_value("mhst_worker_deferred_decision_age_seconds")
-    assert count is not None and age is not None
+    assert count is not None
+    assert age is not None
     return count, age
 
 
@@ -108,9 +109,7 @@ async def test_a_deferred_breach_still_true_is_raised_once_when_the_partition_is
     assert len(alerts(tracker)) == 1
 
 
-async def test_a_deferred_decision_waits_for_the_timer_while_the_partition_stays_behind() -> (
-    None
-):
+async def test_a_deferred_decision_waits_for_the_timer_while_the_partition_stays_behind() -> None:
     clock = ManualClock(NOW)
     ends = Ends(broker={0: 3})
     tracker = tracker_on(clock, owned={0}, ends=ends)
@@ -156,9 +155,7 @@ async def test_a_timer_decision_waits_for_the_events_that_were_in_kafka_at_its_m
     assert record(tracker, "R1").deadline is not None
 
 
-async def test_with_the_broker_out_of_reach_decisions_wait_and_are_made_when_it_answers() -> (
-    None
-):
+async def test_with_the_broker_out_of_reach_decisions_wait_and_are_made_when_it_answers() -> None:
     clock = ManualClock(NOW)
     ends = Ends(broker={0: 1})
     tracker = tracker_on(clock, owned={0}, ends=ends)
@@ -183,7 +180,8 @@ async def test_a_deferred_decision_is_made_by_the_next_owner_of_the_partition() 
     # Another worker restores the table (here: the same values) and owns the partition; the
     # first had read both events (the second: R1's later events, say) and committed them.
     second = tracker_on(clock, owned={0}, ends=Ends(broker={0: 2}, committed={0: 2}))
-    second.table.update(first.table)
+    for key, value in first.table.items():
+        second.table[key] = value
     await second.rebuild_index()
     clock.moment = NOW + timedelta(seconds=1)
     await second.fire_deadlines()
