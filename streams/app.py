@@ -12,10 +12,9 @@ off; the worker serves ``/metrics`` and ``/healthz`` itself.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 
 from mhst_tracker import bootstrap
 from mhst_tracker.bootstrap import KafkaClient, WorkerParts
@@ -23,13 +22,11 @@ from mhst_tracker.config import Settings
 from mhst_tracker.tracking.tracker import ReferralTracker, TrackerOptions
 from streams.agents import track_referrals
 from streams.positions import EventPositions
+from streams.sensor import install_sensor
 from streams.tables import follow_rebalances, partitions_of, referral_table
 from streams.timers import deadline_timers
 from streams.topics import WorkerTopics
 from streams.transport import StreamConsumer, StreamTransport
-
-FAUST_METRICS_PREFIX: Final = "mhst_faust"
-"""Name prefix of the Faust sensor's pipeline metrics (messages, offsets, rebalances)."""
 
 
 def faust_settings(settings: Settings, kafka: KafkaClient, store: str) -> dict[str, Any]:
@@ -60,7 +57,7 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
     settings, wiring = parts.settings, parts.wiring
     app = faust.App(wiring.topics.workers, **faust_settings(settings, wiring.kafka, store))
     app.transport = StreamTransport(app.conf.broker_consumer, app)
-    setup_prometheus_sensors(app, registry=parts.metrics.registry, name_prefix=FAUST_METRICS_PREFIX)
+    install_sensor(app, parts.metrics.registry)
     topics = WorkerTopics(app, wiring.topics, settings.partitions)
     table = referral_table(app, settings.partitions)
 
