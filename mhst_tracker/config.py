@@ -41,6 +41,9 @@ class Settings:
     worker_data_dir: Path = Path(".cache/worker")
     topic_prefix: str = ""
     max_event_bytes: int = 65536
+    standby_replicas: int = 1
+    """Workers that keep a standby copy of each table partition (Faust's
+    ``table_standby_replicas``): the take-over of a failed worker's partitions."""
     sink_metrics_port: int = 9465
     prometheus_url: str = "http://127.0.0.1:9090"
     notify_config: Path | None = None
@@ -77,6 +80,9 @@ class Settings:
             worker_data_dir=Path(env.get("MHST_WORKER_DATA_DIR", str(defaults.worker_data_dir))),
             topic_prefix=env.get("MHST_TOPIC_PREFIX", ""),
             max_event_bytes=_int(env, "MHST_MAX_EVENT_BYTES", defaults.max_event_bytes, minimum=1),
+            standby_replicas=_int(
+                env, "MHST_STANDBY_REPLICAS", defaults.standby_replicas, minimum=0
+            ),
             prometheus_url=env.get("MHST_PROMETHEUS_URL", defaults.prometheus_url),
             log_format=log_format(env),
             sink_metrics_port=_int(

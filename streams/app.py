@@ -36,6 +36,7 @@ def faust_settings(settings: Settings, kafka: KafkaClient, store: str) -> dict[s
         "store": store,
         "datadir": str(settings.worker_data_dir),
         "topic_partitions": settings.partitions,
+        "table_standby_replicas": settings.standby_replicas,
         "topic_disable_leader": True,
         "processing_guarantee": "at_least_once",
         "consumer_auto_offset_reset": "earliest",

@@ -101,6 +101,7 @@ CONFIGURATION = [
         "MHST_PARTITIONS",
     ),
     ("partitions zero", ["worker"], {"MHST_PARTITIONS": "0"}, "MHST_PARTITIONS"),
+    ("standbys negative", ["worker"], {"MHST_STANDBY_REPLICAS": "-1"}, "MHST_STANDBY_REPLICAS"),
     ("metrics port malformed", ["worker"], {"MHST_METRICS_PORT": "http"}, "MHST_METRICS_PORT"),
     (
         "sink metrics port malformed",
