@@ -237,6 +237,8 @@ class ReferralTracker:
                 await self._store(
                     key, apply_tick(ReferralRecord.from_bytes(raw), evaluation), partition
                 )
+        if not self.timer.due((partition,), evaluation.as_of.timestamp()):
+            self.catch_up.finished(partition)  # a round the timer opened meanwhile is done
 
     def _on_tick(self, partition: int) -> None:
         """Write records the timer decided for ``partition`` (a flush tick)."""
@@ -395,15 +397,21 @@ class ReferralTracker:
                 self.metrics.observe_timer_lateness(late)
 
     async def rebuild_index(self) -> None:
-        """After a rebalance: forget lost partitions, index gained ones from the table."""
+        """After a rebalance: forget lost partitions, index gained ones from the table, then
+        restate the metrics of the partitions owned."""
         owned = self.owned_partitions()
         for partition in self.timer.partitions() - owned:
             self._forget(partition)
+        gained = owned - self.timer.partitions()
+        if gained:
+            self._index(gained)
+        # The deadlines first: a partition taken over is timed again before its referrals'
+        # states are restated for the metrics (a pass that rebuilds every clock).
         await self.reload_metrics(owned)
         self.readiness.started()
-        gained = owned - self.timer.partitions()
-        if not gained:
-            return
+
+    def _index(self, gained: set[int]) -> None:
+        """Index the deadlines of the ``gained`` partitions from the table."""
         for partition in gained:
             self.catch_up.forget(partition)
         entries: dict[int, list[tuple[bytes, float]]] = {partition: [] for partition in gained}
