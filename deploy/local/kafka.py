@@ -18,12 +18,12 @@ from deploy.local.errors import ServiceError
 from deploy.local.process import (
     CACHE_DIR,
     REPO_ROOT,
+    LocalServer,
     ManagedProcess,
     free_port,
     make_run_dir,
     port_in_use,
     require_free_port,
-    wait_until,
 )
 
 KAFKA_VERSION = os.environ.get("MHST_KAFKA_VERSION", "3.9.1")
@@ -72,8 +72,13 @@ def kafka_lib_dir(version: str = KAFKA_VERSION) -> Path:
     return lib
 
 
-class KafkaBroker:
+class KafkaBroker(LocalServer):
     """One broker on 127.0.0.1; ``bootstrap`` is its address once started."""
+
+    name = "Kafka"
+    ready_when = "list topics"
+    ready_timeout = 90.0
+    failure_hints = _FAILURE_HINTS
 
     def __init__(self, port: int | None = None, *, auto_create_topics: bool = False) -> None:
         self.port = port or free_port()
@@ -160,13 +165,8 @@ class KafkaBroker:
         )
         self.process.start()
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        """Block until an admin call (list topics) succeeds."""
-        if self.process is None:
-            raise ServiceError("Kafka was not started")
-        wait_until("list topics", self._admin_ok, self.process, timeout, _FAILURE_HINTS)
-
-    def _admin_ok(self) -> bool:
+    def answers(self) -> bool:
+        """Whether an admin call (list topics) succeeds."""
         # Connecting before the port opens only fills the log with aiokafka's errors.
         return port_in_use(self.port) and asyncio.run(_list_topics(self.bootstrap)) is not None
 

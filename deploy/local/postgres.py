@@ -16,12 +16,12 @@ from pathlib import Path
 
 from deploy.local.errors import ServiceError
 from deploy.local.process import (
+    LocalServer,
     ManagedProcess,
     free_port,
     make_run_dir,
     require_free_port,
     service_user,
-    wait_until,
 )
 
 SUPERUSER = "mhst"
@@ -42,8 +42,13 @@ def postgres_bindir() -> Path:
     raise ServiceError("PostgreSQL is not installed: run `make deps` (apt-get install postgresql)")
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """One PostgreSQL server on 127.0.0.1 with a database ``mhst`` and superuser ``mhst``."""
+
+    name = "PostgreSQL"
+    ready_when = "SELECT 1"
+    ready_timeout = 60.0
+    failure_hints = _FAILURE_HINTS
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -117,13 +122,8 @@ class PostgresServer:
         )
         self.process.start()
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until the database exists and a query succeeds."""
-        if self.process is None:
-            raise ServiceError("PostgreSQL was not started")
-        wait_until("SELECT 1", self._query_ok, self.process, timeout, _FAILURE_HINTS)
-
-    def _query_ok(self) -> bool:
+    def answers(self) -> bool:
+        """Whether the database exists and a query succeeds."""
         return asyncio.run(_ensure_database(self.port))
 
     def kill(self) -> None:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from deploy.local.errors import ServiceError
 
@@ -205,3 +206,32 @@ def _death_message(process: ManagedProcess, code: int, hints: dict[str, str]) ->
     if cause:
         head += f": {cause}"
     return f"{head}; log {process.log_path}:\n{tail}"
+
+
+class LocalServer:
+    """What the local stack's servers share: their process and waiting until it answers."""
+
+    name: ClassVar[str]
+    ready_when: ClassVar[str]
+    """What answering means, for the message of a server that never does."""
+    ready_timeout: ClassVar[float]
+    failure_hints: ClassVar[dict[str, str]] = {}
+    """Log phrases and what they mean, for the message of a server that died."""
+
+    process: ManagedProcess | None = None
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the server answers; fail with the cause if it dies or never does."""
+        if self.process is None:
+            raise ServiceError(f"{self.name} was not started")
+        wait_until(
+            self.ready_when,
+            self.answers,
+            self.process,
+            self.ready_timeout if timeout is None else timeout,
+            self.failure_hints,
+        )
+
+    def answers(self) -> bool:
+        """Whether the server answers now."""
+        raise NotImplementedError

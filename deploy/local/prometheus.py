@@ -15,11 +15,11 @@ from typing import Any
 from deploy.local.errors import ServiceError
 from deploy.local.process import (
     REPO_ROOT,
+    LocalServer,
     ManagedProcess,
     free_port,
     make_run_dir,
     require_free_port,
-    wait_until,
 )
 
 RULES_DIR = REPO_ROOT / "deploy" / "prometheus" / "rules"
@@ -64,8 +64,13 @@ def render_config(
     return json.dumps(config, indent=2)  # JSON is valid YAML
 
 
-class PrometheusServer:
+class PrometheusServer(LocalServer):
     """One Prometheus on 127.0.0.1; ``set_targets`` rewrites the scrape list and reloads."""
+
+    name = "Prometheus"
+    ready_when = "/-/ready"
+    ready_timeout = 30.0
+    failure_hints = _FAILURE_HINTS
 
     def __init__(self, port: int | None = None, scrape_interval: str = "1s") -> None:
         self.port = port or free_port()
@@ -110,13 +115,8 @@ class PrometheusServer:
         )
         self.process.start()
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Block until ``/-/ready`` answers 200."""
-        if self.process is None:
-            raise ServiceError("Prometheus was not started")
-        wait_until("/-/ready", self._ready, self.process, timeout, _FAILURE_HINTS)
-
-    def _ready(self) -> bool:
+    def answers(self) -> bool:
+        """Whether ``/-/ready`` answers 200."""
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
                 return bool(resp.status == 200)
