@@ -9,20 +9,27 @@ makes every test that needs it fail with the cause: nothing is skipped for a mis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import pytest
 
 from deploy.local import KafkaBroker, PostgresServer, PrometheusServer
+from deploy.local.process import LocalServer
 from deploy.local.stack import DATABASE_VAR, KAFKA_VAR, PROMETHEUS_VAR, read_env_file
 from tests.adapters.store.conftest import create_database, drop_database
 
 _PR_SET_PDEATHSIG = 1
+
+
+ServerT = TypeVar("ServerT", bound=LocalServer)
+T = TypeVar("T")
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -48,54 +55,54 @@ def _running_stack() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """The bootstrap address of a real Kafka broker."""
-    running = _running_stack()
-    if running:
-        yield running[KAFKA_VAR]
-        return
-    broker = KafkaBroker()
-    try:
-        broker.start()
-        broker.wait_ready()
-        yield broker.bootstrap
-    finally:
-        broker.stop()
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """SQLAlchemy URL (asyncpg driver) of a real PostgreSQL database."""
-    running = _running_stack()
-    if running:
-        yield running[DATABASE_VAR]
-        return
-    server = PostgresServer()
-    try:
-        server.start()
-        server.wait_ready()
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def prometheus() -> Iterator[PrometheusServer]:
-    """A real Prometheus server; ``set_targets`` points it at the workers under test."""
-    running = _running_stack()
-    if running:
-        yield PrometheusServer.attach(
-            running[PROMETHEUS_VAR], Path(running["MHST_PROMETHEUS_CONFIG"])
-        )
-        return
-    server = PrometheusServer()
+@contextlib.contextmanager
+def _started(server: ServerT) -> Iterator[ServerT]:
+    """A local server started and answering, stopped afterwards."""
     try:
         server.start()
         server.wait_ready()
         yield server
     finally:
         server.stop()
+
+
+def _service(
+    make: Callable[[], ServerT],
+    of_server: Callable[[ServerT], T],
+    of_stack: Callable[[dict[str, str]], T],
+) -> Iterator[T]:
+    """What a session fixture yields: from the running stack if there is one
+    (``MHST_USE_RUNNING_STACK``), else from a server of the session's own."""
+    running = _running_stack()
+    if running:
+        yield of_stack(running)
+        return
+    with _started(make()) as server:
+        yield of_server(server)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap address of a real Kafka broker."""
+    yield from _service(KafkaBroker, lambda broker: broker.bootstrap, lambda env: env[KAFKA_VAR])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL (asyncpg driver) of a real PostgreSQL database."""
+    yield from _service(PostgresServer, lambda server: server.url, lambda env: env[DATABASE_VAR])
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[PrometheusServer]:
+    """A real Prometheus server; ``set_targets`` points it at the workers under test."""
+    yield from _service(
+        PrometheusServer,
+        lambda server: server,
+        lambda env: PrometheusServer.attach(
+            env[PROMETHEUS_VAR], Path(env["MHST_PROMETHEUS_CONFIG"])
+        ),
+    )
 
 
 _skipped: list[str] = []
@@ -115,13 +122,8 @@ def owner_url(postgres_url: str) -> Iterator[str]:
 def own_broker() -> Iterator[KafkaBroker]:
     """A broker of the test's own, to stop, kill or start again (the session's serves
     others)."""
-    broker = KafkaBroker()
-    try:
-        broker.start()
-        broker.wait_ready()
+    with _started(KafkaBroker()) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -220,6 +220,14 @@ class LocalServer:
 
     process: ManagedProcess | None = None
 
+    def start(self) -> None:
+        """Start the server."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server and delete what it wrote."""
+        raise NotImplementedError
+
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the server answers; fail with the cause if it dies or never does."""
         if self.process is None:
