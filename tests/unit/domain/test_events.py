@@ -53,6 +53,15 @@ def reason_for(raw: Any) -> str:
     return caught.value.reason
 
 
+REQUIRED_ONLY = {
+    "event_id": "e",
+    "type": "allocated",
+    "referral_id": "R",
+    "occurred_at": "2026-01-05T09:00:00Z",
+}
+"""An event with the contract's required fields only."""
+
+
 def test_a_full_event_is_parsed_into_typed_values() -> None:
     event = parse_event(orjson.dumps(VALID))
 
@@ -85,14 +94,7 @@ def test_unknown_extra_fields_are_ignored() -> None:
 
 
 def test_optional_fields_may_be_absent_and_schema_version_defaults_to_1() -> None:
-    event = parse_event(
-        {
-            "event_id": "e",
-            "type": "allocated",
-            "referral_id": "R",
-            "occurred_at": "2026-01-05T09:00:00Z",
-        }
-    )
+    event = parse_event(REQUIRED_ONLY)
     assert (event.team_id, event.school_id, event.source, event.reason) == (None, None, None, None)
     assert event.schema_version == 1
 
@@ -232,14 +234,7 @@ def test_event_to_dict_round_trips_through_the_parser() -> None:
 
 
 def test_event_to_dict_leaves_out_absent_fields() -> None:
-    event = parse_event(
-        {
-            "event_id": "e",
-            "type": "allocated",
-            "referral_id": "R",
-            "occurred_at": "2026-01-05T09:00:00Z",
-        }
-    )
+    event = parse_event(REQUIRED_ONLY)
     assert set(event_to_dict(event)) == {
         "event_id",
         "type",
