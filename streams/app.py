@@ -67,6 +67,7 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
 
     positions = EventPositions(
         lambda: cast(StreamConsumer, app.consumer),
+        lambda: app.monitor.tp_end_offsets,
         wiring.topics.events,
         wiring.kafka.bootstrap_servers,
     )

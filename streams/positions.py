@@ -2,8 +2,9 @@
 
 :class:`EventPositions` is the tracker's :class:`~mhst_tracker.tracking.catchup.Positions`:
 
-* the end offset the worker's Kafka client last fetched for a partition (aiokafka keeps it
-  from every fetch response; reading it asks nothing);
+* the end offset the worker's Kafka client last fetched for a partition: the high-water
+  mark of the fetch that brought the last message handed to the streams, which Faust gives
+  its monitor with every message (``Monitor.tp_end_offsets``; reading it asks nothing);
 * where the stream was sought when the partition was assigned
   (:attr:`streams.transport.StreamConsumer.sought`);
 * the broker's end offsets now, from one ``ListOffsets`` request of a small client of its
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -39,9 +40,14 @@ class EventPositions:
     """Positions and end offsets of the events topic's partitions."""
 
     def __init__(
-        self, consumer: Callable[[], StreamConsumer], topic: str, bootstrap_servers: str
+        self,
+        consumer: Callable[[], StreamConsumer],
+        fetched_ends: Callable[[], Mapping[TP, int]],
+        topic: str,
+        bootstrap_servers: str,
     ) -> None:
         self.consumer = consumer
+        self.fetched_ends = fetched_ends
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
         self._client: AIOKafkaConsumer | None = None
@@ -49,11 +55,7 @@ class EventPositions:
 
     def fetched_end(self, partition: int) -> int | None:
         """The end offset of the client's last fetch of ``partition`` (``None``: none yet)."""
-        try:
-            end = self.consumer().highwater(TP(self.topic, partition))
-        except AssertionError:  # aiokafka: "Partition is not assigned"
-            return None
-        return None if end is None else int(end)
+        return self.fetched_ends().get(TP(self.topic, partition))
 
     def sought(self, partition: int) -> int | None:
         """Where the stream was sought when ``partition`` was assigned."""

@@ -9,7 +9,8 @@ by table, messages sent by topic), which made it about a tenth of a worker's tim
 :class:`WorkerSensor` keeps every series without a label on the hot path (messages received
 and in flight, events and their runtime in the agent, messages sent and their latency), the
 end and committed offsets by topic and partition that the consumer-lag panels and rules
-read (set per fetch and per commit, not per message), commits, assignments and rebalances.
+read (the end offset is set with every message, through its series kept by partition rather
+than looked up by label), commits, assignments and rebalances.
 It drops the five labelled series above, and :func:`install_sensor` does not serve them:
 ``mhst_events_processed_total`` counts the events by type, and the worker reads and writes
 its table once per event. Faust's own bookkeeping (:class:`Monitor`) runs as before.
@@ -46,6 +47,25 @@ def install_sensor(app: faust.App, registry: CollectorRegistry) -> None:
 
 class WorkerSensor(PrometheusMonitor):
     """:class:`PrometheusMonitor` without its labelled series per message."""
+
+    def __init__(self, metrics: FaustMetrics, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self._end_offsets: dict[TP, Any] = {}
+        """The end-offset gauge's child series by partition (set with every message)."""
+
+    def track_tp_end_offset(self, tp: TP, offset: int) -> None:
+        """The end offset of a message's fetch: kept, and its gauge set."""
+        Monitor.track_tp_end_offset(self, tp, offset)
+        series = self._end_offsets.get(tp)
+        if series is None:
+            series = self._end_offsets[tp] = self._metrics.topic_partition_end_offset.labels(
+                topic=tp.topic, partition=tp.partition
+            )
+        series.set(offset)
+
+    def _clear_partition_related_metrics(self) -> None:
+        super()._clear_partition_related_metrics()
+        self._end_offsets.clear()
 
     def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
         """A message is handed to the streams."""

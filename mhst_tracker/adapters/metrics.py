@@ -184,6 +184,9 @@ class ClinicalMetrics:
             ("type",),
             registry=self.registry,
         )
+        self._event_series: dict[tuple[bool, str], Any] = {}
+        """The child series of the two event counters, by (duplicate, type): a ``labels``
+        lookup per event was a measurable share of a worker's time."""
         self.events_rejected = Counter(
             "mhst_events_rejected",
             "Invalid events sent to the dead-letter topic, by reason and declared type.",
@@ -245,8 +248,11 @@ class ClinicalMetrics:
 
     def observe_event(self, event_type: str, *, duplicate: bool = False) -> None:
         """A valid event of ``event_type`` was applied (or ignored as a duplicate)."""
-        counter = self.events_duplicate if duplicate else self.events_processed
-        counter.labels(event_type).inc()
+        series = self._event_series.get((duplicate, event_type))
+        if series is None:
+            counter = self.events_duplicate if duplicate else self.events_processed
+            series = self._event_series[duplicate, event_type] = counter.labels(event_type)
+        series.inc()
 
     def observe_rejected(self, reason: str, event_type: str | None = None) -> None:
         """An invalid event went to the dead-letter topic.
