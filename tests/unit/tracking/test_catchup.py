@@ -56,10 +56,17 @@ def deferred(tracker: ReferralTracker) -> tuple[float, float]:
     return count, age
 
 
-async def test_in_steady_state_an_event_at_the_end_of_its_partition_alerts_at_once() -> None:
-    ends = Ends(broker={0: 1})
-    tracker = tracker_on(ManualClock(NOW), owned={0}, ends=ends)
+async def started(events: int) -> tuple[ManualClock, Ends, ReferralTracker]:
+    """A tracker owning partition 0, whose end offset is ``events``, on a clock at NOW."""
+    clock = ManualClock(NOW)
+    ends = Ends(broker={0: events})
+    tracker = tracker_on(clock, owned={0}, ends=ends)
     await tracker.rebuild_index()
+    return clock, ends, tracker
+
+
+async def test_in_steady_state_an_event_at_the_end_of_its_partition_alerts_at_once() -> None:
+    _clock, ends, tracker = await started(events=1)
     await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1")))
     assert alerts(tracker) == [("R1", "assessment", "breach", alerts(tracker)[0][3])]
     assert ends.asked == [(0,)]  # one request: the broker's end offset now
@@ -68,10 +75,7 @@ async def test_in_steady_state_an_event_at_the_end_of_its_partition_alerts_at_on
 async def test_an_event_read_with_its_completion_still_unread_raises_nothing() -> None:
     """A backlog: the receipt (three days old: assessment breached as far as it shows) and,
     behind it in the partition, the assessment done on the day of receipt."""
-    clock = ManualClock(NOW)
-    ends = Ends(broker={0: 2})
-    tracker = tracker_on(clock, owned={0}, ends=ends)
-    await tracker.rebuild_index()
+    clock, ends, tracker = await started(events=2)
     await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1")))
     assert alerts(tracker) == []
     assert ends.asked == []  # certainly behind: the client's fetch showed offset 2
@@ -90,10 +94,7 @@ async def test_an_event_read_with_its_completion_still_unread_raises_nothing() -
 
 
 async def test_a_deferred_breach_still_true_is_raised_once_when_the_partition_is_read() -> None:
-    clock = ManualClock(NOW)
-    ends = Ends(broker={0: 2})
-    tracker = tracker_on(clock, owned={0}, ends=ends)
-    await tracker.rebuild_index()
+    clock, _ends, tracker = await started(events=2)
     await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1")))
     assert alerts(tracker) == []
     clock.moment = NOW + timedelta(seconds=1)
@@ -110,10 +111,7 @@ async def test_a_deferred_breach_still_true_is_raised_once_when_the_partition_is
 
 
 async def test_a_deferred_decision_waits_for_the_timer_while_the_partition_stays_behind() -> None:
-    clock = ManualClock(NOW)
-    ends = Ends(broker={0: 3})
-    tracker = tracker_on(clock, owned={0}, ends=ends)
-    await tracker.rebuild_index()
+    clock, ends, tracker = await started(events=3)
     await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1")))
     await tracker.handle(Consumed(EVENTS, 0, 1, b"R2", received("R2", NOW.isoformat())))
     assert alerts(tracker) == []  # offset 2 is still unread
@@ -131,10 +129,7 @@ async def test_a_deferred_decision_waits_for_the_timer_while_the_partition_stays
 
 
 async def test_a_timer_decision_waits_for_the_events_that_were_in_kafka_at_its_moment() -> None:
-    clock = ManualClock(NOW)
-    ends = Ends(broker={0: 1})
-    tracker = tracker_on(clock, owned={0}, ends=ends)
-    await tracker.rebuild_index()
+    clock, ends, tracker = await started(events=1)
     await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1", NOW.isoformat())))
     assert alerts(tracker) == []
     # The next day the assessment is due; its event (done on the day) reached Kafka and is
@@ -156,10 +151,7 @@ async def test_a_timer_decision_waits_for_the_events_that_were_in_kafka_at_its_m
 
 
 async def test_with_the_broker_out_of_reach_decisions_wait_and_are_made_when_it_answers() -> None:
-    clock = ManualClock(NOW)
-    ends = Ends(broker={0: 1})
-    tracker = tracker_on(clock, owned={0}, ends=ends)
-    await tracker.rebuild_index()
+    clock, ends, tracker = await started(events=1)
     await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1", NOW.isoformat())))
     ends.broker_down = True
     clock.moment = NOW + timedelta(days=1)
