@@ -105,8 +105,7 @@ class CatchUp:
         if self.behind(partition):
             return False
         ends = await self.positions.broker_ends([partition])
-        position = self.position(partition)
-        return ends is not None and position is not None and position >= ends[partition]
+        return ends is not None and self._reached(partition, ends[partition])
 
     async def ready(self, partitions: Collection[int], now: datetime) -> dict[int, datetime]:
         """Of ``partitions`` (each with timer decisions due), those whose due decisions can be
@@ -131,7 +130,7 @@ class CatchUp:
             return ready
         began = time.monotonic()
         for partition in beginning:
-            if partition not in self._read and self.positions.sought(partition) is None:
+            if self.position(partition) is None:
                 continue  # assigned, not yet sought: no position to compare
             round_ = self._rounds[partition] = Round(now, ends[partition], began)
             if self._reached(partition, round_.target):
@@ -161,11 +160,6 @@ class CatchUp:
                 round_.target,
                 waited,
             )
-
-    def round_moment(self, partition: int) -> datetime | None:
-        """The moment of the partition's open round, if any."""
-        round_ = self._rounds.get(partition)
-        return None if round_ is None else round_.moment
 
     def forget(self, partition: int) -> None:
         """The partition is no longer owned (or is assigned afresh)."""

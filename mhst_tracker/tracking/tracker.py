@@ -201,18 +201,18 @@ class ReferralTracker:
         self.readiness.handled()
 
     async def _on_event(self, key: bytes | None, value: bytes | None, message: Consumed) -> None:
-        self.catch_up.read(message.partition, message.offset)
+        partition = message.partition
+        self.catch_up.read(partition, message.offset)
         try:
             parsed = accept(key, value, self.options.max_event_bytes)
         except InvalidEvent as rejection:
             await self._dead_letter(rejection.reason, key, value, message)
             return
         assert key is not None
-        raw = self.timer.stored(message.partition, key, self.table.get)
+        raw = self.timer.stored(partition, key, self.table.get)
         record = None if raw is None else ReferralRecord.from_bytes(raw)
         now = self.time_source.now()
-        outcome = apply_event(record, parsed, message.partition, self.profile, now)
-        partition = message.partition
+        outcome = apply_event(record, parsed, partition, self.profile, now)
         if outcome.alerts and not await self.catch_up.caught_up(partition):
             outcome = outcome.deferred(now)
             self.deferred_on_ingest.setdefault(partition, set()).add(key)
@@ -237,8 +237,7 @@ class ReferralTracker:
                 await self._store(
                     key, apply_tick(ReferralRecord.from_bytes(raw), evaluation), partition
                 )
-        if not self.timer.due((partition,), evaluation.as_of.timestamp()):
-            self.catch_up.finished(partition)  # a round the timer opened meanwhile is done
+        self._finish_round(partition, evaluation.as_of)  # if the timer opened one meanwhile
 
     def _on_tick(self, partition: int) -> None:
         """Write records the timer decided for ``partition`` (a flush tick)."""
@@ -334,8 +333,7 @@ class ReferralTracker:
         self.timer.settle(fired)
         self.quiet.set()
         for partition, moment in ready.items():
-            if not self.timer.due((partition,), moment.timestamp()):
-                self.catch_up.finished(partition)
+            self._finish_round(partition, moment)
         await self._send_ticks(owned)
         self._observe(fired)
         self._report_deferred(owned)
@@ -343,6 +341,11 @@ class ReferralTracker:
         now = self.time_source.now()
         for partition in owned:
             budget -= self.timer.prepare(partition, now, read, budget)
+
+    def _finish_round(self, partition: int, moment: datetime) -> None:
+        """Close the partition's round once nothing due by ``moment`` is left undecided."""
+        if not self.timer.due((partition,), moment.timestamp()):
+            self.catch_up.finished(partition)
 
     def _report_deferred(self, owned: list[int]) -> None:
         """Report the decisions due and not yet made, and how long the oldest has waited
