@@ -102,37 +102,45 @@ async def trial(bootstrap: str, count: int, standbys: int, base: Path) -> dict[s
     await create_topics(settings)
     bench = Bench(settings, base / f"standbys-{standbys}", [])
     bench.base.mkdir(parents=True)
-    extra = {"MHST_STANDBY_REPLICAS": str(standbys)}
     try:
         seeded = await seed_changelog(bench, count)
-        began = time.time()
-        first = bench.start("w1", WORKER, "w1", clock_at(START), extra)
-        second = bench.start("w2", WORKER, "w2", clock_at(START), extra)
-        for worker in (first, second):
-            await wait_indexed(worker, 0, 1800)
-        restored = await settled((first, second))
-        before = len(indexed_lines(second))
-        killed = time.time()
-        first.kill()
-        taken_over, line = await wait_indexed(second, before, 1800)
-        rss_survivor = rss_mib(second.pid or 0)
-        before = len(indexed_lines(second))
-        restarted_at = time.time()
-        again = bench.start("w1-again", WORKER, "w1", clock_at(START), extra)
-        back, back_line = await wait_indexed(again, 0, 1800)
-        return {
-            "standby_replicas": standbys,
-            "open_referrals": count,
-            "changelog_seeded_s": round(seeded, 1),
-            "two_workers_restored_from_changelog_s": round(restored - began, 1),
-            "takeover_after_sigkill_s": round(taken_over - killed, 1),
-            "takeover_referrals_indexed": referrals_in(line),
-            "survivor_rss_mib": round(rss_survivor, 1),
-            "restart_same_data_dir_s": round(back - restarted_at, 1),
-            "restart_referrals_indexed": referrals_in(back_line),
-        }
+        figures = await kill_and_restart(bench, clock_at(START), standbys)
     finally:
         bench.stop_all()
+    return {
+        "standby_replicas": standbys,
+        "open_referrals": count,
+        "changelog_seeded_s": round(seeded, 1),
+        **figures,
+    }
+
+
+async def kill_and_restart(bench: Bench, clock: str, standbys: int) -> dict[str, Any]:
+    """Two workers on empty data directories restore the table's changelog; one is
+    SIGKILLed (the take-over), then started again on its data directory (the restart)."""
+    extra = {"MHST_STANDBY_REPLICAS": str(standbys)}
+    began = time.time()
+    first = bench.start("w1", WORKER, "w1", clock, extra)
+    second = bench.start("w2", WORKER, "w2", clock, extra)
+    for worker in (first, second):
+        await wait_indexed(worker, 0, 1800)
+    restored = await settled((first, second))
+    before = len(indexed_lines(second))
+    killed = time.time()
+    first.kill()
+    taken_over, line = await wait_indexed(second, before, 1800)
+    rss_survivor = rss_mib(second.pid or 0)
+    restarted_at = time.time()
+    again = bench.start("w1-again", WORKER, "w1", clock, extra)
+    back, back_line = await wait_indexed(again, 0, 1800)
+    return {
+        "two_workers_restored_from_changelog_s": round(restored - began, 1),
+        "takeover_after_sigkill_s": round(taken_over - killed, 1),
+        "takeover_referrals_indexed": referrals_in(line),
+        "survivor_rss_mib": round(rss_survivor, 1),
+        "restart_same_data_dir_s": round(back - restarted_at, 1),
+        "restart_referrals_indexed": referrals_in(back_line),
+    }
 
 
 def main() -> None:

@@ -3,11 +3,13 @@
 :func:`simulate` yields JSONL lines (version-1 events) in the order a broker would receive
 them. What it models:
 
-* **Teams and schools.** One MHST per ~2,500 referrals (3 to 100 teams), each serving 6 to
-  14 schools with six-digit URNs, and each with its own pace: slower teams breach more.
-* **Arrivals** day by day from ``start``, Poisson per team, weighted by weekday (Monday
-  busiest, few at weekends) and by term time (approximate English school holidays cut
-  arrivals to a third), at local office hours with a few evening portal referrals.
+* **Teams and schools.** One MHST per ~2,500 referrals (3 to 100 teams; or ``teams=N``),
+  each serving 6 to 14 schools (or ``schools_per_team``) with six-digit URNs, and each with
+  its own pace: slower teams breach more.
+* **Arrivals** day by day from ``start``, Poisson per team (mean ``rate`` on a Monday in
+  term time), weighted by weekday (Monday busiest, few at weekends) and by term time
+  (approximate English school holidays cut arrivals to a third, :func:`arrival_weight`), at
+  local office hours with a few evening portal referrals.
 * **Pathways.** Assessment on the receipt day for most, allocation a few days later,
   intervention about three weeks after receipt: roughly a fifth of interventions start
   after day 28. DNAs (each delays the intervention a week), closures before intervention
@@ -99,20 +101,47 @@ class _Team:
     pace: float
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How many teams, how many schools each serves, how busy each is."""
+
+    teams: int | None = None
+    """``None``: one per ~2,500 referrals, 3 to 100."""
+    schools_per_team: tuple[int, int] = (6, 14)
+    """Inclusive range each team's school count is drawn from."""
+    rate: float = TERM_WEEKDAY_RATE
+    """Mean referrals per team on a Monday in term time."""
+
+
 def simulate(
-    seed: int, start: date, *, referrals: int | None = None, events: int | None = None
+    seed: int,
+    start: date,
+    *,
+    referrals: int | None = None,
+    events: int | None = None,
+    shape: Shape = Shape(),
 ) -> Iterator[str]:
     """Yield a synthetic event stream as JSONL lines (without newlines).
 
     Give exactly one of ``referrals`` (how many referrals arrive) or ``events`` (how many
     lines to produce). The same arguments always give the same lines.
     """
-    for _uploaded_at, line in uploads(seed, start, referrals=referrals, events=events):
+    for _uploaded_at, line in uploads(seed, start, referrals=referrals, events=events, shape=shape):
         yield line
 
 
+def arrival_weight(day: date) -> float:
+    """The day's arrivals as a share of a Monday's in term time, before the Monday weight."""
+    return WEEKDAY_WEIGHTS[day.weekday()] * (HOLIDAY_WEIGHT if _is_holiday(day) else 1.0)
+
+
 def uploads(
-    seed: int, start: date, *, referrals: int | None = None, events: int | None = None
+    seed: int,
+    start: date,
+    *,
+    referrals: int | None = None,
+    events: int | None = None,
+    shape: Shape = Shape(),
 ) -> Iterator[tuple[datetime, str]]:
     """:func:`simulate`'s lines, each with the moment (UTC) it was uploaded, in that order."""
     if (referrals is None) == (events is None):
@@ -123,7 +152,7 @@ def uploads(
         raise ValueError("the size must not be negative")
     rng = random.Random(seed)
     expected_referrals = referrals or math.ceil(size / EVENTS_PER_REFERRAL)
-    teams = _make_teams(rng, expected_referrals)
+    teams = _make_teams(rng, expected_referrals, shape)
     stream = _Stream(rng)
     produced = 0
     arrived = 0
@@ -137,9 +166,9 @@ def uploads(
             yield uploaded
         if referrals is not None and arrived == referrals:
             return
-        weight = WEEKDAY_WEIGHTS[day.weekday()] * (HOLIDAY_WEIGHT if _is_holiday(day) else 1.0)
+        mean = shape.rate * arrival_weight(day)
         for team in teams:
-            for _ in range(_poisson(rng, TERM_WEEKDAY_RATE * weight)):
+            for _ in range(_poisson(rng, mean)):
                 if referrals is not None and arrived == referrals:
                     break
                 arrived += 1
@@ -149,9 +178,9 @@ def uploads(
         day += timedelta(days=1)
 
 
-def _make_teams(rng: random.Random, expected_referrals: int) -> list[_Team]:
-    count = min(100, max(3, round(expected_referrals / REFERRALS_PER_TEAM)))
-    school_counts = [rng.randint(6, 14) for _ in range(count)]
+def _make_teams(rng: random.Random, expected_referrals: int, shape: Shape) -> list[_Team]:
+    count = shape.teams or min(100, max(3, round(expected_referrals / REFERRALS_PER_TEAM)))
+    school_counts = [rng.randint(*shape.schools_per_team) for _ in range(count)]
     urns = iter(rng.sample(range(100000, 150000), sum(school_counts)))
     return [
         _Team(

@@ -117,7 +117,8 @@ def rebuild_command(profile_path: Path | None, store: bool, jobs: int | None) ->
     click.echo(
         f"rebuilt {figures.referrals:,} referrals ({profile.name}) from {figures.events:,}"
         f" events on {figures.partitions} partitions in {figures.seconds:.1f} s"
-        f" ({rate:,.0f} events/s, {figures.jobs} processes) as of {as_of}:"
+        f" ({rate:,.0f} events/s, {figures.jobs} process{'es' if figures.jobs > 1 else ''})"
+        f" as of {as_of}:"
         f" {figures.rejected:,} rejected ({figures.dead_letters:,} sent to the dead-letter"
         f" topic), {figures.duplicates:,} duplicates, {figures.alerts:,} alerts on record"
         f"{f' ({figures.unreadable:,} unreadable)' if figures.unreadable else ''};"

@@ -12,7 +12,7 @@ from mhst_tracker.domain.errors import InvalidEvent
 from mhst_tracker.domain.events import Event, EventType, parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
-from mhst_tracker.simulate import simulate
+from mhst_tracker.simulate import ZONE, Shape, arrival_weight, simulate
 
 START = date(2025, 9, 1)
 
@@ -70,6 +70,27 @@ def test_several_teams_and_schools() -> None:
     receipts = [event for event in valid_events() if event.type is EventType.REFERRAL_RECEIVED]
     assert len({event.team_id for event in receipts}) >= 3
     assert len({event.school_id for event in receipts if event.school_id}) >= 18
+
+
+def test_a_shape_sets_the_teams_their_schools_and_their_pace() -> None:
+    year = sum(arrival_weight(START + timedelta(days=day)) for day in range(365))
+    shape = Shape(teams=7, schools_per_team=(12, 21), rate=300 / year)
+    receipts = []
+    for line in simulate(3, START, referrals=3000, shape=shape):
+        try:
+            event = parse_event(line)
+        except InvalidEvent:
+            continue
+        if event.type is EventType.REFERRAL_RECEIVED:
+            receipts.append(event)
+    teams: dict[str, set[str]] = {}
+    for event in receipts:
+        teams.setdefault(event.team_id, set()).add(event.school_id or "")
+    assert len(teams) == 7
+    assert all(12 <= len(schools - {""}) <= 21 for schools in teams.values())
+    end = START + timedelta(days=365)
+    in_a_year = {e.referral_id for e in receipts if e.occurred_at.astimezone(ZONE).date() < end}
+    assert 0.94 * 7 * 300 < len(in_a_year) < 1.06 * 7 * 300
 
 
 def test_every_event_type_and_both_offsets_occur() -> None:
