@@ -176,17 +176,17 @@ async def worker_rate(bootstrap: str, data: Path, sample: int, scratch: Path) ->
     return {"events": total, "events_per_s": round(total / (finished - ready))}
 
 
-async def restore(settings: Settings, clock: str, scratch: Path) -> dict[str, Any]:
-    """A worker with an empty data directory restoring the rebuilt table."""
-    bench = Bench(settings, scratch, [])
+async def restore(bench: Bench, clock: str) -> dict[str, Any]:
+    """A worker with an empty data directory (``restore``) restoring the rebuilt table; it
+    is stopped once its deadlines are indexed."""
+    began = time.time()
+    worker = bench.worker("restore", "restore", clock)
     try:
-        began = time.time()
-        worker = bench.worker("restore", "restore", clock)
         ready = await wait_log(worker, "Worker ready", 3600)
         indexed = await wait_log(worker, "deadline index rebuilt", 3600)
         rss = rss_mib(worker.pid or 0)
     finally:
-        bench.stop_all()
+        worker.stop(timeout=300)
     return {
         "to_worker_ready_s": round(ready - began, 2),
         "to_deadline_index_s": round(indexed - began, 2),
@@ -207,8 +207,10 @@ async def deployment(bootstrap: str, data: Path) -> tuple[Settings, float]:
 
 
 async def one_size(
-    bootstrap: str, events: int, seed: int, sample: int, scratch: Path
+    bootstrap: str, events: int, seed: int, sample: int, base: Path
 ) -> dict[str, Any]:
+    scratch = base / str(events)
+    scratch.mkdir()
     data = scratch / f"events-{events}.jsonl"
     began = time.perf_counter()
     write_stream(data, events, seed)
@@ -233,7 +235,7 @@ async def one_size(
         environment(alone_settings, clock, scratch / "unused"),
         Path(os.devnull),
     )
-    restored = await restore(settings, clock, scratch)
+    restored = await restore(Bench(settings, scratch, []), clock)
     worker = await worker_rate(bootstrap, data, sample, scratch)
     rebuild_rate = published / rebuild["wall_s"]
     replay_rate = published / replay["wall_s"]

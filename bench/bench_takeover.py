@@ -18,7 +18,9 @@ It starts its own Kafka broker (12 partitions) and, for each standby setting giv
 * **restart on the same data directory**: starts the killed worker again on its data
   directory and times it to "Worker ready" and to indexing the partitions it gets back.
 
-Figures go to ``bench/results/takeover.json``.
+Figures go to ``bench/results/takeover.json``. With ``--profile-restore PATH`` it instead
+runs one worker under cProfile while it restores ``--open`` referrals from the changelog
+into an empty data directory, and prints where the time went (stats kept in PATH).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import pstats
 import shutil
 import tempfile
 import time
@@ -42,6 +45,7 @@ from bench.bench_worker import (
     clock_at,
     rss_mib,
     seed_changelog,
+    wait_log,
 )
 from deploy.local import KafkaBroker
 from deploy.local.process import ManagedProcess
@@ -143,10 +147,30 @@ async def kill_and_restart(bench: Bench, clock: str, standbys: int) -> dict[str,
     }
 
 
+async def profiled_restore(bootstrap: str, count: int, base: Path, profile: Path) -> float:
+    """One worker under cProfile restoring ``count`` open referrals; seconds to its index."""
+    settings = Settings(
+        kafka_bootstrap=bootstrap, topic_prefix=f"profile{int(time.time())}.", partitions=PARTITIONS
+    )
+    await create_topics(settings)
+    bench = Bench(settings, base / "profile", [])
+    bench.base.mkdir(parents=True)
+    try:
+        await seed_changelog(bench, count)
+        began = time.time()
+        worker = bench.worker("restore", "restore", clock_at(START), profile)
+        indexed = await wait_log(worker, INDEXED, 3600)
+        worker.stop(timeout=300)
+    finally:
+        bench.stop_all()
+    return indexed - began
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--open", type=int, default=1_000_000)
     parser.add_argument("--standbys", default="1,0", help="standby settings to try, in order")
+    parser.add_argument("--profile-restore", type=Path, help="cProfile one worker's restore")
     args = parser.parse_args()
     settings = [int(value) for value in args.standbys.split(",")]
     broker = KafkaBroker()
@@ -154,6 +178,15 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="mhst-takeover-"))
     try:
         broker.wait_ready()
+        if args.profile_restore is not None:
+            took = asyncio.run(
+                profiled_restore(broker.bootstrap, args.open, scratch, args.profile_restore)
+            )
+            print(f"restored {args.open:,} open referrals to the deadline index in {took:.1f} s")
+            stats = pstats.Stats(str(args.profile_restore))
+            stats.sort_stats("cumulative").print_stats(40)
+            stats.sort_stats("tottime").print_stats(30)
+            return
         started = time.monotonic()
         trials = [
             asyncio.run(trial(broker.bootstrap, args.open, standbys, scratch))

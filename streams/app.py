@@ -12,9 +12,12 @@ off; the worker serves ``/metrics`` and ``/healthz`` itself.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
+from faust.types import TableT
 
 from mhst_tracker import bootstrap
 from mhst_tracker.bootstrap import KafkaClient, WorkerParts
@@ -22,11 +25,14 @@ from mhst_tracker.config import Settings
 from mhst_tracker.tracking.tracker import ReferralTracker, TrackerOptions
 from streams.agents import track_referrals
 from streams.positions import EventPositions
+from streams.preload import preload
 from streams.sensor import install_sensor
 from streams.tables import follow_rebalances, partitions_of, referral_table
 from streams.timers import deadline_timers
 from streams.topics import WorkerTopics
 from streams.transport import StreamConsumer, StreamTransport
+
+log = logging.getLogger(__name__)
 
 
 def faust_settings(settings: Settings, kafka: KafkaClient, store: str) -> dict[str, Any]:
@@ -48,6 +54,34 @@ def faust_settings(settings: Settings, kafka: KafkaClient, store: str) -> dict[s
     }
 
 
+class WorkerApp(faust.App):
+    """A Faust app that runs its :attr:`preloads` when it first starts, before its consumer
+    joins the group (:mod:`streams.preload`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.preloads: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        for step in self.preloads:
+            await step()
+
+
+async def preload_table(
+    table: TableT[bytes, bytes], changelog: str, partitions: int, kafka: KafkaClient
+) -> None:
+    """The table's local store brought up to the changelog's end (:func:`preload`)."""
+    done = await preload(table.data, changelog, partitions, kafka.bootstrap_servers)
+    if done.records:
+        log.info(
+            "table loaded from the changelog before joining: %d records on %d partitions in %.1f s",
+            done.records,
+            done.partitions,
+            done.seconds,
+        )
+
+
 def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
     """A Faust app for a worker's ``parts``; ``store="memory://"`` keeps tables in memory.
 
@@ -56,7 +90,7 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
     ``MHST_METRICS_PORT`` (0: a free port, logged).
     """
     settings, wiring = parts.settings, parts.wiring
-    app = faust.App(wiring.topics.workers, **faust_settings(settings, wiring.kafka, store))
+    app = WorkerApp(wiring.topics.workers, **faust_settings(settings, wiring.kafka, store))
     app.transport = StreamTransport(app.conf.broker_consumer, app)
     install_sensor(app, parts.metrics.registry)
     topics = WorkerTopics(app, wiring.topics, settings.partitions)
@@ -88,6 +122,11 @@ def create_app(parts: WorkerParts, *, store: str = "rocksdb://") -> faust.App:
         wiring.time_source,
         parts.metrics,
         parts.health,
+    )
+    app.preloads.append(
+        lambda: preload_table(
+            table, wiring.topics.referral_changelog, settings.partitions, wiring.kafka
+        )
     )
     track_referrals(app, topics.source, tracker)
     deadline_timers(app, tracker)

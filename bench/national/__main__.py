@@ -18,7 +18,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from bench.bench_rebuild import MHST_TRACKER, deployment, environment, timed_child
+from bench.bench_rebuild import MHST_TRACKER, deployment, environment, restore, timed_child
 from bench.bench_replay import _last_moment
 from bench.bench_takeover import kill_and_restart
 from bench.bench_worker import AlertWatch, Bench, clock_at, rss_mib, summary, wait_log
@@ -84,21 +84,6 @@ def open_at(path: Path, moment: datetime) -> int:
     with path.open("rb") as file:
         result = replay(file, moment, TRAILBLAZER_4WW)
     return sum(1 for state in result.referrals if state.status in WAITING_STATUSES)
-
-
-async def restore(bench: Bench, clock: str) -> dict[str, Any]:
-    """A worker with an empty data directory restoring the rebuilt table."""
-    began = time.time()
-    worker = bench.worker("restore", "restore", clock)
-    ready = await wait_log(worker, "Worker ready", 3600)
-    indexed = await wait_log(worker, "deadline index rebuilt", 3600)
-    rss = rss_mib(worker.pid or 0)
-    worker.stop(timeout=300)
-    return {
-        "to_worker_ready_s": round(ready - began, 1),
-        "to_deadline_index_s": round(indexed - began, 1),
-        "worker_rss_mib": round(rss, 1),
-    }
 
 
 async def midnight(bench: Bench, at: datetime, margin: float) -> dict[str, Any]:

@@ -293,7 +293,7 @@ async def test_a_rebuild_writes_the_records_a_worker_writes(deployment: Deployme
         await reader.close()
     referrals = len(scenario.replayer.clocks)
     assert f"rebuilt {referrals:,} referrals" in output
-    assert "1 processes" in output
+    assert "1 process)" in output
     assert f"{len(raised):,} alerts on record" in output
     rebuilt = [record for record in records if record.offset >= old_ends[record.partition]]
     assert len(rebuilt) == referrals == len(written)
