@@ -18,9 +18,15 @@ It starts its own Kafka broker (12 partitions) and, for each size, in the same r
   ``--jobs 1`` (in one process, as replay runs) on a copy of the events topic of its own;
 * **restore**: a worker with an empty data directory, from start to "Worker ready" and to
   its deadline index rebuilt from the rebuilt records, and its RSS then;
+* **take-over and restart**: two workers on empty data directories over the rebuilt table
+  (one standby replica, as shipped), one SIGKILLed, then restarted on its data directory
+  (:func:`bench.bench_takeover.kill_and_restart`);
 * **worker**: the worker's own rate in the same run, on the first ``--worker-sample``
   events of the same stream on topics of their own, from "Worker ready" to the alert of a
   sentinel event published last on every partition (as ``bench.bench_worker`` measures it).
+
+Once per run, **CLI start**: the median wall time of five ``mhst-tracker --help`` and five
+``mhst-tracker replay --help`` processes, against a bare ``python -c pass``.
 
 Rates are events (lines) per second of wall time. Figures go to ``bench/results/rebuild.json``.
 """
@@ -33,6 +39,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +54,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from bench.bench_replay import _last_moment
+from bench.bench_takeover import kill_and_restart
 from bench.bench_worker import (
     PARTITIONS,
     START,
@@ -194,6 +202,25 @@ async def restore(bench: Bench, clock: str) -> dict[str, Any]:
     }
 
 
+def cli_start(runs: int = 5) -> dict[str, Any]:
+    """Median wall seconds of the command line's start, against a bare interpreter."""
+
+    def median_of(argv: list[str]) -> float:
+        times = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - began)
+        return round(statistics.median(times), 3)
+
+    return {
+        "python_c_pass_s": median_of([sys.executable, "-c", "pass"]),
+        "help_s": median_of([str(MHST_TRACKER), "--help"]),
+        "replay_help_s": median_of([str(MHST_TRACKER), "replay", "--help"]),
+        "target_s": 0.3,
+    }
+
+
 async def deployment(bootstrap: str, data: Path) -> tuple[Settings, float]:
     """Topics of their own with every line of ``data`` on the events topic; the seconds the
     publishing took."""
@@ -236,6 +263,12 @@ async def one_size(
         Path(os.devnull),
     )
     restored = await restore(Bench(settings, scratch, []), clock)
+    pair = Bench(settings, scratch / "takeover", [])
+    pair.base.mkdir()
+    try:
+        takeover = await kill_and_restart(pair, clock, 1)
+    finally:
+        pair.stop_all()
     worker = await worker_rate(bootstrap, data, sample, scratch)
     rebuild_rate = published / rebuild["wall_s"]
     replay_rate = published / replay["wall_s"]
@@ -255,6 +288,7 @@ async def one_size(
         "worker": worker,
         "rebuild_over_worker": round(rebuild_rate / worker["events_per_s"], 1),
         "restore_after_rebuild": restored,
+        "takeover_after_rebuild_standby_1": takeover,
     }
 
 
@@ -297,6 +331,7 @@ def main() -> None:
             "date": datetime.now().date().isoformat(),
         },
         "bench_wall_s": round(time.monotonic() - started),
+        "cli_start": cli_start(),
         "sizes": figures,
     }
     print(json.dumps(results, indent=2))
