@@ -142,6 +142,22 @@ class _Partition:
         self.referrals: dict[str, _Contribution] = {}
 
 
+class Restatement:
+    """Partitions' counts being rebuilt from their referrals' states
+    (:meth:`ClinicalMetrics.restatement`)."""
+
+    __slots__ = ("_metrics", "parts")
+
+    def __init__(self, metrics: ClinicalMetrics, partitions: Iterable[int]) -> None:
+        self._metrics = metrics
+        self.parts = {partition: _Partition() for partition in partitions}
+
+    def add(self, partition: int, state: ReferralState) -> None:
+        """A referral of ``partition`` in ``state``."""
+        metrics = self._metrics
+        metrics._put(self.parts[partition], state.referral_id, metrics._contribution(state))
+
+
 class ClinicalMetrics:
     """The clinical measures and the worker's health metrics, on one registry.
 
@@ -221,11 +237,24 @@ class ClinicalMetrics:
     def replace_partition(self, partition: int, states: Iterable[ReferralState]) -> None:
         """``partition`` is owned and holds exactly ``states``: call on assignment (after
         the table is recovered) and for every owned partition when the local date changes."""
-        part = _Partition()
+        restatement = self.restatement({partition})
         for state in states:
-            self._put(part, state.referral_id, self._contribution(state))
+            restatement.add(partition, state)
+        self.install(restatement)
+
+    def restatement(self, partitions: Iterable[int]) -> Restatement:
+        """Counts for ``partitions`` built state by state, put in place by :meth:`install`
+        (only each referral's contribution is kept, not its state)."""
+        return Restatement(self, partitions)
+
+    def install(self, restatement: Restatement, *, skip: Iterable[int] = ()) -> None:
+        """Each partition of ``restatement`` but ``skip`` is owned and holds exactly the
+        states added to it."""
+        skipped = set(skip)
         with self._lock:
-            self._partitions[partition] = part
+            for partition, part in restatement.parts.items():
+                if partition not in skipped:
+                    self._partitions[partition] = part
 
     def partitions_revoked(self, partitions: Iterable[int]) -> None:
         """The worker no longer owns ``partitions``: their contribution disappears."""

@@ -451,17 +451,16 @@ class ReferralTracker:
             evaluation = Evaluation.of(self.time_source.now(), self.profile)
             self.changed_meanwhile = {}
             self.revoked_meanwhile = set()
-            states: dict[int, list[ReferralState]] = {partition: [] for partition in partitions}
+            restatement = self.metrics.restatement(partitions)
             records: Iterator[tuple[bytes, bytes]] = iter(self.table.items())
             while chunk := list(itertools.islice(records, RESTATE_CHUNK)):
                 for partition, found in partition_states(chunk, partitions, evaluation).items():
-                    states[partition].extend(found)
+                    for state in found:
+                        restatement.add(partition, state)
                 await asyncio.sleep(0)
             changed, self.changed_meanwhile = self.changed_meanwhile, None
             revoked = self.revoked_meanwhile
-            for partition, partition_states_now in states.items():
-                if partition not in revoked:
-                    self.metrics.replace_partition(partition, partition_states_now)
+            self.metrics.install(restatement, skip=revoked)
             for (partition, _referral), state in changed.items():
                 if partition not in revoked:
                     self.metrics.observe_state(partition, state)

@@ -156,6 +156,21 @@ def test_two_workers_sum_to_the_whole_before_and_after_a_rebalance(
     assert_matches(scrape(first.registry), mine.overall)
 
 
+def test_a_restatement_installs_every_partition_built_but_those_skipped(
+    states: tuple[ReferralState, ...],
+) -> None:
+    parts = by_partition(states)
+    metrics = ClinicalMetrics(TRAILBLAZER_4WW)
+    restatement = metrics.restatement([0, 1, 2])
+    for partition in (0, 1, 2):
+        for state in parts[partition]:
+            restatement.add(partition, state)
+    metrics.install(restatement, skip=[2])
+    assert metrics.owned_partitions == {0, 1}
+    mine = summarise([*parts[0], *parts[1]], TRAILBLAZER_4WW)
+    assert_matches(scrape(metrics.registry), mine.overall)
+
+
 def test_losing_a_partition_removes_the_series_only_it_contributed() -> None:
     received = {
         "event_id": "e1",
