@@ -24,6 +24,7 @@ from bench.bench_takeover import kill_and_restart
 from bench.bench_worker import AlertWatch, Bench, clock_at, rss_mib, summary, wait_log
 from bench.national.plots import draw
 from deploy.local import KafkaBroker, PostgresServer
+from deploy.local.process import ManagedProcess
 from mhst_tracker.domain.clock import WAITING_STATUSES
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.replay import replay
@@ -86,6 +87,50 @@ def open_at(path: Path, moment: datetime) -> int:
     return sum(1 for state in result.referrals if state.status in WAITING_STATUSES)
 
 
+async def until_quiet(
+    watch: AlertWatch, worker: ManagedProcess, since: datetime, origin: float
+) -> list[float]:
+    """Broker timestamps (less ``origin``) of the alerts detected at or after ``since``, read
+    until none has come for :data:`QUIET_S` (or none at all by ``origin`` plus six times
+    that)."""
+    appended: list[float] = []
+    last = time.monotonic()
+    give_up = time.monotonic() + 3600
+    while not appended or time.monotonic() - last < QUIET_S:
+        if time.monotonic() > give_up or worker.exit_code() is not None:
+            raise RuntimeError(f"no end to the alerts:\n{worker.log_tail()}")
+        if not appended and time.time() > origin + 6 * QUIET_S:
+            break
+        batches = await watch.consumer.getmany(timeout_ms=200, max_records=50_000)
+        for batch in batches.values():
+            for message in batch:
+                body = orjson.loads(message.value or b"{}")
+                if datetime.fromisoformat(body["detected_at"]) >= since:
+                    appended.append(message.timestamp / 1000 - origin)
+                    last = time.monotonic()
+    return appended
+
+
+async def first_run(bench: Bench, as_of: datetime, watch: AlertWatch) -> dict[str, Any]:
+    """The restored worker started again as of the rebuild: it raises what is due then (with
+    no alert history, every breach of the year that is still true), once. ``watch`` was
+    started before the restore, which may have raised some of them."""
+    began = time.time()
+    worker = bench.worker("first", "restore", clock_at(as_of))
+    try:
+        indexed = await wait_log(worker, "deadline index rebuilt", 3600)
+        appended = await until_quiet(watch, worker, as_of, indexed)
+        rss = rss_mib(worker.pid or 0)
+    finally:
+        await watch.stop()
+        worker.stop(timeout=300)
+    return {
+        "alerts": len(appended),
+        "last_alert_after_start_s": round(max(appended, default=0.0) + indexed - began, 1),
+        "worker_rss_mib_after": round(rss, 1),
+    }
+
+
 async def midnight(bench: Bench, at: datetime, margin: float) -> dict[str, Any]:
     """The restored worker started again ``margin`` seconds before the midnight ``at``; the
     alerts detected at it, timed from the midnight's wall time."""
@@ -93,25 +138,11 @@ async def midnight(bench: Bench, at: datetime, margin: float) -> dict[str, Any]:
     await watch.start()
     wall = time.time() + margin
     worker = bench.worker("midnight", "restore", f"simulated:{at.isoformat()}@1/{wall:.6f}")
-    indexed = await wait_log(worker, "deadline index rebuilt", margin)
-    if indexed >= wall:
-        raise RuntimeError("the worker was not ready before midnight: lateness would be invalid")
-    appended: list[float] = []
-    last = time.monotonic()
-    give_up = time.monotonic() + margin + 1800
     try:
-        while not appended or time.monotonic() - last < QUIET_S:
-            if time.monotonic() > give_up or worker.exit_code() is not None:
-                raise RuntimeError(f"no end to the midnight's alerts:\n{worker.log_tail()}")
-            if not appended and time.time() > wall + 6 * QUIET_S:
-                break
-            batches = await watch.consumer.getmany(timeout_ms=200, max_records=50_000)
-            for batch in batches.values():
-                for message in batch:
-                    body = orjson.loads(message.value or b"{}")
-                    if datetime.fromisoformat(body["detected_at"]) >= at:
-                        appended.append(message.timestamp / 1000 - wall)
-                        last = time.monotonic()
+        indexed = await wait_log(worker, "deadline index rebuilt", margin)
+        if indexed >= wall:
+            raise RuntimeError("the worker was not ready before midnight: lateness is invalid")
+        appended = await until_quiet(watch, worker, at, wall)
         rss = rss_mib(worker.pid or 0)
     finally:
         await watch.stop()
@@ -174,7 +205,10 @@ async def one_slice(bootstrap: str, teams: int, seed: int, scratch: Path) -> dic
     bench = Bench(settings, scratch / f"slice-{teams}", [])
     bench.base.mkdir(parents=True)
     try:
+        watch = AlertWatch(bootstrap, settings.topics.alerts)
+        await watch.start()
         restored = await restore(bench, clock_at(as_of))
+        first = await first_run(bench, as_of, watch)
         margin = 2 * restored["to_deadline_index_s"] + 10
         timed = await midnight(bench, at, margin)
         takeover = await kill_and_restart(bench, clock_at(at + timedelta(minutes=1)), 1)
@@ -184,6 +218,7 @@ async def one_slice(bootstrap: str, teams: int, seed: int, scratch: Path) -> dic
         "history": history,
         "rebuild": rebuilt,
         "restore": restored,
+        "first_run_after_rebuild": first,
         "midnight_timers": timed,
         "takeover_standby_1": takeover,
         "store_postgresql": await store(data),
