@@ -262,9 +262,9 @@ def main() -> None:
     finally:
         broker.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    results["england_extrapolated"] = draw(results["slices"], ENGLAND_TEAMS, PLOT)
+    results["fitted_lines"] = draw(results["slices"], ENGLAND_TEAMS, PLOT)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results["england_extrapolated"], indent=2))
+    print(json.dumps(results["fitted_lines"], indent=2))
 
 
 if __name__ == "__main__":

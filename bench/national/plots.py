@@ -19,6 +19,11 @@ MEASURES: Final[tuple[tuple[str, str, Callable[[Slice], float]], ...]] = (
         lambda s: s["history"]["waiting_at_midnight"],
     ),
     ("rebuild_s", "rebuild, s", lambda s: s["rebuild"]["wall_s"]),
+    (
+        "first_run_alerts",
+        "alerts of the first run after the rebuild",
+        lambda s: s["first_run_after_rebuild"]["alerts"],
+    ),
     ("restore_s", "restore to deadline index, s", lambda s: s["restore"]["to_deadline_index_s"]),
     (
         "worker_rss_mib",
@@ -40,23 +45,29 @@ MEASURES: Final[tuple[tuple[str, str, Callable[[Slice], float]], ...]] = (
 )
 
 
-def draw(slices: list[Slice], england_teams: int, path: Path) -> dict[str, float]:
-    """Plot every measure of ``slices`` into ``path`` (PNG); each line's value at
-    ``england_teams`` teams."""
+def draw(slices: list[Slice], england_teams: int, path: Path) -> dict[str, dict[str, float]]:
+    """Plot every measure of ``slices`` into ``path`` (PNG); each line's slope per 100
+    teams, its value with no team (the fixed part) and at ``england_teams`` teams."""
     teams = np.array([s["history"]["teams"] for s in slices], dtype=float)
     columns = 3
     rows = -(-len(MEASURES) // columns)
     figure = Figure(figsize=(5 * columns, 3.6 * rows))
     axes = figure.subplots(rows, columns)
-    extrapolated: dict[str, float] = {}
+    fitted: dict[str, dict[str, float]] = {}
     line_x = np.linspace(0, england_teams, 50)
     for axis, (key, title, measure) in zip(axes.flat, MEASURES, strict=False):
         values = np.array([measure(s) for s in slices], dtype=float)
         slope, intercept = np.polyfit(teams, values, 1)
-        extrapolated[key] = round(float(slope * england_teams + intercept), 1)
+        england = float(slope * england_teams + intercept)
+        fitted[key] = {
+            "per_100_teams": round(float(slope) * 100, 3),
+            "fixed": round(float(intercept), 3),
+            f"at_{england_teams}_teams": round(england, 3),
+        }
         axis.plot(teams, values, "o", color="#005eb8", label="measured")
         axis.plot(line_x, slope * line_x + intercept, "--", color="#768692", label="fitted line")
-        axis.plot([england_teams], [extrapolated[key]], "s", color="#da291c", label="England")
+        if england_teams not in teams:
+            axis.plot([england_teams], [england], "s", color="#da291c", label="England, fitted")
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("teams")
         axis.set_ylim(bottom=0)
@@ -69,4 +80,4 @@ def draw(slices: list[Slice], england_teams: int, path: Path) -> dict[str, float
     )
     figure.tight_layout()
     figure.savefig(path, dpi=90)
-    return extrapolated
+    return fitted
