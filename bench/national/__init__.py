@@ -20,8 +20,8 @@ its own Kafka broker (12 partitions) and, for each slice:
   index, and its RSS then;
 * **first run**: the same worker started again on its data directory as of T, raising what
   is due then: with no alert history (a first deployment), every breach and at-risk warning
-  of the year that is still true, once. Counted (with any the restore raised) until none
-  has come for 10 s;
+  of the year that is still true, once: read (with any the restore raised) until the
+  engine's count of them has come, timed to the last;
 * **midnight**: the same worker started again on its data directory on a clock that reaches
   the first local midnight after T once its index is ready (twice the restore time plus
   10 s later); every referral open at T is open then. The alerts detected at that midnight

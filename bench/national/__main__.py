@@ -25,9 +25,10 @@ from bench.bench_worker import AlertWatch, Bench, clock_at, rss_mib, summary, wa
 from bench.national.plots import draw
 from deploy.local import KafkaBroker, PostgresServer
 from deploy.local.process import ManagedProcess
+from mhst_tracker.domain.alerts import decide_alerts
 from mhst_tracker.domain.clock import WAITING_STATUSES
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
-from mhst_tracker.replay import replay
+from mhst_tracker.replay import Replayer
 from mhst_tracker.simulate import ZONE, Shape, arrival_weight, simulate
 
 ENGLAND_TEAMS: Final = 600
@@ -80,27 +81,42 @@ def next_midnight(moment: datetime) -> datetime:
     return datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=ZONE)
 
 
-def open_at(path: Path, moment: datetime) -> int:
-    """Referrals waiting (breached or not) as of ``moment``, by the engine."""
+def by_the_engine(path: Path, as_of: datetime, midnight: datetime) -> tuple[int, int]:
+    """The alerts due as of ``as_of`` with no alert history, and the referrals waiting
+    (breached or not) as of ``midnight``, by the engine."""
+    replayer = Replayer()
     with path.open("rb") as file:
-        result = replay(file, moment, TRAILBLAZER_4WW)
-    return sum(1 for state in result.referrals if state.status in WAITING_STATUSES)
+        replayer.feed(file)
+    due = sum(
+        len(decide_alerts(state, TRAILBLAZER_4WW, as_of, ()))
+        for state in replayer.result(as_of, TRAILBLAZER_4WW).referrals
+    )
+    waiting = replayer.result(midnight, TRAILBLAZER_4WW).referrals
+    return due, sum(1 for state in waiting if state.status in WAITING_STATUSES)
 
 
-async def until_quiet(
-    watch: AlertWatch, worker: ManagedProcess, since: datetime, origin: float
+async def alerts_read(
+    watch: AlertWatch,
+    worker: ManagedProcess,
+    since: datetime,
+    origin: float,
+    expected: int | None = None,
 ) -> list[float]:
     """Broker timestamps (less ``origin``) of the alerts detected at or after ``since``, read
-    until none has come for :data:`QUIET_S` (or none at all by ``origin`` plus six times
-    that)."""
+    until ``expected`` have come or, without ``expected``, until none has come for
+    :data:`QUIET_S` (or none at all by ``origin`` plus six times that)."""
     appended: list[float] = []
     last = time.monotonic()
     give_up = time.monotonic() + 3600
-    while not appended or time.monotonic() - last < QUIET_S:
+    while True:
+        if expected is not None and len(appended) >= expected:
+            return appended
+        if expected is None and appended and time.monotonic() - last >= QUIET_S:
+            return appended
+        if expected is None and not appended and time.time() > origin + 6 * QUIET_S:
+            return appended
         if time.monotonic() > give_up or worker.exit_code() is not None:
-            raise RuntimeError(f"no end to the alerts:\n{worker.log_tail()}")
-        if not appended and time.time() > origin + 6 * QUIET_S:
-            break
+            raise RuntimeError(f"{len(appended)} alerts of {expected}:\n{worker.log_tail()}")
         batches = await watch.consumer.getmany(timeout_ms=200, max_records=50_000)
         for batch in batches.values():
             for message in batch:
@@ -108,23 +124,25 @@ async def until_quiet(
                 if datetime.fromisoformat(body["detected_at"]) >= since:
                     appended.append(message.timestamp / 1000 - origin)
                     last = time.monotonic()
-    return appended
 
 
-async def first_run(bench: Bench, as_of: datetime, watch: AlertWatch) -> dict[str, Any]:
+async def first_run(
+    bench: Bench, as_of: datetime, watch: AlertWatch, expected: int
+) -> dict[str, Any]:
     """The restored worker started again as of the rebuild: it raises what is due then (with
-    no alert history, every breach of the year that is still true), once. ``watch`` was
-    started before the restore, which may have raised some of them."""
+    no alert history, every breach of the year that is still true, ``expected`` by the
+    engine), once. ``watch`` was started before the restore, which may have raised some."""
     began = time.time()
     worker = bench.worker("first", "restore", clock_at(as_of))
     try:
         indexed = await wait_log(worker, "deadline index rebuilt", 3600)
-        appended = await until_quiet(watch, worker, as_of, indexed)
+        appended = await alerts_read(watch, worker, as_of, indexed, expected)
         rss = rss_mib(worker.pid or 0)
     finally:
         await watch.stop()
         worker.stop(timeout=300)
     return {
+        "alerts_due_by_the_engine": expected,
         "alerts": len(appended),
         "last_alert_after_start_s": round(max(appended, default=0.0) + indexed - began, 1),
         "worker_rss_mib_after": round(rss, 1),
@@ -142,7 +160,7 @@ async def midnight(bench: Bench, at: datetime, margin: float) -> dict[str, Any]:
         indexed = await wait_log(worker, "deadline index rebuilt", margin)
         if indexed >= wall:
             raise RuntimeError("the worker was not ready before midnight: lateness is invalid")
-        appended = await until_quiet(watch, worker, at, wall)
+        appended = await alerts_read(watch, worker, at, wall)
         rss = rss_mib(worker.pid or 0)
     finally:
         await watch.stop()
@@ -198,7 +216,7 @@ async def one_slice(bootstrap: str, teams: int, seed: int, scratch: Path) -> dic
     as_of = _last_moment(data)
     at = next_midnight(as_of)
     history["as_of"] = as_of.isoformat()
-    history["waiting_at_midnight"] = open_at(data, at)
+    due, history["waiting_at_midnight"] = by_the_engine(data, as_of, at)
     env = environment(settings, clock_at(as_of), scratch / "unused")
     rebuilt = timed_child([str(MHST_TRACKER), "rebuild"], env, Path(os.devnull))
     rebuilt["events_per_s"] = round(history["events"] / rebuilt["wall_s"])
@@ -208,7 +226,7 @@ async def one_slice(bootstrap: str, teams: int, seed: int, scratch: Path) -> dic
         watch = AlertWatch(bootstrap, settings.topics.alerts)
         await watch.start()
         restored = await restore(bench, clock_at(as_of))
-        first = await first_run(bench, as_of, watch)
+        first = await first_run(bench, as_of, watch, due)
         margin = 2 * restored["to_deadline_index_s"] + 10
         timed = await midnight(bench, at, margin)
         takeover = await kill_and_restart(bench, clock_at(at + timedelta(minutes=1)), 1)
