@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TableT
 
 from mhst_tracker import bootstrap
@@ -71,8 +72,13 @@ class WorkerApp(faust.App):
 async def preload_table(
     table: TableT[bytes, bytes], changelog: str, partitions: int, kafka: KafkaClient
 ) -> None:
-    """The table's local store brought up to the changelog's end (:func:`preload`)."""
-    done = await preload(table.data, changelog, partitions, kafka.bootstrap_servers)
+    """The table's local store brought up to the changelog's end (:func:`preload`); if the
+    broker cannot be read, Faust's recovery reads the changelog as it would have."""
+    try:
+        done = await preload(table.data, changelog, partitions, kafka.bootstrap_servers)
+    except KafkaError as error:
+        log.warning("table not loaded before joining (%s): Faust's recovery reads it", error)
+        return
     if done.records:
         log.info(
             "table loaded from the changelog before joining: %d records on %d partitions in %.1f s",

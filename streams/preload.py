@@ -19,15 +19,12 @@ A table kept in memory (``memory://``, in tests) has nothing to preload.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
-
-log = logging.getLogger(__name__)
 
 FETCH_BYTES = 8 << 20
 """Bytes a fetch may bring per partition and in all (record batches of the changelog)."""
