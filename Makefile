@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: help demo test deps venv kafka lint typecheck pytest stack bench
+.PHONY: help demo test deps venv kafka lint typecheck pytest stack bench bench-national
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,3 +57,6 @@ stack: deps venv kafka ## run Kafka, PostgreSQL and Prometheus until Ctrl-C (for
 
 bench: venv kafka ## run the benchmarks; figures go to bench/results/
 	@for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "==> bench.$$m"; $(BIN)/python -m bench.$$m || exit 1; done
+
+bench-national: deps venv kafka ## a simulated year for slices of England (about 25 minutes); figures and plots to bench/results/
+	@$(BIN)/python -m bench.national --teams 60 --teams 200 --teams 600
