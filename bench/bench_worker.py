@@ -205,14 +205,19 @@ class AlertWatch:
         while not finished:
             if time.monotonic() > deadline or worker.exit_code() is not None:
                 raise RuntimeError(f"{worker.name}: alerts missing\n{worker.log_tail()}")
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=50000)
-            for batch in batches.values():
-                for message in batch:
-                    body = orjson.loads(message.value or b"{}")
-                    stamp = message.timestamp / 1000
-                    seen.append((stamp, body))
-                    finished = done(stamp, body) or finished
+            for stamp, body in await self.fetch():
+                seen.append((stamp, body))
+                finished = done(stamp, body) or finished
         return seen
+
+    async def fetch(self) -> list[tuple[float, dict[str, Any]]]:
+        """The alerts of one fetch (waiting up to 200 ms): (broker timestamp, body)."""
+        batches = await self.consumer.getmany(timeout_ms=200, max_records=50000)
+        return [
+            (message.timestamp / 1000, orjson.loads(message.value or b"{}"))
+            for batch in batches.values()
+            for message in batch
+        ]
 
     async def stop(self) -> None:
         await self.consumer.stop()

@@ -117,13 +117,10 @@ async def alerts_read(
             return appended
         if time.monotonic() > give_up or worker.exit_code() is not None:
             raise RuntimeError(f"{len(appended)} alerts of {expected}:\n{worker.log_tail()}")
-        batches = await watch.consumer.getmany(timeout_ms=200, max_records=50_000)
-        for batch in batches.values():
-            for message in batch:
-                body = orjson.loads(message.value or b"{}")
-                if datetime.fromisoformat(body["detected_at"]) >= since:
-                    appended.append(message.timestamp / 1000 - origin)
-                    last = time.monotonic()
+        for stamp, body in await watch.fetch():
+            if datetime.fromisoformat(body["detected_at"]) >= since:
+                appended.append(stamp - origin)
+                last = time.monotonic()
 
 
 async def first_run(
