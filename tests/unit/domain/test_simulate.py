@@ -83,7 +83,7 @@ def test_a_shape_sets_the_teams_their_schools_and_their_pace() -> None:
             continue
         if event.type is EventType.REFERRAL_RECEIVED:
             receipts.append(event)
-    teams: dict[str, set[str]] = {}
+    teams: dict[str | None, set[str]] = {}
     for event in receipts:
         teams.setdefault(event.team_id, set()).add(event.school_id or "")
     assert len(teams) == 7
