@@ -23,13 +23,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import rocksdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
+
+from mhst_tracker.adapters.rebuild import Record, drain
 
 FETCH_BYTES = 8 << 20
 """Bytes a fetch may bring per partition and in all (record batches of the changelog)."""
 IDLE_ROUNDS = 5
-"""Fetches of a second that bring nothing after which the rest is left to Faust's recovery."""
+"""Fetches of a second in a row that bring nothing, after which the rest is left to Faust's
+recovery."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,66 +51,46 @@ async def preload(store: Any, topic: str, partitions: int, bootstrap: str) -> Pr
     table), up to the end offsets read at the start; each partition's persisted offset set to
     the last record written."""
     began = time.monotonic()
-    if not hasattr(store, "_db_for_partition"):
-        return Preloaded(0, 0, 0.0)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=FETCH_BYTES,
-        fetch_max_bytes=FETCH_BYTES,
-    )
-    await consumer.start()
-    try:
-        if topic not in await consumer.topics():
-            return Preloaded(0, 0, time.monotonic() - began)
-        tps = [TopicPartition(topic, partition) for partition in range(partitions)]
-        ends = await consumer.end_offsets(tps)
-        starts = {tp: _start(store, tp) for tp in tps}
-        todo = {tp: ends[tp] for tp in tps if starts[tp] < ends[tp]}
-        if not todo:
-            return Preloaded(0, 0, time.monotonic() - began)
-        consumer.assign(list(todo))
-        for tp in todo:
-            consumer.seek(tp, starts[tp])
-        records = await _copy(consumer, store, todo)
-    finally:
-        await consumer.stop()
-    return Preloaded(records, len(todo), time.monotonic() - began)
+    written = 0
+    todo: dict[TopicPartition, int] = {}
+
+    def write(records: list[Record]) -> None:
+        nonlocal written
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for record in records:
+            if record.value is None:
+                batch.delete(record.key)
+            else:
+                batch.put(record.key, record.value)
+        last = records[-1]
+        store._db_for_partition(last.partition).write(batch)
+        store.set_persisted_offset(TP(last.topic, last.partition), last.offset)
+        written += len(records)
+
+    if hasattr(store, "_db_for_partition"):
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=FETCH_BYTES,
+            fetch_max_bytes=FETCH_BYTES,
+        )
+        await consumer.start()
+        try:
+            if topic in await consumer.topics():
+                tps = [TopicPartition(topic, partition) for partition in range(partitions)]
+                ends = await consumer.end_offsets(tps)
+                starts = {tp: _start(store, tp) for tp in tps}
+                todo = {tp: ends[tp] for tp in tps if starts[tp] < ends[tp]}
+                consumer.assign(list(todo))
+                for tp in todo:
+                    consumer.seek(tp, starts[tp])
+                await drain(consumer, todo, write, IDLE_ROUNDS)
+        finally:
+            await consumer.stop()
+    return Preloaded(written, len(todo), time.monotonic() - began)
 
 
 def _start(store: Any, tp: TopicPartition) -> int:
     persisted: int | None = store.persisted_offset(TP(tp.topic, tp.partition))
     return 0 if persisted is None else persisted + 1
-
-
-async def _copy(consumer: AIOKafkaConsumer, store: Any, todo: dict[TopicPartition, int]) -> int:
-    import rocksdict
-
-    records = 0
-    waiting = dict(todo)
-    idle = 0
-    while waiting and idle < IDLE_ROUNDS:
-        batches = await consumer.getmany(*waiting, timeout_ms=1000, max_records=100_000)
-        idle = 0 if batches else idle + 1
-        for tp, messages in batches.items():
-            end = waiting.get(tp, 0)
-            batch = rocksdict.WriteBatch(raw_mode=True)
-            last = None
-            for message in messages:
-                if message.offset >= end:
-                    break
-                if message.value is None:
-                    batch.delete(message.key)
-                else:
-                    batch.put(message.key, message.value)
-                last = message.offset
-                records += 1
-            if last is not None:
-                store._db_for_partition(tp.partition).write(batch)
-                store.set_persisted_offset(TP(tp.topic, tp.partition), last)
-        for tp in list(waiting):
-            if await consumer.position(tp) >= waiting[tp]:
-                del waiting[tp]
-                consumer.pause(tp)
-    return records

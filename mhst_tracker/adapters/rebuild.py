@@ -207,7 +207,7 @@ async def plan_rebuild(wiring: Wiring, profiles: Sequence[Profile]) -> tuple[Pla
             )
         history = AlertHistory()
         await _assign(reader, alerts)
-        await _drain(reader, {tp: ends[tp] for tp in alerts}, _alerts(history))
+        await drain(reader, {tp: ends[tp] for tp in alerts}, _alerts(history))
     unread_from = {tp: min(committed.get(tp, 0), ends[tp]) for tp in events}
     figures = RebuildFigures(
         group=names.workers,
@@ -275,10 +275,10 @@ async def rebuild_partitions(
         await _assign(reader, [tp for pair in pairs for tp in pair])
         for event_tp, changelog_tp in pairs:
             before = history.unreadable
-            await _drain(reader, {changelog_tp: plan.ends[changelog_tp]}, _records(history))
+            await drain(reader, {changelog_tp: plan.ends[changelog_tp]}, _records(history))
             fold = PartitionFold(event_tp.partition, wiring.settings.max_event_bytes)
             rejected: list[tuple[str, Record]] = []
-            await _drain(
+            await drain(
                 reader,
                 {event_tp: plan.ends[event_tp]},
                 _folding(fold, plan.unread_from[event_tp], rejected, shown),
@@ -390,14 +390,21 @@ async def _assign(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) 
     await consumer.seek_to_beginning(*partitions)
 
 
-async def _drain(
-    consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], handle: Handler
+async def drain(
+    consumer: AIOKafkaConsumer,
+    ends: dict[TopicPartition, int],
+    handle: Handler,
+    idle_rounds: int | None = None,
 ) -> None:
-    """Every record of each of these assigned partitions up to its end offset, in batches;
-    the partitions are paused then (nothing more is fetched for them)."""
+    """Every record of each of these assigned partitions from its position up to its end
+    offset, in batches (one partition's records per call of ``handle``); the partitions are
+    paused then (nothing more is fetched for them). With ``idle_rounds``, it gives up after
+    that many fetches in a row (of up to a second each) bring nothing."""
     todo = {tp: end for tp, end in ends.items() if end > 0 and await consumer.position(tp) < end}
-    while todo:
+    idle = 0
+    while todo and (idle_rounds is None or idle < idle_rounds):
         fetched = await consumer.getmany(*todo, timeout_ms=1000, max_records=20_000)
+        idle = 0 if fetched else idle + 1
         for tp, records in fetched.items():
             end = todo.get(tp)
             if end is None or not records:
