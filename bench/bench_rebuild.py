@@ -148,15 +148,8 @@ def timed_child(argv: list[str], env: dict[str, str], output: Path) -> dict[str,
 
 
 def environment(settings: Settings, clock: str, data_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MHST_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "MHST_TOPIC_PREFIX": settings.topic_prefix,
-        "MHST_PARTITIONS": str(PARTITIONS),
-        "MHST_CLOCK": clock,
-        "MHST_WORKER_DATA_DIR": str(data_dir),
-        "MHST_METRICS_PORT": "0",
-    }
+    """A command's environment for ``settings``, as :class:`Bench` gives its workers."""
+    return Bench(settings, data_dir, []).env(data_dir, clock)
 
 
 async def worker_rate(bootstrap: str, data: Path, sample: int, scratch: Path) -> dict[str, Any]:
