@@ -7,9 +7,12 @@ directly (``create_batch``/``send_batch`` of aiokafka's producer, the one Faust 
 with), about 4 microseconds a message, then submits every partition's batches at once: the
 client lets one batch per partition wait to leave, so partitions submitted one after the
 other would wait a broker round trip per batch in turn, while submitted together they leave
-side by side, up to one batch per partition in each produce request. A few alerts (an
-event's) go through ``send``, which adds them to the batch already open for their partition
-without waiting (``send_batch`` waits until the partition's previous batch has left).
+side by side, up to one batch per partition in each produce request. The batches are
+closed when handed over, so they leave at once rather than after the client's linger
+(:data:`streams.app.PRODUCER_LINGER`). A few alerts (an event's) go through ``send``, which
+adds them to the batch already open for their partition without waiting (``send_batch``
+waits until the partition's previous batch has left); they leave with it, within the
+linger.
 Partitions are chosen by each message's key hash
 (:func:`mhst_tracker.tracking.alert_messages.key_hash`), as the default partitioner does.
 
@@ -78,7 +81,8 @@ class AlertPublisher:
         self, producer: AIOKafkaProducer, partition: int, chain: list[BatchBuilder]
     ) -> None:
         """Submit one partition's batches in order and wait until the broker has them all."""
-        delivered = [
-            await producer.send_batch(batch, self.topic, partition=partition) for batch in chain
-        ]
+        delivered = []
+        for batch in chain:
+            batch.close()  # complete: no linger, and nothing else is added to it
+            delivered.append(await producer.send_batch(batch, self.topic, partition=partition))
         await asyncio.gather(*delivered)

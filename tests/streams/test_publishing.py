@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from types import SimpleNamespace
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -63,3 +64,26 @@ async def test_bursts_and_single_alerts_arrive_keyed_complete_and_in_order(
         # Within a partition, messages keep the order they were published in.
         here = set(messages)
         assert messages == [m for m in everything if m in here]
+
+
+async def test_a_burst_leaves_without_waiting_for_the_clients_linger(kafka_bootstrap: str) -> None:
+    topic = f"publishing-linger-{os.getpid()}"
+    await create_topic(kafka_bootstrap, topic, PARTITIONS)
+    # Several batches per partition, the last of each not full: each would wait the linger.
+    burst = [(f"R{n}".encode(), f'{{"n":{n},"pad":"{"x" * 300}"}}'.encode()) for n in range(3000)]
+    linger_s = 30.0
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, linger_ms=int(linger_s * 1000), max_batch_size=65536
+    )
+    await producer.start()
+    try:
+        app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
+        started = time.monotonic()
+        await AlertPublisher(app, topic).publish([(key_hash(k), k, v) for k, v in burst])
+        acknowledged_after = time.monotonic() - started
+    finally:
+        await producer.stop()
+
+    assert acknowledged_after < linger_s / 2
+    seen = await _read_all(kafka_bootstrap, topic, len(burst))
+    assert sum(len(messages) for messages in seen.values()) == len(burst)
