@@ -61,6 +61,7 @@ from bench.bench_worker import (
     AlertWatch,
     Bench,
     clock_at,
+    peak_rss_mib,
     rss_mib,
     sentinel_done,
     sentinels,
@@ -185,13 +186,14 @@ async def restore(bench: Bench, clock: str) -> dict[str, Any]:
     try:
         ready = await wait_log(worker, "Worker ready", 3600)
         indexed = await wait_log(worker, "deadline index rebuilt", 3600)
-        rss = rss_mib(worker.pid or 0)
+        rss, peak = rss_mib(worker.pid or 0), peak_rss_mib(worker.pid or 0)
     finally:
         worker.stop(timeout=300)
     return {
         "to_worker_ready_s": round(ready - began, 2),
         "to_deadline_index_s": round(indexed - began, 2),
         "worker_rss_mib": round(rss, 1),
+        "worker_peak_rss_mib": round(peak, 1),
     }
 
 

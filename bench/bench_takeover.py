@@ -43,6 +43,7 @@ from bench.bench_worker import (
     START,
     Bench,
     clock_at,
+    peak_rss_mib,
     rss_mib,
     seed_changelog,
     wait_log,
@@ -133,7 +134,7 @@ async def kill_and_restart(bench: Bench, clock: str, standbys: int) -> dict[str,
     killed = time.time()
     first.kill()
     taken_over, line = await wait_indexed(second, before, 1800)
-    rss_survivor = rss_mib(second.pid or 0)
+    rss_survivor, peak_survivor = rss_mib(second.pid or 0), peak_rss_mib(second.pid or 0)
     restarted_at = time.time()
     again = bench.start("w1-again", WORKER, "w1", clock, extra)
     back, back_line = await wait_indexed(again, 0, 1800)
@@ -142,6 +143,7 @@ async def kill_and_restart(bench: Bench, clock: str, standbys: int) -> dict[str,
         "takeover_after_sigkill_s": round(taken_over - killed, 1),
         "takeover_referrals_indexed": referrals_in(line),
         "survivor_rss_mib": round(rss_survivor, 1),
+        "survivor_peak_rss_mib": round(peak_survivor, 1),
         "restart_same_data_dir_s": round(back - restarted_at, 1),
         "restart_referrals_indexed": referrals_in(back_line),
     }

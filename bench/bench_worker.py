@@ -294,8 +294,18 @@ async def wait_log(process: ManagedProcess, text: str, within: float = 900) -> f
 
 
 def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` now, MiB."""
+    return _status_mib(pid, "VmRSS")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The most resident memory process ``pid`` has had so far, MiB (``VmHWM``)."""
+    return _status_mib(pid, "VmHWM")
+
+
+def _status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 

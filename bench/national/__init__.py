@@ -17,16 +17,16 @@ its own Kafka broker (12 partitions) and, for each slice:
   simulated moment T, timed from start to exit;
 * **restore**: a worker with an empty data directory restoring the rebuilt table (one
   record per referral of the year, open or not), to "Worker ready" and to its deadline
-  index, and its RSS then;
+  index, and its RSS then and its peak (``VmHWM``);
 * **first run**: the same worker started again on its data directory as of T, raising what
   is due then: with no alert history (a first deployment), every breach and at-risk warning
   of the year that is still true, once: read (with any the restore raised) until the
-  engine's count of them has come, timed to the last;
+  engine's count of them has come, timed to the last; RSS then, and the peak;
 * **midnight**: the same worker started again on its data directory on a clock that reaches
   the first local midnight after T once its index is ready (twice the restore time plus
   10 s later); every referral open at T is open then. The alerts detected at that midnight
   are counted and timed (timestamp appended by the broker, ``LogAppendTime``, minus the
-  midnight's wall time) until none has come for 10 s; RSS after them;
+  midnight's wall time) until none has come for 10 s; RSS after them, and the peak;
 * **take-over**: two workers with ``MHST_STANDBY_REPLICAS=1`` (what the project ships)
   restore the table; one is SIGKILLed, timed until the other indexes the deadlines of the
   partitions it gained; then the killed one restarts on its data directory

@@ -21,7 +21,15 @@ import orjson
 from bench.bench_rebuild import MHST_TRACKER, deployment, environment, restore, timed_child
 from bench.bench_replay import _last_moment
 from bench.bench_takeover import kill_and_restart
-from bench.bench_worker import AlertWatch, Bench, clock_at, rss_mib, summary, wait_log
+from bench.bench_worker import (
+    AlertWatch,
+    Bench,
+    clock_at,
+    peak_rss_mib,
+    rss_mib,
+    summary,
+    wait_log,
+)
 from bench.national.plots import draw
 from deploy.local import KafkaBroker, PostgresServer
 from deploy.local.process import ManagedProcess
@@ -134,7 +142,7 @@ async def first_run(
     try:
         indexed = await wait_log(worker, "deadline index rebuilt", 3600)
         appended = await alerts_read(watch, worker, as_of, indexed, expected)
-        rss = rss_mib(worker.pid or 0)
+        rss, peak = rss_mib(worker.pid or 0), peak_rss_mib(worker.pid or 0)
     finally:
         await watch.stop()
         worker.stop(timeout=300)
@@ -143,6 +151,7 @@ async def first_run(
         "alerts": len(appended),
         "last_alert_after_start_s": round(max(appended, default=0.0) + indexed - began, 1),
         "worker_rss_mib_after": round(rss, 1),
+        "worker_peak_rss_mib": round(peak, 1),
     }
 
 
@@ -158,7 +167,7 @@ async def midnight(bench: Bench, at: datetime, margin: float) -> dict[str, Any]:
         if indexed >= wall:
             raise RuntimeError("the worker was not ready before midnight: lateness is invalid")
         appended = await alerts_read(watch, worker, at, wall)
-        rss = rss_mib(worker.pid or 0)
+        rss, peak = rss_mib(worker.pid or 0), peak_rss_mib(worker.pid or 0)
     finally:
         await watch.stop()
         worker.stop(timeout=300)
@@ -168,6 +177,7 @@ async def midnight(bench: Bench, at: datetime, margin: float) -> dict[str, Any]:
         "alerts": len(appended),
         "lateness_appended_s": summary(appended, 3) if appended else None,
         "worker_rss_mib_after": round(rss, 1),
+        "worker_peak_rss_mib": round(peak, 1),
     }
 
 

@@ -26,9 +26,13 @@ MEASURES: Final[tuple[tuple[str, str, Callable[[Slice], float]], ...]] = (
     ),
     ("restore_s", "restore to deadline index, s", lambda s: s["restore"]["to_deadline_index_s"]),
     (
-        "worker_rss_mib",
-        "worker RSS after the midnight, MiB",
-        lambda s: s["midnight_timers"]["worker_rss_mib_after"],
+        "worker_peak_rss_mib",
+        "worker peak RSS (restore, first run, midnight), MiB",
+        lambda s: max(
+            s["restore"]["worker_peak_rss_mib"],
+            s["first_run_after_rebuild"]["worker_peak_rss_mib"],
+            s["midnight_timers"]["worker_peak_rss_mib"],
+        ),
     ),
     (
         "midnight_p99_s",
