@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 PRODUCER_LINGER: Final = 0.02
 """Seconds the worker's Kafka client holds a partition's record batch open for more records
 (``producer_linger``). Every event writes one changelog record; sent at once, each became
-its own produce request, about a sixth of a worker's time per event. Held for 20 ms, an
-event's alerts leave up to 20 ms later; a timer's burst leaves at once (its batches are
-closed when handed over, :mod:`streams.publishing`). Figures in docs/streams.md."""
+its own produce request, about a sixth of a worker's time per event. Alerts do not wait for
+it: their record batches are closed when handed over (:mod:`streams.publishing`). Figures
+in docs/streams.md."""
 
 
 def faust_settings(settings: Settings, kafka: KafkaClient, store: str) -> dict[str, Any]:

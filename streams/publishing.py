@@ -1,18 +1,17 @@
 """Alerts onto ``mhst.breach-alerts`` in bulk, through the worker's own Kafka producer.
 
 A midnight can make tens of thousands of alerts due at once, and sending each through the
-client's ``send`` costs about 10 to 17 microseconds of Python per message. For a burst
-(:data:`BULK` messages or more) :class:`AlertPublisher` fills the client's record batches
-directly (``create_batch``/``send_batch`` of aiokafka's producer, the one Faust itself sends
-with), about 4 microseconds a message, then submits every partition's batches at once: the
-client lets one batch per partition wait to leave, so partitions submitted one after the
-other would wait a broker round trip per batch in turn, while submitted together they leave
-side by side, up to one batch per partition in each produce request. The batches are
-closed when handed over, so they leave at once rather than after the client's linger
-(:data:`streams.app.PRODUCER_LINGER`). A few alerts (an event's) go through ``send``, which
-adds them to the batch already open for their partition without waiting (``send_batch``
-waits until the partition's previous batch has left); they leave with it, within the
-linger.
+client's ``send`` costs about 10 to 17 microseconds of Python per message.
+:class:`AlertPublisher` fills the client's record batches directly
+(``create_batch``/``send_batch`` of aiokafka's producer, the one Faust itself sends with),
+about 4 microseconds a message, then submits every partition's batches at once: the client
+lets one batch per partition wait to leave, so partitions submitted one after the other
+would wait a broker round trip per batch in turn, while submitted together they leave side
+by side, up to one batch per partition in each produce request. The batches are closed
+when handed over, so alerts never wait for the client's linger
+(:data:`streams.app.PRODUCER_LINGER`, which batches the changelog's records): a few (an
+event's) leave as soon as their partition's previous batch has, a burst (:data:`BULK`
+messages or more) side by side.
 Partitions are chosen by each message's key hash
 (:func:`mhst_tracker.tracking.alert_messages.key_hash`), as the default partitioner does.
 
@@ -59,11 +58,6 @@ class AlertPublisher:
         producer = self._producer()
         partitions = sorted(await producer.partitions_for(self.topic))
         count = len(partitions)
-        if len(messages) < BULK:
-            for hashed, key, value in messages:
-                partition = partitions[hashed % count]
-                await producer.send(self.topic, value, key=key, partition=partition)
-            return
         chains: dict[int, list[BatchBuilder]] = {}
         for hashed, key, value in messages:
             partition = partitions[hashed % count]
@@ -73,16 +67,22 @@ class AlertPublisher:
             if chain[-1].append(key=key, value=value, timestamp=None) is None:
                 chain.append(producer.create_batch())
                 chain[-1].append(key=key, value=value, timestamp=None)
-        await asyncio.gather(
-            *(self._send_chain(producer, partition, chain) for partition, chain in chains.items())
+        if len(messages) < BULK:
+            for partition, chain in chains.items():
+                await self._submit(producer, partition, chain)
+            return
+        submitted = await asyncio.gather(
+            *(self._submit(producer, partition, chain) for partition, chain in chains.items())
         )
+        await asyncio.gather(*(delivery for deliveries in submitted for delivery in deliveries))
 
-    async def _send_chain(
+    async def _submit(
         self, producer: AIOKafkaProducer, partition: int, chain: list[BatchBuilder]
-    ) -> None:
-        """Submit one partition's batches in order and wait until the broker has them all."""
+    ) -> list[asyncio.Future[Any]]:
+        """Submit one partition's batches in order, each closed (complete: it leaves without
+        the linger, and nothing else is added to it); their deliveries."""
         delivered = []
         for batch in chain:
-            batch.close()  # complete: no linger, and nothing else is added to it
+            batch.close()
             delivered.append(await producer.send_batch(batch, self.topic, partition=partition))
-        await asyncio.gather(*delivered)
+        return delivered

@@ -66,11 +66,12 @@ async def test_bursts_and_single_alerts_arrive_keyed_complete_and_in_order(
         assert messages == [m for m in everything if m in here]
 
 
-async def test_a_burst_leaves_without_waiting_for_the_clients_linger(kafka_bootstrap: str) -> None:
+async def test_alerts_leave_without_waiting_for_the_clients_linger(kafka_bootstrap: str) -> None:
     topic = f"publishing-linger-{os.getpid()}"
     await create_topic(kafka_bootstrap, topic, PARTITIONS)
     # Several batches per partition, the last of each not full: each would wait the linger.
     burst = [(f"R{n}".encode(), f'{{"n":{n},"pad":"{"x" * 300}"}}'.encode()) for n in range(3000)]
+    few = [(f"R{n}".encode(), f'{{"n":{3000 + n}}}'.encode()) for n in range(3)]
     linger_s = 30.0
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka_bootstrap, linger_ms=int(linger_s * 1000), max_batch_size=65536
@@ -78,12 +79,17 @@ async def test_a_burst_leaves_without_waiting_for_the_clients_linger(kafka_boots
     await producer.start()
     try:
         app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
+        publisher = AlertPublisher(app, topic)
         started = time.monotonic()
-        await AlertPublisher(app, topic).publish([(key_hash(k), k, v) for k, v in burst])
+        await publisher.publish([(key_hash(k), k, v) for k, v in burst])
         acknowledged_after = time.monotonic() - started
+        await publisher.publish([(key_hash(k), k, v) for k, v in few])
+        # Read while the client is still running: stopping it would send what lingers.
+        seen = await _read_all(kafka_bootstrap, topic, len(burst) + len(few))
+        read_after = time.monotonic() - started
     finally:
         await producer.stop()
 
     assert acknowledged_after < linger_s / 2
-    seen = await _read_all(kafka_bootstrap, topic, len(burst))
-    assert sum(len(messages) for messages in seen.values()) == len(burst)
+    assert sorted(m for ms in seen.values() for m in ms) == sorted(burst + few)
+    assert read_after < linger_s / 2
