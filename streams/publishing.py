@@ -67,14 +67,11 @@ class AlertPublisher:
             if chain[-1].append(key=key, value=value, timestamp=None) is None:
                 chain.append(producer.create_batch())
                 chain[-1].append(key=key, value=value, timestamp=None)
-        if len(messages) < BULK:
-            for partition, chain in chains.items():
-                await self._submit(producer, partition, chain)
-            return
         submitted = await asyncio.gather(
             *(self._submit(producer, partition, chain) for partition, chain in chains.items())
         )
-        await asyncio.gather(*(delivery for deliveries in submitted for delivery in deliveries))
+        if len(messages) >= BULK:
+            await asyncio.gather(*(delivery for deliveries in submitted for delivery in deliveries))
 
     async def _submit(
         self, producer: AIOKafkaProducer, partition: int, chain: list[BatchBuilder]
