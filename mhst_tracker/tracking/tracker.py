@@ -73,7 +73,7 @@ from mhst_tracker.tracking.monitoring import (
     partition_states,
     wall_seconds_since,
 )
-from mhst_tracker.tracking.timer import DeadlineTimer, Decision
+from mhst_tracker.tracking.timer import DeadlineTimer, Decision, Reader
 
 MAX_FIRED_PER_PARTITION: Final = 20_000
 """Due referrals one timer run decides per partition at most; the rest go on the next run."""
@@ -185,19 +185,20 @@ class ReferralTracker:
         self.deferred_counted = 0.0
         self.flush_sent: set[int] = set()
         self.ticked: dict[int, float] = {}
-        self.quiet = asyncio.Event()  # cleared while the timer publishes a burst of alerts
-        self.quiet.set()
+        self.turn = asyncio.Lock()
+        """Held by the agent while it handles a message and by the timer while it decides
+        and publishes a round: neither reads a referral the other is changing."""
         self.restating_lock = asyncio.Lock()
         self.changed_meanwhile: dict[tuple[int, str], ReferralState] | None = None
         self.revoked_meanwhile: set[int] = set()
 
     async def handle(self, message: Consumed) -> None:
         """Process one message of the events or tick topic (inside stream iteration)."""
-        await self.quiet.wait()
-        if message.topic == self.options.ticks_topic:
-            self._on_tick(message.partition)
-        else:
-            await self._on_event(message.key, message.value, message)
+        async with self.turn:
+            if message.topic == self.options.ticks_topic:
+                self._on_tick(message.partition)
+            else:
+                await self._on_event(message.key, message.value, message)
         self.readiness.handled()
 
     async def _on_event(self, key: bytes | None, value: bytes | None, message: Consumed) -> None:
@@ -223,14 +224,16 @@ class ReferralTracker:
             await self._decide_deferred(partition)
 
     async def _decide_deferred(self, partition: int) -> None:
-        """Make the partition's deferred on-ingest decisions, as of now, if it is read to the
-        broker's end offset now (rather than at the timer's next round: in steady state an
-        event is deferred only while the messages fetched behind it are being read)."""
+        """Make the partition's deferred on-ingest decisions if it is read to the broker's end
+        offset now (rather than at the timer's next round: in steady state an event is
+        deferred only while the messages fetched behind it are being read).
+
+        They are made as of the moment before the broker is asked: an event that reaches
+        Kafka while the request is out is not in its answer."""
+        evaluation = Evaluation.of(self.time_source.now(), self.profile)
         if not await self.catch_up.caught_up(partition):
             return
-        await self.quiet.wait()  # not while the timer's burst is out
         keys = self.deferred_on_ingest.pop(partition, set())
-        evaluation = Evaluation.of(self.time_source.now(), self.profile)
         for key in sorted(keys):
             raw = self.timer.stored(partition, key, self.table.get)
             if raw is not None:
@@ -305,11 +308,13 @@ class ReferralTracker:
         event loop in between, so the first partitions' alerts are on their way while the
         next are decided. When the broker has them all, the decisions are applied to the
         timer (pending records, next deadlines), a tick to each partition with pending
-        records asks the agent to write them, and the metrics follow. Meanwhile the agent
-        waits (:attr:`quiet`): no alert of its own can overtake the burst, and no record with
-        alerts still unsent is written. The cyclic garbage collector waits too, as the
-        process's policy has it: a full collection over a midnight's objects would stop the
-        sending for a fraction of a second.
+        records asks the agent to write them, and the metrics follow. The decisions are made
+        in the timer's :attr:`turn`: once the agent has finished the message it is handling
+        (an event read but not yet stored may change a referral due), and with the agent
+        waiting until they are settled, so no alert of its own overtakes the burst and no
+        record with alerts still unsent is written. The cyclic garbage collector waits too,
+        as the process's policy has it: a full collection over a midnight's objects would
+        stop the sending for a fraction of a second.
         """
         owned = sorted(self.owned_partitions() & self.timer.partitions())
         read = self.table.get
@@ -317,8 +322,24 @@ class ReferralTracker:
         due = [partition for partition in owned if self.timer.due((partition,), now.timestamp())]
         ready = await self.catch_up.ready(due, now) if due else {}
         fired: list[Decision] = []
+        if ready:
+            async with self.turn:
+                fired = await self._fire(ready, read)
+        for partition, moment in ready.items():
+            self._finish_round(partition, moment)
+        await self._send_ticks(owned)
+        self._observe(fired)
+        self._report_deferred(owned)
+        budget = PREPARE_PER_RUN
+        now = self.time_source.now()
+        for partition in owned:
+            budget -= self.timer.prepare(partition, now, read, budget)
+
+    async def _fire(self, ready: dict[int, datetime], read: Reader) -> list[Decision]:
+        """Decide the ``ready`` partitions' due referrals, publish their alerts and settle
+        the decisions (the caller holds :attr:`turn`)."""
+        fired: list[Decision] = []
         sending: list[asyncio.Future[None]] = []
-        self.quiet.clear()
         with self.options.collector_paused():
             for partition, moment in sorted(ready.items()):
                 decisions = self.timer.fire(partition, moment, read, MAX_FIRED_PER_PARTITION)
@@ -331,16 +352,7 @@ class ReferralTracker:
             # deadlines in the table, decides them again and sends the same alerts.
             await asyncio.gather(*sending)
         self.timer.settle(fired)
-        self.quiet.set()
-        for partition, moment in ready.items():
-            self._finish_round(partition, moment)
-        await self._send_ticks(owned)
-        self._observe(fired)
-        self._report_deferred(owned)
-        budget = PREPARE_PER_RUN
-        now = self.time_source.now()
-        for partition in owned:
-            budget -= self.timer.prepare(partition, now, read, budget)
+        return fired
 
     def _finish_round(self, partition: int, moment: datetime) -> None:
         """Close the partition's round once nothing due by ``moment`` is left undecided."""
@@ -485,7 +497,7 @@ class ReferralTracker:
         if today == self.metrics_date:
             return
         owned = self.metrics.owned_partitions
-        if not self.quiet.is_set() or self.timer.due(owned, now.timestamp()):
+        if self.turn.locked() or self.timer.due(owned, now.timestamp()):
             return  # the alerts due first: the restatement reads the whole table
         await self._load_metrics(set(owned))
         self.metrics_date = today

@@ -77,8 +77,9 @@ def _report(name: str, result: Audit, **extra: object) -> None:
 
 def _assert_trustworthy(result: Audit) -> None:
     assert not result.missing, f"breaches never raised: {sorted(result.missing)[:10]}"
-    assert not result.unjustified, f"breaches without cause: {sorted(result.unjustified)[:10]}"
-    assert not result.unexplained, f"unexplained withdrawals: {sorted(result.unexplained)[:10]}"
+    unjustified, unexplained = sorted(result.unjustified), sorted(result.unexplained)
+    assert not unjustified, f"without cause: {unjustified[:10]}\n{result.story(unjustified[:3])}"
+    assert not unexplained, f"unexplained: {unexplained[:10]}\n{result.story(unexplained[:3])}"
     assert not result.at_risk_unjustified, sorted(result.at_risk_unjustified)[:10]
 
 

@@ -34,6 +34,7 @@ from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any, Final
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -45,7 +46,7 @@ from mhst_tracker.domain.events import Event, parse_event
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.simulate import uploads
 from mhst_tracker.timesource import SimulatedClock
-from tests.streams.harness import Record, alert_bodies
+from tests.streams.harness import Record
 
 PROFILE: Final = TRAILBLAZER_4WW
 DAY_PER_SECOND: Final = 86_400.0
@@ -245,6 +246,18 @@ class Audit:
     """When each breach raised was first decided as of (its ``detected_at``, in wall-clock
     milliseconds)."""
     known: History
+    timeline: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
+    """Each referral's arrivals and alerts, by the simulated moment each reached Kafka."""
+
+    def story(self, keys: Iterable[StageKey]) -> str:
+        """The timelines of the referrals of ``keys``, for a failure message."""
+        referrals = sorted({referral for referral, _stage in keys})
+        return "\n".join(
+            f"{ref}:\n"
+            + "\n".join(f"  {at.isoformat()} {what}" for at, what in sorted(self.timeline[ref]))
+            for ref in referrals
+            if ref in self.timeline
+        )
 
     @property
     def missing(self) -> set[StageKey]:
@@ -332,9 +345,23 @@ def audit(
     sends: dict[str, int] = defaultdict(int)
     ids: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     decided: dict[StageKey, int] = {}
-    for body in alert_bodies(alert_records):
+    timeline: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for referral_id, referral_arrivals in by_referral.items():
+        timeline[referral_id].extend(
+            (arrival.at, f"event {arrival.event.type.value} p{arrival.partition}@{arrival.offset}")
+            for arrival in referral_arrivals
+        )
+    for record in alert_records:
+        assert record.value is not None
+        body = orjson.loads(record.value)
         if alert_moment(body) > as_of:
             continue
+        timeline[body["referral_id"]].append(
+            (
+                arrived_at(clock, record.timestamp),
+                f"alert {body['kind']} {body['stage']} detected_at={body['detected_at']}",
+            )
+        )
         sends[body["kind"]] += 1
         key = (body["referral_id"], body["stage"])
         ids[(*key, body["kind"])].add(body["alert_id"])
@@ -345,4 +372,4 @@ def audit(
     raised: dict[str, set[StageKey]] = {kind: set() for kind in AlertKind}
     for referral_id, stage, kind in ids:
         raised[kind].add((referral_id, stage))
-    return Audit(sends, raised, decided, history(by_referral, as_of))
+    return Audit(sends, raised, decided, history(by_referral, as_of), dict(timeline))

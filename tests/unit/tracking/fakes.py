@@ -4,7 +4,7 @@ sent, the partitions it owns in a set, and end offsets set by the test."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -44,13 +44,14 @@ class Ends:
     """End offsets as the test sets them (every partition empty unless set): the broker's,
     and the client's last fetched (the broker's unless set); ``broker_down`` makes the
     broker unreachable. Each partition was sought to its ``committed`` offset (0 unless
-    set)."""
+    set). ``answering``, if set, is awaited before each answer (a request that takes time)."""
 
     broker: dict[int, int] = field(default_factory=dict)
     fetched: dict[int, int] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)
     broker_down: bool = False
     asked: list[tuple[int, ...]] = field(default_factory=list)
+    answering: Callable[[], Awaitable[None]] | None = None
 
     def fetched_end(self, partition: int) -> int | None:
         return self.fetched.get(partition, self.broker.get(partition, 0))
@@ -60,6 +61,8 @@ class Ends:
 
     async def broker_ends(self, partitions: Collection[int]) -> dict[int, int] | None:
         self.asked.append(tuple(sorted(partitions)))
+        if self.answering is not None:
+            await self.answering()
         if self.broker_down:
             return None
         return {partition: self.broker.get(partition, 0) for partition in partitions}

@@ -3,6 +3,7 @@ until its partition is read to the broker's end offset of the decision's moment.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -178,3 +179,57 @@ async def test_a_deferred_decision_is_made_by_the_next_owner_of_the_partition() 
     clock.moment = NOW + timedelta(seconds=1)
     await second.fire_deadlines()
     assert [alert[:3] for alert in alerts(second)] == [("R1", "assessment", "breach")]
+
+
+async def test_a_deferred_decision_is_made_as_of_the_moment_before_the_broker_was_asked() -> None:
+    """Events that reach Kafka while the broker's end offset is being asked for are not in
+    the answer: the decision is made as of the moment the request began."""
+    clock, ends, tracker = await started(events=2)
+    await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1")))
+    asked_at = clock.moment = NOW + timedelta(seconds=1)
+
+    async def slow_answer() -> None:
+        clock.moment += timedelta(hours=1)
+
+    ends.answering = slow_answer
+    await tracker.handle(Consumed(EVENTS, 0, 1, b"R2", received("R2", NOW.isoformat())))
+    assert alerts(tracker) == [("R1", "assessment", "breach", asked_at.isoformat())]
+
+
+async def test_the_timer_decides_a_referral_only_once_the_event_being_handled_is_stored() -> None:
+    """The agent has read R1's assessment (done on the day of receipt) and waits for the
+    broker before raising the breaches the event still shows; the timer, due for R1's
+    assessment, must not decide R1 from the record the event is about to replace."""
+    month_ago = "2026-08-01T09:00:00+01:00"
+    clock = ManualClock(datetime(2026, 8, 1, 10, tzinfo=UTC))
+    ends = Ends(broker={0: 1})
+    tracker = tracker_on(clock, owned={0}, ends=ends)
+    await tracker.rebuild_index()
+    await tracker.handle(Consumed(EVENTS, 0, 0, b"R1", received("R1", month_ago)))
+    assert alerts(tracker) == []
+    clock.moment = NOW  # R1's assessment, allocation and intervention are all past due
+    ends.broker[0] = 2
+    requested, answer = asyncio.Event(), asyncio.Event()
+
+    async def held() -> None:
+        ends.answering = None  # only the agent's request is held
+        requested.set()
+        await answer.wait()
+
+    ends.answering = held
+    agent = asyncio.create_task(
+        tracker.handle(
+            Consumed(EVENTS, 0, 1, b"R1", event("assessment_completed", "R1", month_ago))
+        )
+    )
+    await requested.wait()
+    timer = asyncio.create_task(tracker.fire_deadlines())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    answer.set()
+    await asyncio.gather(agent, timer)
+    await tracker.fire_deadlines()
+    assert {(referral, stage, kind) for referral, stage, kind, _at in alerts(tracker)} == {
+        ("R1", "allocation", "breach"),
+        ("R1", "intervention", "breach"),
+    }
