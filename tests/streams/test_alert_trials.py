@@ -40,6 +40,7 @@ from tests.streams.trials import (
     PROFILE,
     Audit,
     StageKey,
+    VisibilityProbe,
     arrivals,
     audit,
     morning_after,
@@ -71,6 +72,12 @@ def _stamped(deployment: Deployment) -> tuple[str, str]:
     return (deployment.names.events, deployment.names.alerts)
 
 
+def _probe(deployment: Deployment) -> VisibilityProbe:
+    """A probe of when the deployment's events become readable (see :mod:`tests.streams.trials`)."""
+    settings = deployment.settings
+    return VisibilityProbe(settings.kafka_bootstrap, deployment.names.events, settings.partitions)
+
+
 def _report(name: str, result: Audit, **extra: object) -> None:
     print(f"\n{name}: " + json.dumps({**result.figures(), **extra}, indent=1, default=str))
 
@@ -84,7 +91,7 @@ def _assert_trustworthy(result: Audit) -> None:
 
 
 async def _audit_when_complete(
-    deployment: Deployment, clock: SimulatedClock, as_of: datetime
+    deployment: Deployment, clock: SimulatedClock, as_of: datetime, probe: VisibilityProbe
 ) -> Audit:
     """Once every breach up to ``as_of`` is raised (and the workers had a further simulated
     day), the audit of every alert about a moment up to ``as_of``."""
@@ -94,7 +101,7 @@ async def _audit_when_complete(
     result: list[Audit] = []
 
     async def complete() -> bool:
-        by_referral = arrivals(await events.poll(), clock)
+        by_referral = arrivals(await events.poll(), clock, probe)
         result[:] = [audit(await alerts.poll(), by_referral, as_of, clock)]
         return not result[0].missing
 
@@ -149,17 +156,17 @@ async def test_restarted_workers_raise_each_breach_once_and_withdraw_only_for_la
     clock = _clock(stream[0].at)
     deployment.settings = dataclasses.replace(deployment.settings, clock=clock.spec)
     await deployment.create_topics()
-    await stamp_on_append(deployment.settings.kafka_bootstrap, _stamped(deployment))
-    pair = Pair(deployment)
-    publishing = asyncio.create_task(
-        publish_as_time_passes(
-            deployment.settings.kafka_bootstrap, deployment.names.events, stream, clock
+    bootstrap = deployment.settings.kafka_bootstrap
+    await stamp_on_append(bootstrap, _stamped(deployment))
+    async with _probe(deployment) as probe:
+        pair = Pair(deployment)
+        publishing = asyncio.create_task(
+            publish_as_time_passes(bootstrap, deployment.names.events, stream, clock)
         )
-    )
-    kills = await _kill_at_random(pair, clock, stream[0].at, stream[-1].at)
-    await publishing
-    as_of = stream[-1].at + timedelta(days=1)
-    result = await _audit_when_complete(deployment, clock, as_of)
+        kills = await _kill_at_random(pair, clock, stream[0].at, stream[-1].at)
+        await publishing
+        as_of = stream[-1].at + timedelta(days=1)
+        result = await _audit_when_complete(deployment, clock, as_of, probe)
     _report("restart trial", result, kills=kills, referrals=REFERRALS, events=len(stream))
     _assert_trustworthy(result)
 
@@ -187,16 +194,19 @@ async def test_a_broker_outage_across_midnight_raises_each_breach_once_and_no_fa
     try:
         await deployment.create_topics()
         await stamp_on_append(settings.kafka_bootstrap, _stamped(deployment))
-        Pair(deployment)
-        publishing = asyncio.create_task(
-            publish_as_time_passes(settings.kafka_bootstrap, deployment.names.events, stream, clock)
-        )
-        middle = stream[0].at + (stream[-1].at - stream[0].at) / 3
-        midnight = morning_after(middle) - timedelta(hours=6)
-        await _outage(own_broker, clock, midnight)
-        await publishing
-        as_of = stream[-1].at + timedelta(days=1)
-        result = await _audit_when_complete(deployment, clock, as_of)
+        async with _probe(deployment) as probe:
+            Pair(deployment)
+            publishing = asyncio.create_task(
+                publish_as_time_passes(
+                    settings.kafka_bootstrap, deployment.names.events, stream, clock
+                )
+            )
+            middle = stream[0].at + (stream[-1].at - stream[0].at) / 3
+            midnight = morning_after(middle) - timedelta(hours=6)
+            await _outage(own_broker, clock, midnight)
+            await publishing
+            as_of = stream[-1].at + timedelta(days=1)
+            result = await _audit_when_complete(deployment, clock, as_of, probe)
         exited = [worker.name for worker in deployment.workers if worker.exit_code() is not None]
     finally:
         deployment.stop_all()
@@ -255,29 +265,31 @@ async def _backfill(tmp_path: Path, deployment: Deployment, *, running: bool) ->
     clock = SimulatedClock.starting(start, 1.0)
     deployment.settings = dataclasses.replace(deployment.settings, clock=clock.spec)
     await deployment.create_topics()
-    await stamp_on_append(deployment.settings.kafka_bootstrap, _stamped(deployment))
-    if running:
-        await Pair(deployment).ready()
-    await _import(deployment, path)
-    if not running:
-        await Pair(deployment).ready()
-    due = _due(path, clock.now())
-    events = deployment.reader(deployment.names.events)
-    alerts = deployment.reader(deployment.names.alerts)
-    result: list[Audit] = []
+    bootstrap = deployment.settings.kafka_bootstrap
+    await stamp_on_append(bootstrap, _stamped(deployment))
+    async with _probe(deployment) as probe:
+        if running:
+            await Pair(deployment).ready()
+        await _import(deployment, path)
+        if not running:
+            await Pair(deployment).ready()
+        due = _due(path, clock.now())
+        events = deployment.reader(deployment.names.events)
+        alerts = deployment.reader(deployment.names.alerts)
+        result: list[Audit] = []
 
-    async def raised_all() -> bool:
-        by_referral = arrivals(await events.poll(), clock)
-        result[:] = [audit(await alerts.poll(), by_referral, clock.now(), clock)]
-        return all(due[kind] <= result[0].raised[kind] for kind in due)
+        async def raised_all() -> bool:
+            by_referral = arrivals(await events.poll(), clock, probe)
+            result[:] = [audit(await alerts.poll(), by_referral, clock.now(), clock)]
+            return all(due[kind] <= result[0].raised[kind] for kind in due)
 
-    try:
-        await wait_for("every alert due to be raised", raised_all, WAIT, deployment.workers)
-        await asyncio.sleep(5)
-        await raised_all()
-    finally:
-        await events.close()
-        await alerts.close()
+        try:
+            await wait_for("every alert due to be raised", raised_all, WAIT, deployment.workers)
+            await asyncio.sleep(5)
+            await raised_all()
+        finally:
+            await events.close()
+            await alerts.close()
     return result[0], due
 
 

@@ -3,8 +3,11 @@ audit of the alerts that came out against the events and when each reached Kafka
 
 The workers and the test share one simulated clock (anchored, :class:`SimulatedClock`), so a
 message's Kafka timestamp (the topics stamp ``LogAppendTime``: the moment the broker
-appended it) converts to the simulated moment it arrived. The audit needs nothing from the
-workers but their alerts:
+appended it) converts to the simulated moment it arrived. The broker stamps a message before
+it moves the partition's high watermark past it, and until then no reader and no end-offsets
+request sees it: an event counts as known :data:`VISIBLE_WITHIN_MS` after its stamp, or later
+if a :class:`VisibilityProbe` asked the broker after that and was not shown it. The audit
+needs nothing from the workers but their alerts:
 
 * a referral's events, ordered by arrival, cut its time into windows; in each window the
   worker could know exactly the events arrived before it. A breach (or at-risk warning) is
@@ -26,7 +29,10 @@ decision disprove, and withdraws them: the audit counts them.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,9 +41,10 @@ from datetime import time as clock_time
 from typing import Any, Final
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from mhst_tracker.domain.alerts import AlertKind
 from mhst_tracker.domain.clock import ReferralClock, StageStatus
@@ -52,6 +59,16 @@ PROFILE: Final = TRAILBLAZER_4WW
 DAY_PER_SECOND: Final = 86_400.0
 """The trials' clock speed: a simulated day per wall second."""
 TICK: Final = timedelta(microseconds=1)
+VISIBLE_WITHIN_MS: Final = 3
+"""Wall milliseconds the audit allows from a message's append stamp to it being readable.
+
+The gap is the broker's: it stamps the append time, writes the batch, then moves the high
+watermark, and an end-offsets request answered in between does not include the message
+(``bench/bench_visibility.py``: p99 0.7 ms, at most 6.1 ms in two minutes with nothing else
+running; at most 23 ms beside a busy loop and alert trials). At a simulated day per wall
+second 3 ms is 4.3 simulated minutes; longer gaps are seen by the :class:`VisibilityProbe`."""
+PROBE_EVERY: Final = 0.002
+"""Wall seconds between two end-offsets requests of the :class:`VisibilityProbe`."""
 
 StageKey = tuple[str, str]
 """(referral_id, stage)"""
@@ -89,7 +106,7 @@ def breach_moment(due_on: date) -> datetime:
     return datetime.combine(due_on + timedelta(days=1), clock_time(), tzinfo=PROFILE.timezone)
 
 
-def arrived_at(clock: SimulatedClock, timestamp_ms: int) -> datetime:
+def arrived_at(clock: SimulatedClock, timestamp_ms: float) -> datetime:
     """The simulated moment of a wall-clock Kafka timestamp (milliseconds)."""
     return clock.start + timedelta(seconds=(timestamp_ms / 1000 - clock.anchor) * clock.speed)
 
@@ -148,25 +165,98 @@ class Arrival:
 
     event: Event
     at: datetime
+    """The simulated moment the broker appended it."""
+    known_at: datetime
+    """The simulated moment from which the audit counts it as readable."""
     partition: int
     offset: int
     timestamp: int
     """When the broker appended it (milliseconds since the epoch)."""
+    known_ms: float
+    """``known_at`` in wall-clock milliseconds since the epoch."""
 
 
-def arrivals(records: Iterable[Record], clock: SimulatedClock) -> dict[str, list[Arrival]]:
-    """Each referral's events in the order they reached Kafka (offset order in its partition)."""
+class VisibilityProbe:
+    """Asks the broker for a topic's end offsets every :data:`PROBE_EVERY` seconds while a
+    trial runs, so that the audit knows, for each message, the last moment the broker still
+    did not show it (a gap longer than :data:`VISIBLE_WITHIN_MS`). Requests that fail (the
+    broker stopped) are skipped."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partitions = partitions
+        self._ends: dict[int, list[int]] = defaultdict(list)
+        self._sent: dict[int, list[float]] = defaultdict(list)
+        self._client: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> VisibilityProbe:
+        self._client = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, request_timeout_ms=5000
+        )
+        await self._client.start()
+        tps = [TopicPartition(self.topic, partition) for partition in range(self.partitions)]
+        self._task = asyncio.create_task(self._run(tps))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        assert self._client is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._client.stop()
+
+    async def _run(self, partitions: list[TopicPartition]) -> None:
+        assert self._client is not None
+        while True:
+            sent = time.time()
+            try:
+                async with asyncio.timeout(5):
+                    ends = await self._client.end_offsets(partitions)
+            except (KafkaError, TimeoutError):
+                await asyncio.sleep(0.1)
+                continue
+            for tp, end in ends.items():
+                self._ends[tp.partition].append(end)
+                self._sent[tp.partition].append(sent)
+            await asyncio.sleep(PROBE_EVERY)
+
+    def unseen_at(self, partition: int, offset: int) -> float | None:
+        """When the last request that did not show the message at ``offset`` was sent
+        (seconds since the epoch), if any did not."""
+        ends = self._ends[partition]
+        index = bisect.bisect_right(ends, offset)
+        return self._sent[partition][index - 1] if index else None
+
+
+def known_ms(timestamp: int, partition: int, offset: int, probe: VisibilityProbe | None) -> float:
+    """When the audit counts a message stamped ``timestamp`` as readable (milliseconds)."""
+    known = float(timestamp + VISIBLE_WITHIN_MS)
+    unseen = None if probe is None else probe.unseen_at(partition, offset)
+    return known if unseen is None else max(known, unseen * 1000)
+
+
+def arrivals(
+    records: Iterable[Record], clock: SimulatedClock, probe: VisibilityProbe | None = None
+) -> dict[str, list[Arrival]]:
+    """Each referral's events in the order they reached Kafka (offset order in its partition),
+    each known from :func:`known_ms` (with what ``probe`` saw, if given)."""
     by_referral: dict[str, list[Arrival]] = defaultdict(list)
     for record in records:
         assert record.value is not None
         event = parse_event(record.value)
+        known = known_ms(record.timestamp, record.partition, record.offset, probe)
         by_referral[event.referral_id].append(
             Arrival(
                 event,
                 arrived_at(clock, record.timestamp),
+                arrived_at(clock, known),
                 record.partition,
                 record.offset,
                 record.timestamp,
+                known,
             )
         )
     for events in by_referral.values():
@@ -201,7 +291,7 @@ def history(by_referral: dict[str, list[Arrival]], as_of: datetime) -> History:
         breached_after: dict[str, int] = {}
         for index, arrival in enumerate(events):
             clock.apply(arrival.event)
-            following = events[index + 1].at if index + 1 < len(events) else as_of + TICK
+            following = events[index + 1].known_at if index + 1 < len(events) else as_of + TICK
             window_end = min(following, as_of + TICK) - TICK
             state = clock.state(window_end, PROFILE)
             for stage in PROFILE.stages:
@@ -212,7 +302,7 @@ def history(by_referral: dict[str, list[Arrival]], as_of: datetime) -> History:
                 if stage_state.state is StageStatus.BREACHED:
                     known.breach_justified.add(key)
                     breached_after.setdefault(stage.name, arrival.offset)
-                    last_pending = max(arrival.at, breach_moment(stage_state.due_on) - TICK)
+                    last_pending = max(arrival.known_at, breach_moment(stage_state.due_on) - TICK)
                     if (
                         last_pending < window_end
                         and stage.name in clock.state(last_pending, PROFILE).at_risk_stages
@@ -247,6 +337,9 @@ class Audit:
     milliseconds)."""
     known: History
     timeline: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
+    readable_after_ms: list[float] = field(default_factory=list)
+    """For each event the probe saw unreadable later than ``VISIBLE_WITHIN_MS`` after its
+    stamp: how long after its stamp it was last unseen."""
     """Each referral's arrivals and alerts, by the simulated moment each reached Kafka."""
 
     def story(self, keys: Iterable[StageKey]) -> str:
@@ -272,13 +365,13 @@ class Audit:
     @property
     def explained(self) -> set[StageKey]:
         """Withdrawals of a breach justified when decided, disproved by an event that reached
-        Kafka after the breach was decided (the same millisecond counts as after)."""
+        Kafka after the breach was decided (counted from when it was readable: :func:`known_ms`)."""
         return {
             key
             for key in self.raised[AlertKind.BREACH_WITHDRAWN]
             if key in self.known.disproved_by
             and key in self.breach_decided
-            and self.known.disproved_by[key][0].timestamp >= self.breach_decided[key]
+            and self.known.disproved_by[key][0].known_ms >= self.breach_decided[key]
         }
 
     @property
@@ -312,6 +405,10 @@ class Audit:
             "at-risk warnings raised": len(self.raised[AlertKind.AT_RISK]),
             "at-risk warnings without cause": len(self.at_risk_unjustified),
             "messages sent by kind": dict(self.sends),
+            f"events still unreadable {VISIBLE_WITHIN_MS} ms after their stamp": len(
+                self.readable_after_ms
+            ),
+            "longest of those waits (ms)": round(max(self.readable_after_ms, default=0.0), 1),
         }
 
 
@@ -372,4 +469,10 @@ def audit(
     raised: dict[str, set[StageKey]] = {kind: set() for kind in AlertKind}
     for referral_id, stage, kind in ids:
         raised[kind].add((referral_id, stage))
-    return Audit(sends, raised, decided, history(by_referral, as_of), dict(timeline))
+    late = [
+        arrival.known_ms - arrival.timestamp
+        for referral_arrivals in by_referral.values()
+        for arrival in referral_arrivals
+        if arrival.known_ms > arrival.timestamp + VISIBLE_WITHIN_MS
+    ]
+    return Audit(sends, raised, decided, history(by_referral, as_of), dict(timeline), late)
