@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import random
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -96,19 +97,42 @@ async def _audit_when_complete(
     """Once every breach up to ``as_of`` is raised (and the workers had a further simulated
     day), the audit of every alert about a moment up to ``as_of``."""
     await wait_until_simulated(clock, as_of + timedelta(days=1))
+    return await _audit_until(
+        deployment,
+        clock,
+        probe,
+        lambda: as_of,
+        lambda result: not result.missing,
+        "every breach to be raised",
+        settle=2,
+    )
+
+
+async def _audit_until(
+    deployment: Deployment,
+    clock: SimulatedClock,
+    probe: VisibilityProbe,
+    as_of: Callable[[], datetime],
+    done: Callable[[Audit], bool],
+    what: str,
+    *,
+    settle: float,
+) -> Audit:
+    """Audit the alerts about moments up to ``as_of()`` until ``done`` holds (waiting up to
+    WAIT seconds for ``what``), and once more ``settle`` seconds later."""
     events = deployment.reader(deployment.names.events)
     alerts = deployment.reader(deployment.names.alerts)
     result: list[Audit] = []
 
-    async def complete() -> bool:
+    async def check() -> bool:
         by_referral = arrivals(await events.poll(), clock, probe)
-        result[:] = [audit(await alerts.poll(), by_referral, as_of, clock)]
-        return not result[0].missing
+        result[:] = [audit(await alerts.poll(), by_referral, as_of(), clock)]
+        return done(result[0])
 
     try:
-        await wait_for("every breach to be raised", complete, WAIT, deployment.workers)
-        await asyncio.sleep(2)
-        await complete()
+        await wait_for(what, check, WAIT, deployment.workers)
+        await asyncio.sleep(settle)
+        await check()
     finally:
         await events.close()
         await alerts.close()
@@ -274,23 +298,16 @@ async def _backfill(tmp_path: Path, deployment: Deployment, *, running: bool) ->
         if not running:
             await Pair(deployment).ready()
         due = _due(path, clock.now())
-        events = deployment.reader(deployment.names.events)
-        alerts = deployment.reader(deployment.names.alerts)
-        result: list[Audit] = []
-
-        async def raised_all() -> bool:
-            by_referral = arrivals(await events.poll(), clock, probe)
-            result[:] = [audit(await alerts.poll(), by_referral, clock.now(), clock)]
-            return all(due[kind] <= result[0].raised[kind] for kind in due)
-
-        try:
-            await wait_for("every alert due to be raised", raised_all, WAIT, deployment.workers)
-            await asyncio.sleep(5)
-            await raised_all()
-        finally:
-            await events.close()
-            await alerts.close()
-    return result[0], due
+        result = await _audit_until(
+            deployment,
+            clock,
+            probe,
+            clock.now,
+            lambda audited: all(due[kind] <= audited.raised[kind] for kind in due),
+            "every alert due to be raised",
+            settle=5,
+        )
+    return result, due
 
 
 async def test_history_imported_before_the_workers_start_raises_what_is_due_now_once(
