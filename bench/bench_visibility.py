@@ -10,8 +10,9 @@ the alert trials' topics are), then for ``--seconds`` a producer sends one messa
 while a consumer asks the partition's end offset as fast as it is answered. The broker stamps
 a message, writes it, then moves the high watermark; a request answered in between does not
 include it. For every message stamped before a request was sent and missing from that
-request's answer, the gap is the request's send time less the stamp. The baseline is the
-end-offsets request's own round trip, measured in the same run.
+request's answer, the gap is the request's send time less the stamp (``gap_ms``: how many
+such misses, and their spread). The baseline is the end-offsets request's own round trip,
+measured in the same run.
 
 The alert trials (:data:`tests.streams.trials.VISIBLE_WITHIN_MS`) count an event as known
 that long after its stamp. Figures go to ``bench/results/visibility.json``.
@@ -31,23 +32,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.bench_worker import summary
 from deploy.local import KafkaBroker
 
 RESULTS = Path(__file__).parent / "results" / "visibility.json"
 TOPIC = "visibility"
 PARTITION = TopicPartition(TOPIC, 0)
-
-
-def quantiles(values: list[float]) -> dict[str, float]:
-    """p50, p99 and max of ``values``, in milliseconds (zeros if there are none)."""
-    if not values:
-        return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
-    ordered = sorted(values)
-    return {
-        "p50_ms": round(1000 * ordered[len(ordered) // 2], 3),
-        "p99_ms": round(1000 * ordered[int(len(ordered) * 0.99)], 3),
-        "max_ms": round(1000 * ordered[-1], 3),
-    }
 
 
 async def measure(bootstrap: str, seconds: float) -> dict[str, Any]:
@@ -95,9 +85,8 @@ async def measure(bootstrap: str, seconds: float) -> dict[str, Any]:
     return {
         "messages": len(stamps),
         "requests": len(answers),
-        "missed": len(gaps),
-        "gap": quantiles(gaps),
-        "baseline_round_trip": quantiles(round_trips),
+        "gap_ms": summary([1000 * gap for gap in gaps], 3) if gaps else {"count": 0},
+        "baseline_round_trip_ms": summary([1000 * trip for trip in round_trips], 3),
     }
 
 

@@ -64,7 +64,7 @@ VISIBLE_WITHIN_MS: Final = 3
 
 The gap is the broker's: it stamps the append time, writes the batch, then moves the high
 watermark, and an end-offsets request answered in between does not include the message
-(``bench/bench_visibility.py``: p99 0.7 ms, at most 6.1 ms in two minutes with nothing else
+(``bench/bench_visibility.py``: p99 0.7 ms, at most 4.5 ms in two minutes with nothing else
 running; at most 23 ms beside a busy loop and alert trials). At a simulated day per wall
 second 3 ms is 4.3 simulated minutes; longer gaps are seen by the :class:`VisibilityProbe`."""
 PROBE_EVERY: Final = 0.002
@@ -186,8 +186,10 @@ class VisibilityProbe:
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
+        self._sent: list[float] = []
+        """When each answered request was sent (seconds since the epoch)."""
         self._ends: dict[int, list[int]] = defaultdict(list)
-        self._sent: dict[int, list[float]] = defaultdict(list)
+        """Per partition, each answered request's end offset (in step with ``_sent``)."""
         self._client: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -218,17 +220,16 @@ class VisibilityProbe:
             except (KafkaError, TimeoutError):
                 await asyncio.sleep(0.1)
                 continue
+            self._sent.append(sent)
             for tp, end in ends.items():
                 self._ends[tp.partition].append(end)
-                self._sent[tp.partition].append(sent)
             await asyncio.sleep(PROBE_EVERY)
 
     def unseen_at(self, partition: int, offset: int) -> float | None:
         """When the last request that did not show the message at ``offset`` was sent
         (seconds since the epoch), if any did not."""
-        ends = self._ends[partition]
-        index = bisect.bisect_right(ends, offset)
-        return self._sent[partition][index - 1] if index else None
+        index = bisect.bisect_right(self._ends[partition], offset)
+        return self._sent[index - 1] if index else None
 
 
 def known_ms(timestamp: int, partition: int, offset: int, probe: VisibilityProbe | None) -> float:
@@ -337,10 +338,10 @@ class Audit:
     milliseconds)."""
     known: History
     timeline: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
+    """Each referral's arrivals and alerts, by the simulated moment each reached Kafka."""
     readable_after_ms: list[float] = field(default_factory=list)
     """For each event the probe saw unreadable later than ``VISIBLE_WITHIN_MS`` after its
     stamp: how long after its stamp it was last unseen."""
-    """Each referral's arrivals and alerts, by the simulated moment each reached Kafka."""
 
     def story(self, keys: Iterable[StageKey]) -> str:
         """The timelines of the referrals of ``keys``, for a failure message."""
