@@ -19,9 +19,12 @@ referrals are open. So the timer does not route each due referral through the st
   until the agent writes it: either with the referral's next event (which reads the pending
   record before the table) or when a flush tick for that partition reaches the agent.
 
-If a worker dies or loses a partition before a pending record is written, the table still
-holds the old deadline, so the partition's next owner decides the referral again and sends
-the same alerts with the same ``alert_id``: at-least-once, as everywhere in the pipeline.
+A worker that stops gracefully has the agent write its pending records before it leaves
+its group (:meth:`ReferralTracker.write_pending
+<mhst_tracker.tracking.tracker.ReferralTracker.write_pending>`). If a worker dies or loses a
+partition before a pending record is written, the table still holds the old deadline, so the
+partition's next owner decides the referral again and sends the same alerts with the same
+``alert_id``: at-least-once, as everywhere in the pipeline.
 """
 
 from __future__ import annotations
@@ -133,6 +136,10 @@ class DeadlineTimer:
     def has_pending(self, partition: int) -> bool:
         """Whether ``partition`` has records waiting to be written."""
         return bool(self._pending.get(partition))
+
+    def pending_count(self) -> int:
+        """Records waiting to be written, over every partition."""
+        return sum(len(pending) for pending in self._pending.values())
 
     # The timer's side.
 

@@ -92,6 +92,8 @@ PREPARE_PER_RUN: Final = 1000
 FLUSH_PER_TICK: Final = 2000
 """Pending records the agent writes for one tick at most; the timer sends another tick for
 the rest."""
+STOP_TICK_WAIT: Final = 0.01
+"""Seconds between two looks at the pending records while a stopping worker writes them."""
 DEFERRED_COUNTED_EVERY: Final = 1.0
 """Seconds between two counts of the deferred decisions (a walk over the due referrals)."""
 
@@ -353,6 +355,28 @@ class ReferralTracker:
             await asyncio.gather(*sending)
         self.timer.settle(fired)
         return fired
+
+    async def write_pending(self, within: float) -> tuple[int, int]:
+        """Have the agent write every pending record, for ``within`` seconds at most, before
+        the worker leaves its group (a graceful stop); the records there were, and those
+        left unwritten.
+
+        A round being decided is settled first, so its alerts are with the broker and its
+        records pending; then each partition with pending records is ticked until the agent
+        has written them all. Without this, a stopped worker's table would still hold those
+        referrals' old deadlines: the next owner of their partitions would decide them again
+        and send the same alerts again (the same ``alert_id``, dropped by the notifier, but
+        counted twice and holding up its own timer).
+        """
+        give_up = time.monotonic() + within
+        async with self.turn:
+            pass  # a round being decided and published is settled when the turn is free
+        pending = there_were = self.timer.pending_count()
+        while pending and time.monotonic() < give_up:
+            await self._send_ticks(sorted(self.timer.partitions()))
+            await asyncio.sleep(STOP_TICK_WAIT)
+            pending = self.timer.pending_count()
+        return there_were, pending
 
     def _finish_round(self, partition: int, moment: datetime) -> None:
         """Close the partition's round once nothing due by ``moment`` is left undecided."""

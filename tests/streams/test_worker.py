@@ -6,7 +6,10 @@ Every test runs ``mhst-tracker worker`` processes with a simulated clock (see
 
 from __future__ import annotations
 
-from collections import defaultdict
+import asyncio
+import dataclasses
+import time
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 import orjson
@@ -15,7 +18,10 @@ import pytest
 from deploy.local.process import ManagedProcess
 from mhst_tracker.dead_letters import DeadLetter
 from mhst_tracker.domain.alerts import decide_alerts
-from mhst_tracker.domain.events import event_to_json
+from mhst_tracker.domain.events import Event, EventType, event_to_json
+from mhst_tracker.pipeline import ReferralRecord
+from mhst_tracker.replay import Replayer
+from mhst_tracker.timesource import SimulatedClock, parse_time_source
 from tests.streams.checks import (
     WAIT,
     assert_alerts_raised_once,
@@ -27,7 +33,11 @@ from tests.streams.checks import (
 )
 from tests.streams.harness import (
     Deployment,
+    Record,
+    TopicReader,
+    alert_bodies,
     changelog_reader,
+    latest_values,
     logged,
     produce,
     wait_for,
@@ -213,3 +223,94 @@ async def test_a_killed_worker_restores_from_the_changelog_and_loses_nothing(
     )
     await assert_alerts_raised_once(deployment, scenario.alerts_by_midnight())
     await assert_states_equal_replay(deployment, scenario, scenario.midnight + timedelta(hours=1))
+
+
+async def test_a_worker_stopped_during_a_midnight_burst_writes_its_records_before_it_leaves(
+    deployment: Deployment,
+) -> None:
+    """SIGTERM as the first alert of a midnight's burst arrives: the worker has its agent
+    write the burst's records before it leaves, so the table records every alert it sent and
+    the worker started after it (from the changelog) sends none of them again."""
+    scenario = _assessments_due_at_one_midnight(referrals=6000)
+    deployment.settings = dataclasses.replace(
+        deployment.settings,
+        clock=SimulatedClock.starting(scenario.start, scenario.speed).spec,
+    )
+    await deployment.create_topics()
+    await produce(deployment.settings.kafka_bootstrap, deployment.names.events, scenario.messages)
+    at_ingest, at_midnight = scenario.expected_alerts()
+    assert len(at_midnight) == len(scenario.messages)
+    first = deployment.start_worker("w1")
+    changelog = changelog_reader(deployment)
+    try:
+        await wait_for(
+            "every referral to reach the table",
+            lambda: has(changelog, len(scenario.messages)),
+            WAIT,
+            deployment.workers,
+        )
+    finally:
+        await changelog.close()
+    assert parse_time_source(deployment.settings.clock).now() < scenario.midnight, (
+        "the worker took too long to read the referrals: the midnight came before it had them"
+    )
+
+    alerts = deployment.reader(deployment.names.alerts)
+    try:
+        give_up = time.monotonic() + WAIT
+        # Polled without a pause (a poll returns as soon as anything arrives): the worker is
+        # told to stop within milliseconds of its burst's first alert, records still pending.
+        while not any(alert_key(body) in at_midnight for body in alert_bodies(await alerts.poll())):
+            assert time.monotonic() < give_up, "no alert of the midnight's burst came"
+        first.stop()
+        sent = {alert_key(body) for body in alert_bodies(await alerts.poll())}
+        records = latest_values(await _read_all(changelog_reader(deployment)))
+        unrecorded = sorted(
+            key
+            for key in sent & set(at_midnight)
+            if (key[1], key[2]) not in ReferralRecord.from_bytes(records[key[0].encode()]).raised
+        )
+        assert len(unrecorded) == 0, f"alerts sent and not in the table, e.g. {unrecorded[:3]}"
+        deployment.start_worker("w1-restarted")  # a fresh data directory: the changelog's table
+        bodies = await wait_for_alerts(deployment, alerts, at_ingest | at_midnight)
+        await asyncio.sleep(3)  # the restarted worker's timer has had its rounds by now
+        bodies = alert_bodies(await alerts.poll())
+    finally:
+        await alerts.close()
+    assert_one_alert_each(bodies, at_ingest | at_midnight)
+    repeated = Counter(body["alert_id"] for body in bodies) - Counter(
+        {body["alert_id"]: 1 for body in bodies}
+    )
+    assert not repeated, f"{len(repeated)} alerts sent again, e.g. {next(iter(repeated))}"
+
+
+def _assessments_due_at_one_midnight(referrals: int) -> Scenario:
+    """``referrals`` referrals received early on the scenario's day and never assessed: each
+    one's assessment breach is due at the next midnight, all in one burst."""
+    start = datetime(2026, 5, 20, 6, tzinfo=PROFILE.timezone)
+    midnight = start.replace(hour=0) + timedelta(days=1)
+    messages: list[tuple[bytes | None, bytes]] = []
+    for number in range(referrals):
+        event = Event(
+            event_id=f"burst-{number}",
+            type=EventType.REFERRAL_RECEIVED,
+            referral_id=f"B{number:07d}",
+            occurred_at=start.replace(hour=1) + timedelta(seconds=number % 3600),
+            team_id="T01",
+        )
+        messages.append((event.referral_id.encode(), event_to_json(event)))
+    replayer = Replayer()
+    replayer.feed([value for _, value in messages])
+    # 36 s of wall time to midnight: the worker starts and reads the referrals meanwhile.
+    return Scenario(messages, start, midnight, invalid=0, replayer=replayer, speed=1800)
+
+
+async def _read_all(reader: TopicReader) -> list[Record]:
+    """Every record of ``reader``'s topic up to now."""
+    try:
+        previous = -1
+        while len(records := await reader.poll()) != previous:
+            previous = len(records)
+        return records
+    finally:
+        await reader.close()

@@ -1,9 +1,10 @@
 """The tracker without Kafka or Faust: events stored and alerted, bad messages dead-lettered
-(cut to the dead-letter topic's limit when they must be), flush ticks, crashes and
-readiness."""
+(cut to the dead-letter topic's limit when they must be), flush ticks, the pending records
+written before a stop, crashes and readiness."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from mhst_tracker.dead_letters import Cut
 from mhst_tracker.domain.profile import TRAILBLAZER_4WW
 from mhst_tracker.pipeline import ReferralRecord
 from mhst_tracker.timesource import ManualClock
+from mhst_tracker.tracking import tracker as tracker_module
 from mhst_tracker.tracking.monitoring import Readiness
 from mhst_tracker.tracking.tracker import ReferralTracker
 from tests.unit.tracking.fakes import EVENTS, TICKS, Consumed, KeptOutbox, tracker_on
@@ -105,6 +107,59 @@ async def test_a_tick_writes_what_the_timer_decided_for_its_partition() -> None:
     assert tracker.table.get(b"R1") == stored  # pending until the tick reaches the agent
     await tracker.handle(Consumed(TICKS, 0, 0, None, b""))
     assert tracker.table.get(b"R1") != stored
+
+
+async def _decided_and_pending(clock: ManualClock, referrals: int) -> ReferralTracker:
+    """A tracker whose timer has decided ``referrals`` referrals of partition 0, their
+    records pending."""
+    tracker = tracker_on(clock, owned={0})
+    for number in range(referrals):
+        received = {
+            **RECEIVED,
+            "event_id": f"e{number}",
+            "referral_id": f"R{number}",
+            "occurred_at": NOW.isoformat(),
+        }
+        key = received["referral_id"].encode()
+        await tracker.handle(Consumed(EVENTS, 0, number, key, orjson.dumps(received)))
+    await tracker.rebuild_index()
+    clock.moment = NOW + timedelta(days=1)
+    await tracker.fire_deadlines()
+    assert tracker.timer.pending_count() == referrals
+    return tracker
+
+
+async def test_a_stopping_worker_ticks_until_the_agent_has_written_every_pending_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracker_module, "FLUSH_PER_TICK", 2)  # three ticks for five records
+    tracker = await _decided_and_pending(ManualClock(NOW), referrals=5)
+    before = dict(tracker.table.items())
+    delivered = 0  # the tick fire_deadlines sent is on its way to the agent
+
+    async def agent() -> None:
+        nonlocal delivered
+        while True:
+            await asyncio.sleep(0)
+            for partition in outbox(tracker).ticks[delivered:]:
+                delivered += 1
+                await tracker.handle(Consumed(TICKS, partition, delivered, None, b""))
+
+    reading = asyncio.ensure_future(agent())
+    try:
+        assert await tracker.write_pending(within=5) == (5, 0)
+    finally:
+        reading.cancel()
+    assert outbox(tracker).ticks == [0, 0, 0]
+    for key, raw in tracker.table.items():
+        assert raw != before[key]
+        assert ReferralRecord.from_bytes(raw).raised == {("assessment", "breach")}
+
+
+async def test_a_stopping_worker_whose_agent_writes_nothing_gives_up_in_time() -> None:
+    tracker = await _decided_and_pending(ManualClock(NOW), referrals=2)
+    assert await tracker.write_pending(within=0.05) == (2, 2)
+    assert outbox(tracker).ticks == [0]  # one tick in flight per partition, not a flood
 
 
 class Steps:
