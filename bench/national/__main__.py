@@ -48,6 +48,8 @@ QUIET_S: Final = 10.0
 """The midnight's alerts are over once none has come for this long."""
 RESULTS: Final = Path(__file__).parents[1] / "results" / "national.json"
 PLOT: Final = RESULTS.with_suffix(".png")
+STOP_LOG: Final = "decided records"
+"""What a stopping worker logs about the records its timer decided: written, or left."""
 
 
 def slice_shape(teams: int) -> Shape:
@@ -145,6 +147,7 @@ async def first_run(
         rss, peak = rss_mib(worker.pid or 0), peak_rss_mib(worker.pid or 0)
     finally:
         await watch.stop()
+        stopping = time.monotonic()
         worker.stop(timeout=300)
     return {
         "alerts_due_by_the_engine": expected,
@@ -152,6 +155,8 @@ async def first_run(
         "last_alert_after_start_s": round(max(appended, default=0.0) + indexed - began, 1),
         "worker_rss_mib_after": round(rss, 1),
         "worker_peak_rss_mib": round(peak, 1),
+        "stop_s": round(time.monotonic() - stopping, 1),
+        "stop_log": [line for line in worker.log_tail(200).splitlines() if STOP_LOG in line],
     }
 
 
