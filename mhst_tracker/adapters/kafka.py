@@ -1,5 +1,6 @@
-"""Topic administration on the broker: create the deployment's topics, check co-partitioning,
-read the largest message each topic accepts.
+"""Topic and group administration on the broker: create the deployment's topics, check
+co-partitioning, read the largest message each topic accepts; a consumer group's members and
+committed offsets, and its offsets set while it has no member (``rebuild``, ``notify skip``).
 
 The names are :class:`mhst_tracker.topics.TopicNames`; Faust creates the table's changelog
 topic itself.
@@ -7,18 +8,25 @@ topic itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, TypeVar
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
 
 from mhst_tracker.config import ConfigError, Settings
 from mhst_tracker.failures import ServiceUnavailable
 
 MAX_MESSAGE_BYTES: Final = "max.message.bytes"
+COORDINATOR_WAIT: Final = 30.0
+"""Seconds to wait for the broker's group coordinator (a new broker creates it on first use)."""
+
+_T = TypeVar("_T")
 
 
 @asynccontextmanager
@@ -92,3 +100,44 @@ async def message_limits(bootstrap_servers: str, topics: Sequence[str]) -> dict[
                 if entry[0] == MAX_MESSAGE_BYTES:
                     limits[name] = int(entry[1])
     return limits
+
+
+async def with_coordinator(call: Callable[[], Awaitable[_T]]) -> _T:
+    """``call()``, retried while the broker has no group coordinator yet."""
+    deadline = time.monotonic() + COORDINATOR_WAIT
+    while True:
+        try:
+            return await call()
+        except GroupCoordinatorNotAvailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def group_members(admin: AIOKafkaAdminClient, group: str) -> int:
+    """How many members the consumer group has now."""
+    (response,) = await with_coordinator(lambda: admin.describe_consumer_groups([group]))
+    (description,) = response.groups
+    return len(description[5])
+
+
+async def committed_offsets(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
+    """The group's committed offsets."""
+    offsets = await with_coordinator(lambda: admin.list_consumer_group_offsets(group))
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def commit_offsets(
+    bootstrap_servers: str, group: str, offsets: Mapping[TopicPartition, int]
+) -> None:
+    """Set the group's committed ``offsets`` in one request, which the broker applies whole
+    or not at all; ``CommitFailedError`` if the group has a member (it refuses then)."""
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign(list(offsets))
+        await committer.commit(dict(offsets))
+    finally:
+        await committer.stop()

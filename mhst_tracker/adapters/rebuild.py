@@ -36,8 +36,7 @@ The events topic must hold the whole history: a partition whose first offset is 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +44,7 @@ from typing import Final, Protocol, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, GroupCoordinatorNotAvailableError
+from aiokafka.errors import CommitFailedError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from mhst_tracker.adapters import kafka
@@ -60,8 +59,6 @@ FETCH_BYTES: Final = 4 * 1024 * 1024
 METADATA_BACKOFF_MS: Final = 10
 """The reader's wait before asking again for a topic's metadata (100 ms by default): asking
 the offsets of the four topics learns about them one at a time."""
-COORDINATOR_WAIT: Final = 30.0
-"""Seconds to wait for the broker's group coordinator (a new broker creates it on first use)."""
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 _T = TypeVar("_T")
@@ -171,7 +168,7 @@ async def plan_rebuild(wiring: Wiring, profiles: Sequence[Profile]) -> tuple[Pla
     try:
         async with kafka.reachable(bootstrap):
             await admin.start()
-            members = await _group_members(admin, names.workers)
+            members = await kafka.group_members(admin, names.workers)
             if members:
                 raise RebuildRefused(
                     f"the workers' consumer group {names.workers} has {members} member"
@@ -182,7 +179,7 @@ async def plan_rebuild(wiring: Wiring, profiles: Sequence[Profile]) -> tuple[Pla
                 topic["topic"]: len(topic["partitions"])
                 for topic in await admin.describe_topics([names.alerts, names.ticks])
             }
-            committed = await _committed(admin, names.workers)
+            committed = await kafka.committed_offsets(admin, names.workers)
     finally:
         await admin.close()
     limits = await kafka.message_limits(bootstrap, [names.referral_changelog, names.dlq])
@@ -297,31 +294,6 @@ async def rebuild_partitions(
             )
         await writer.delivered()
     return figures
-
-
-async def _group_members(admin: AIOKafkaAdminClient, group: str) -> int:
-    """How many members the consumer group has now."""
-    (response,) = await _with_coordinator(lambda: admin.describe_consumer_groups([group]))
-    (description,) = response.groups
-    return len(description[5])
-
-
-async def _committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
-    """The group's committed offsets."""
-    offsets = await _with_coordinator(lambda: admin.list_consumer_group_offsets(group))
-    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-
-
-async def _with_coordinator(call: Callable[[], Awaitable[_T]]) -> _T:
-    """``call()``, retried while the broker has no group coordinator yet."""
-    deadline = time.monotonic() + COORDINATOR_WAIT
-    while True:
-        try:
-            return await call()
-        except GroupCoordinatorNotAvailableError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
 
 
 async def _prepare_changelog(admin: AIOKafkaAdminClient, events: str, changelog: str) -> int:
@@ -488,14 +460,9 @@ async def hand_over(wiring: Wiring, plan: Plan) -> None:
     """Commit the plan's offsets for the workers' group in one request: the workers start
     there. :class:`RebuildRefused` if a worker has joined the group meanwhile."""
     bootstrap, group, offsets = plan.kafka.bootstrap_servers, wiring.topics.workers, plan.hand_over
-    async with AsyncExitStack() as stack, kafka.reachable(bootstrap):
-        committer = await _started(
-            stack,
-            AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False),
-        )
-        committer.assign(list(offsets))
+    async with kafka.reachable(bootstrap):
         try:
-            await committer.commit(offsets)
+            await kafka.commit_offsets(bootstrap, group, offsets)
         except CommitFailedError:
             raise RebuildRefused(
                 f"a worker joined the consumer group {group} during the rebuild, so"

@@ -4,8 +4,9 @@ The routing file (``MHST_NOTIFY_CONFIG``) is checked before anything starts: eac
 is one line naming the file, the recipient and the field, and the exit code is 2. The
 notifier then runs until SIGTERM or Ctrl-C: it consumes ``mhst.breach-alerts`` (group
 ``mhst-notifier``, under ``MHST_TOPIC_PREFIX``), serves its metrics on
-``MHST_NOTIFY_METRICS_PORT`` and Alertmanager's webhook on ``MHST_NOTIFY_PORT``. See
-docs/notify.md.
+``MHST_NOTIFY_METRICS_PORT`` and Alertmanager's webhook on ``MHST_NOTIFY_PORT``.
+``notify skip`` moves a stopped notifier past every alert on the topic (a first deployment
+with history). See docs/notify.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from mhst_tracker.commands.options import loglevel_option
 from mhst_tracker.config import ConfigError, Settings
 from mhst_tracker.failures import ServiceUnavailable
 from mhst_tracker.notify.config import Channel, NotifyConfig, NotifyConfigError, load_config
-from mhst_tracker.notify.consumer import GROUP_ID, ConsumerOptions, consume
+from mhst_tracker.notify.consumer import (
+    GROUP_ID,
+    ConsumerOptions,
+    NotifierRunning,
+    consume,
+    skip_to_end,
+)
 from mhst_tracker.notify.service import DigestListener, Notifier, wall_now
 
 
@@ -44,10 +51,10 @@ def notify_command(ctx: click.Context, loglevel: str) -> None:
     Consumes the alerts topic until SIGTERM or Ctrl-C; the routing file is named by
     MHST_NOTIFY_CONFIG. `notify retry` sends the deliveries that failed again.
     """
+    if ctx.invoked_subcommand is not None:
+        return  # a one-off command: its answer, and warnings only
     settings = Settings.from_env()
     logs.configure(settings.log_format, loglevel.upper())
-    if ctx.invoked_subcommand is not None:
-        return
     config = routing_file(settings)
     registry = CollectorRegistry()
     bootstrap.serve_metrics(
@@ -62,6 +69,33 @@ def retry_command() -> None:
     settings = Settings.from_env()
     config = routing_file(settings)
     _run_or_explain(settings, retry(settings, config))
+
+
+@notify_command.command("skip")
+def skip_command() -> None:
+    """Move the stopped notifier past every alert now on the alerts topic.
+
+    For a first deployment that loads a year of history: the workers' first run raises that
+    year's breaches once. Run this after it and before the notifier's first start; only
+    alerts raised afterwards are delivered. Refused while a notifier runs.
+    """
+    settings = Settings.from_env()
+    options = consumer_options(settings)
+    try:
+        skipped = running.run(skip_to_end(options))
+    except NotifierRunning as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"{skipped} alert(s) on {options.topic} will not be delivered: group"
+        f" {options.group_id} now starts after them"
+    )
+
+
+def consumer_options(settings: Settings) -> ConsumerOptions:
+    """Where the notifier reads: the deployment's alerts topic, in its own group."""
+    return ConsumerOptions(
+        settings.kafka_bootstrap, settings.topics.alerts, f"{settings.topic_prefix}{GROUP_ID}"
+    )
 
 
 def routing_file(settings: Settings, env: Mapping[str, str] | None = None) -> NotifyConfig:
@@ -121,11 +155,8 @@ async def run(
     notifier = Notifier(config, ledger, channels, metrics, wiring.time_source, on_digest=on_digest)
     http = alertmanager.server(notifier.forward_operations, "0.0.0.0", settings.notify_port)
     serving = asyncio.create_task(http.serve())
-    options = ConsumerOptions(
-        settings.kafka_bootstrap, wiring.topics.alerts, f"{settings.topic_prefix}{GROUP_ID}"
-    )
     try:
-        await consume(notifier, options, stop)
+        await consume(notifier, consumer_options(settings), stop)
     finally:
         http.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)

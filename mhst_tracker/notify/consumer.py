@@ -11,6 +11,10 @@ back, once, with the alerts that arrived meanwhile.
 
 A commit that fails (a rebalance under way) is logged and the loop goes on: whoever reads
 those alerts again finds them in the ledger and sends nothing twice.
+
+:func:`skip_to_end` (``mhst-tracker notify skip``) moves a stopped notifier's group past
+every alert on the topic: a first deployment that loads a year of history raises that year's
+breaches once, and no one can act on them.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from mhst_tracker.adapters import kafka
 from mhst_tracker.adapters.store.records import InvalidAlert, alert_from_dict
 from mhst_tracker.adapters.store.sink.consumer import behind
 from mhst_tracker.domain.alerts import Alert
@@ -42,6 +48,47 @@ POLL_RECORDS: Final = 500
 POLL_SECONDS: Final = 0.5
 RETRY_EVERY_SECONDS: Final = 1.0
 LEDGER_EVERY_SECONDS: Final = 10.0
+
+
+class NotifierRunning(Exception):
+    """The notifier's group has a member: its offsets cannot be moved."""
+
+
+async def skip_to_end(options: ConsumerOptions) -> int:
+    """Commit the alerts topic's end offsets for the notifier's group, which must have no
+    member (:class:`NotifierRunning`); the alerts it will not deliver (those between its
+    committed offsets, or the topic's start, and the end)."""
+    bootstrap, group = options.bootstrap_servers, options.group_id
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        async with kafka.reachable(bootstrap):
+            await admin.start()
+            await reader.start()
+            if await kafka.group_members(admin, group):
+                raise NotifierRunning(
+                    f"a notifier is running in group {group}: stop it first; nothing was skipped"
+                )
+            (described,) = await admin.describe_topics([options.topic])
+            partitions = [
+                TopicPartition(options.topic, entry["partition"])
+                for entry in described["partitions"]
+            ]
+            if not partitions:
+                return 0  # no alerts topic yet: nothing to skip
+            starts = await reader.beginning_offsets(partitions)
+            ends = await reader.end_offsets(partitions)
+            committed = await kafka.committed_offsets(admin, group)
+            try:
+                await kafka.commit_offsets(bootstrap, group, ends)
+            except CommitFailedError:
+                raise NotifierRunning(
+                    f"a notifier joined group {group} meanwhile: stop it first; nothing was skipped"
+                ) from None
+    finally:
+        await reader.stop()
+        await admin.close()
+    return sum(max(0, ends[tp] - committed.get(tp, starts[tp])) for tp in partitions)
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,12 @@ UNREACHABLE = [
     ("kafka absent, worker", ["worker"], {"MHST_KAFKA_BOOTSTRAP": REFUSED}, "cannot reach Kafka"),
     ("kafka absent, rebuild", ["rebuild"], {"MHST_KAFKA_BOOTSTRAP": REFUSED}, "cannot reach Kafka"),
     (
+        "kafka absent, notify skip",
+        ["notify", "skip"],
+        {"MHST_KAFKA_BOOTSTRAP": REFUSED},
+        "cannot reach Kafka",
+    ),
+    (
         "store not migrated, rebuild --store",
         ["rebuild", "--store"],
         {"MHST_DATABASE_URL": "sqlite+aiosqlite:///empty.db", "MHST_KAFKA_BOOTSTRAP": REFUSED},

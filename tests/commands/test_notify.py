@@ -1,5 +1,5 @@
 """``mhst-tracker notify`` as a process: its checks of the routing file, a SIGKILL in the
-middle of a burst, Alertmanager's webhook."""
+middle of a burst, Alertmanager's webhook, ``notify skip``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import select
 
 from deploy.local.process import ManagedProcess, free_port
@@ -66,6 +67,39 @@ def test_bad_configuration_is_exit_code_2_with_each_problem_named(tmp_path: Path
     assert retry.returncode == 2
     assert "Traceback" not in retry.stderr
     assert retry.stderr.startswith(f"Error: {tmp_path / 'none.toml'}: cannot be read")
+
+
+async def test_skip_passes_over_the_alerts_on_the_topic_and_is_refused_while_a_notifier_runs(
+    kafka_bootstrap: str,
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    topic = f"{prefix}mhst.breach-alerts"
+    await create_topic(kafka_bootstrap, topic, 3)
+    history = [alert(f"R{number}", stage="intervention") for number in range(5)]
+    rig = Rig(kafka_bootstrap, topic, "", None, 0, None)  # type: ignore[arg-type]
+    await rig.publish(history)
+    env = {"MHST_KAFKA_BOOTSTRAP": kafka_bootstrap, "MHST_TOPIC_PREFIX": prefix}
+    skipped = await asyncio.to_thread(run_notify, env, "skip")
+    assert (skipped.returncode, skipped.stderr) == (0, "")
+    assert skipped.stdout == (
+        f"5 alert(s) on {topic} will not be delivered: group {prefix}mhst-notifier now starts"
+        " after them\n"
+    )
+    notifier = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, group_id=f"{prefix}mhst-notifier"
+    )
+    await notifier.start()
+    try:
+        await notifier.getmany(timeout_ms=3000)  # joined the group
+        refused = await asyncio.to_thread(run_notify, env, "skip")
+    finally:
+        await notifier.stop()
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr == (
+        f"Error: a notifier is running in group {prefix}mhst-notifier: stop it first;"
+        " nothing was skipped\n"
+    )
 
 
 class Process:

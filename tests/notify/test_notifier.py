@@ -7,9 +7,11 @@ import asyncio
 from datetime import timedelta
 from email.message import EmailMessage
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from mhst_tracker.domain.alerts import AlertKind
+from mhst_tracker.notify.consumer import ConsumerOptions, NotifierRunning, skip_to_end
 from mhst_tracker.notify.routing import delivery_id
 from mhst_tracker.timesource import ManualClock
 from tests.notify.conftest import DAILY, Rig, config_of, deliveries, eventually, sample
@@ -85,6 +87,30 @@ async def test_an_alert_sent_again_or_read_again_is_not_delivered_again(rig: Rig
         await asyncio.sleep(1)
     assert len(rig.receiver.requests) == 1
     assert len(rig.mailbox.received()) == 1
+
+
+async def test_a_notifier_moved_past_the_history_delivers_only_alerts_raised_after(
+    rig: Rig,
+) -> None:
+    history = [alert(f"R{number}", stage="intervention") for number in range(4)]
+    await rig.publish(history)
+    options = ConsumerOptions(rig.bootstrap, rig.topic, f"{rig.topic}.notifier")
+    assert await skip_to_end(options) == len(history)
+    assert await skip_to_end(options) == 0  # already past them
+    news = alert("R9", stage="intervention")
+    async with rig.notifier(config_of(rig.routing())):
+        await rig.publish([news])
+        await eventually(
+            lambda: len(rig.receiver.accepted()) == 1 and len(rig.mailbox.received()) == 1,
+            what="the new breach",
+        )
+        with pytest.raises(NotifierRunning, match="stop it first; nothing was skipped"):
+            await skip_to_end(options)  # the notifier delivering is in the group
+        await asyncio.sleep(1)  # nothing of the history follows
+    assert [hook.body["referral_id"] for hook in rig.receiver.accepted()] == ["R9"]
+    assert message_ids(rig.mailbox.received()) == [
+        f"<{delivery_id(news.alert_id, 'manager')}@mhst.test>"
+    ]
 
 
 async def test_withdrawal_after_delivery_sends_one_correction_before_delivery_none(
