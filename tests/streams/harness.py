@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,24 +113,29 @@ class Deployment:
         """Committed offset and log end of each events partition, for failure messages."""
         group = self.names.workers
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
         await admin.start()
-        await consumer.start()
         try:
             committed = await admin.list_consumer_group_offsets(group)
-            partitions = [
-                TopicPartition(self.names.events, p) for p in range(self.settings.partitions)
-            ]
+        finally:
+            await admin.close()
+        ends = await self.end_offsets(self.names.events)
+        rows = [
+            f"{partition}: committed {committed[tp].offset if tp in committed else None} of {end}"
+            for partition, end in ends.items()
+            for tp in [TopicPartition(self.names.events, partition)]
+        ]
+        return f"events partitions of group {group}: " + ", ".join(rows)
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """End offsets of one of the deployment's topics, by partition."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
             ends = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()
-            await admin.close()
-        rows = [
-            f"{tp.partition}: committed {committed[tp].offset if tp in committed else None}"
-            f" of {ends[tp]}"
-            for tp in partitions
-        ]
-        return f"events partitions of group {group}: " + ", ".join(rows)
+        return {tp.partition: offset for tp, offset in ends.items()}
 
     def reader(self, topic: str) -> TopicReader:
         """A reader of one of the deployment's topics (all have the same partition count)."""
@@ -207,6 +213,19 @@ class TopicReader:
                 Record(m.key, m.value, tuple(m.headers), m.partition, m.offset, m.timestamp)
                 for m in batch
             )
+        return self.records
+
+    async def read_to(self, ends: dict[int, int], within: float) -> list[Record]:
+        """Everything up to ``ends`` (by partition, :meth:`Deployment.end_offsets`); fails
+        after ``within`` seconds."""
+
+        async def complete() -> bool:
+            seen: dict[int, int] = defaultdict(int)
+            for record in await self.poll():
+                seen[record.partition] = max(seen[record.partition], record.offset + 1)
+            return all(seen[partition] >= end for partition, end in ends.items() if end)
+
+        await wait_for(f"{self.topic} to be read", complete, within)
         return self.records
 
     async def close(self) -> None:

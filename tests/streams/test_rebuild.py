@@ -39,8 +39,6 @@ from tests.streams.checks import assert_states_equal_replay
 from tests.streams.harness import (
     MHST_TRACKER,
     Deployment,
-    Record,
-    TopicReader,
     alert_bodies,
     changelog_reader,
     latest_values,
@@ -93,21 +91,9 @@ def _events(deployment: Deployment) -> str:
     return deployment.names.events
 
 
-async def _ends(deployment: Deployment, topic: str) -> dict[int, int]:
-    """End offsets of ``topic``, by partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=deployment.settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(deployment.settings.partitions)]
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    return {tp.partition: offset for tp, offset in ends.items()}
-
-
 async def _caught_up(deployment: Deployment, workers: list[ManagedProcess]) -> None:
     """Wait until the workers' group has committed every event of the topic."""
-    ends = await _ends(deployment, deployment.names.events)
+    ends = await deployment.end_offsets(deployment.names.events)
 
     async def committed_all() -> bool:
         return await _committed(deployment) == ends
@@ -181,19 +167,6 @@ async def _killed_after_writing(
         return await appended() - before
     finally:
         await watch.stop()
-
-
-async def _read_all(reader: TopicReader, ends: dict[int, int]) -> list[Record]:
-    """Everything up to ``ends`` (by partition) that ``reader`` reads."""
-
-    async def complete() -> bool:
-        seen: dict[int, int] = defaultdict(int)
-        for record in await reader.poll():
-            seen[record.partition] = max(seen[record.partition], record.offset + 1)
-        return all(seen[partition] >= end for partition, end in ends.items() if end)
-
-    await wait_for(f"{reader.topic} to be read", complete, WAIT)
-    return reader.records
 
 
 def _expected_after(
@@ -270,7 +243,7 @@ async def _history_read_by_a_worker(
     reader = deployment.reader(deployment.names.alerts)
     try:
         return alert_bodies(
-            await _read_all(reader, await _ends(deployment, deployment.names.alerts))
+            await reader.read_to(await deployment.end_offsets(deployment.names.alerts), WAIT)
         )
     finally:
         await reader.close()
@@ -282,13 +255,13 @@ async def test_a_rebuild_writes_the_records_a_worker_writes(deployment: Deployme
     raised = await _history_read_by_a_worker(deployment, scenario.messages)
     assert raised, "the worker raises alerts at ingest"
     changelog = deployment.names.referral_changelog
-    old_ends = await _ends(deployment, changelog)
+    old_ends = await deployment.end_offsets(changelog)
     reader = changelog_reader(deployment)
     try:
-        written = latest_values(await _read_all(reader, old_ends))
+        written = latest_values(await reader.read_to(old_ends, WAIT))
         output = await _rebuild(deployment, "rebuild", ("--jobs", "1"))  # in one process
-        new_ends = await _ends(deployment, changelog)
-        records = await _read_all(reader, new_ends)
+        new_ends = await deployment.end_offsets(changelog)
+        records = await reader.read_to(new_ends, WAIT)
     finally:
         await reader.close()
     referrals = len(scenario.replayer.clocks)
@@ -308,7 +281,7 @@ async def test_a_rebuild_writes_the_records_a_worker_writes(deployment: Deployme
             worker_record.partition,
             worker_record.headers,
         )
-    assert await _committed(deployment) == await _ends(deployment, deployment.names.events)
+    assert await _committed(deployment) == await deployment.end_offsets(deployment.names.events)
 
 
 async def test_the_workers_after_a_rebuild_hold_replays_states_and_raise_what_is_due_once(
@@ -347,7 +320,7 @@ async def test_the_workers_after_a_rebuild_hold_replays_states_and_raise_what_is
     # Killed with part of the records written: the changelog holds old and new records.
     assert any(0 < count < referrals for count in written), (seed, written)
     await _rebuild(deployment, "rebuild")
-    assert await _committed(deployment) == await _ends(deployment, deployment.names.events)
+    assert await _committed(deployment) == await deployment.end_offsets(deployment.names.events)
 
     _use_clock(deployment, _clock(scenario.start + timedelta(hours=2), SPEED))
     deployment.start_worker("w1")  # its own data directory, from before the rebuild
@@ -363,10 +336,12 @@ async def test_the_workers_after_a_rebuild_hold_replays_states_and_raise_what_is
     dlq = deployment.reader(deployment.names.dlq)
     events = deployment.reader(deployment.names.events)
     try:
-        letters = await _read_all(dlq, await _ends(deployment, deployment.names.dlq))
+        letters = await dlq.read_to(await deployment.end_offsets(deployment.names.dlq), WAIT)
         originals = {
             (record.partition, record.offset): record
-            for record in await _read_all(events, await _ends(deployment, _events(deployment)))
+            for record in await events.read_to(
+                await deployment.end_offsets(_events(deployment)), WAIT
+            )
         }
     finally:
         await dlq.close()
@@ -392,7 +367,7 @@ async def test_a_rebuild_is_refused_while_a_worker_runs(deployment: Deployment) 
     worker = deployment.start_worker("w1")
     await wait_for("the worker", lambda: logged(worker, "Worker ready"), WAIT, [worker])
     await _caught_up(deployment, [worker])
-    changelog = await _ends(deployment, deployment.names.referral_changelog)
+    changelog = await deployment.end_offsets(deployment.names.referral_changelog)
     committed = await _committed(deployment)
     process = deployment.start_rebuild("rebuild")
     assert await _finished(process) == 1
@@ -400,7 +375,7 @@ async def test_a_rebuild_is_refused_while_a_worker_runs(deployment: Deployment) 
         f"Error: the workers' consumer group {deployment.names.workers} has 1 member:"
         " stop every worker before a rebuild"
     ]
-    assert await _ends(deployment, deployment.names.referral_changelog) == changelog
+    assert await deployment.end_offsets(deployment.names.referral_changelog) == changelog
     assert await _committed(deployment) == committed
 
 
